@@ -1,0 +1,59 @@
+# ssot-warehouse: `make run` builds the demo warehouse, `make test` runs the tests (what CI runs).
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+SCALE  ?= 1
+SEED   ?= 42
+export DAGSTER_HOME ?= $(CURDIR)/.dagster
+
+.DEFAULT_GOAL := help
+.PHONY: help install run demo test test-fast lint format ui bench clean lock
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install the project from pyproject.toml + requirements.lock
+
+demo_data/state.json: | $(STAMP)
+	$(BIN)/ssot demo init --scale $(SCALE) --seed $(SEED)
+
+demo: $(STAMP) ## (re)generate the demo operational systems (SCALE=1 SEED=42)
+	$(BIN)/ssot demo init --scale $(SCALE) --seed $(SEED)
+
+run: $(STAMP) demo_data/state.json ## set up, generate the demo systems if missing, build the warehouse
+	$(BIN)/ssot run
+
+test: $(STAMP) ## run the test suite, servers included (what CI runs)
+	$(BIN)/python -m pytest -n 2 --dist loadfile
+
+test-fast: $(STAMP) ## unit tests only: no servers, no end-to-end runs
+	$(BIN)/python -m pytest tests/unit -m "not integration and not slow"
+
+lint: $(STAMP) ## ruff (lint + format check) and mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: $(STAMP) ## apply ruff's formatting and safe fixes
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+ui: $(STAMP) ## open the Dagster UI on http://127.0.0.1:3000 (lineage, runs, re-execution)
+	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+bench: $(STAMP) ## benchmarks (not part of the tests)
+	$(BIN)/python bench/demo_scale.py
+
+clean: ## remove the generated demo data, warehouse and Dagster history
+	rm -rf demo_data warehouse .dagster target
+
+lock: $(STAMP) ## re-pin requirements.lock from the current environment
+	{ sed -n '1,2p' requirements.lock; $(BIN)/python -m pip freeze --exclude-editable | grep -v '^-e'; } > requirements.lock.new
+	mv requirements.lock.new requirements.lock

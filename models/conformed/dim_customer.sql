@@ -1,0 +1,27 @@
+-- One row per real person across CRM and shop: the golden record.
+-- Attributes come from the most recently updated record that has them.
+with ranked as (
+    select
+        *,
+        row_number() over (
+            partition by customer_key order by updated_at desc, source_system, record_id
+        ) as recency
+    from {{ ref('int_customer_records') }}
+),
+latest as (
+    select customer_key, first_name, last_name from ranked where recency = 1
+)
+select
+    k.customer_key,
+    max(k.email) as email,
+    max(k.phone) as phone,
+    l.first_name,
+    l.last_name,
+    max(k.country_code) as country_code,
+    count(*) filter (where k.source_system = 'crm') as crm_records,
+    count(*) filter (where k.source_system = 'shop') as shop_records,
+    min(k.created_at) as first_seen_at,
+    max(k.updated_at) as updated_at
+from {{ ref('int_customer_records') }} as k
+join latest as l on l.customer_key = k.customer_key
+group by k.customer_key, l.first_name, l.last_name

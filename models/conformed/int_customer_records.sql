@@ -1,0 +1,38 @@
+-- Every live person record from the CRM and the shop with the key of the real person it belongs to.
+-- Matching rule (deterministic): records with the same normalized email are one person; a
+-- record without an email joins the person whose record has the same normalized phone.
+{{ config(materialized='table') }}
+with records as (
+    select 'crm' as source_system, contact_id as record_id, email, phone,
+           first_name, last_name, country_code, created_at, updated_at
+    from {{ ref('stg_crm__contacts') }}
+    union all
+    select 'shop' as source_system, cast(customer_id as varchar) as record_id, email, phone,
+           first_name, last_name, cast(null as varchar) as country_code, created_at, updated_at
+    from {{ ref('stg_shop__customers') }}
+),
+email_by_phone as (
+    select phone, min(email) as email
+    from records
+    where email is not null and phone is not null
+    group by phone
+),
+keyed as (
+    select
+        r.*,
+        coalesce(r.email, p.email, 'phone:' || r.phone) as person_key
+    from records as r
+    left join email_by_phone as p on r.email is null and r.phone = p.phone
+)
+select
+    md5(person_key) as customer_key,
+    source_system,
+    record_id,
+    email,
+    phone,
+    first_name,
+    last_name,
+    country_code,
+    created_at,
+    updated_at
+from keyed

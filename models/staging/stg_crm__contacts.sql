@@ -1,0 +1,31 @@
+-- CRM contacts: normalized email and phone, latest version per contact, soft-deleted ones dropped.
+with ranked as (
+    select
+        trim(contact_id) as contact_id,
+        account_id,
+        nullif(regexp_replace(trim(first_name), '\s+', ' ', 'g'), '') as first_name,
+        nullif(regexp_replace(trim(last_name), '\s+', ' ', 'g'), '') as last_name,
+        nullif(lower(trim(email)), '') as email,
+        nullif(regexp_replace(phone, '[^0-9]', '', 'g'), '') as phone_digits,
+        nullif(upper(trim(country)), '') as country_code,
+        created_at,
+        updated_at,
+        deleted_at,
+        row_number() over (
+            partition by trim(contact_id) order by updated_at desc, _ssot_loaded_at desc
+        ) as version_rank
+    from {{ source('crm', 'contacts') }}
+)
+select
+    contact_id,
+    account_id,
+    first_name,
+    last_name,
+    email,
+    -- 10 digits are a US number written without its country code
+    case when length(phone_digits) = 10 then '1' || phone_digits else phone_digits end as phone,
+    country_code,
+    created_at,
+    updated_at
+from ranked
+where version_rank = 1 and deleted_at is null

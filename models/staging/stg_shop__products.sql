@@ -1,0 +1,18 @@
+-- Shop catalogue listings with a normalized SKU (upper case, no dashes or spaces).
+with ranked as (
+    select
+        product_id,
+        upper(regexp_replace(sku, '[-\s]', '', 'g')) as sku,
+        trim(name) as product_name,
+        nullif(trim(category), '') as category,
+        list_price,
+        upper(trim(currency)) as currency,
+        updated_at,
+        row_number() over (
+            partition by product_id order by updated_at desc, _ssot_loaded_at desc
+        ) as version_rank
+    from {{ source('shop', 'products') }}
+)
+select product_id, sku, product_name, category, list_price, currency, updated_at
+from ranked
+where version_rank = 1

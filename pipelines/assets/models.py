@@ -1,0 +1,147 @@
+"""One Dagster asset per model, with its yml tests as asset checks run right after the build."""
+
+# No `from __future__ import annotations` here: Dagster reads the asset functions'
+# annotations (context type, resources) at definition time and needs real classes.
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import dagster as dg
+from dagster import AssetExecutionContext
+
+from pipelines.assets.keys import model_key, source_key
+from pipelines.assets.resources import WarehouseResource
+from pipelines.assets.schema import table_schema_for_model, table_schema_from_warehouse
+from pipelines.config import TestSpec
+from pipelines.meta import AuditEntry, record_audit
+from pipelines.modelling import ModelGraph, ModelNode, materialize, referenced_model
+from pipelines.quality.builtin_tests import failure_count, failure_sample
+from pipelines.warehouse.base import Warehouse
+
+FAILURE_SAMPLE_ROWS = 5
+
+
+def check_specs(node: ModelNode) -> list[dg.AssetCheckSpec]:
+    key = model_key(node.layer, node.name)
+    return [
+        dg.AssetCheckSpec(
+            name=test.check_name,
+            asset=key,
+            blocking=test.severity == "error",
+            description=describe_test(test),
+        )
+        for test in node.tests
+    ]
+
+
+def describe_test(test: TestSpec) -> str:
+    what = {
+        "unique": f"`{test.column}` has no duplicate values",
+        "not_null": f"`{test.column}` is never null",
+        "accepted_values": f"`{test.column}` is one of {test.values}",
+        "relationships": f"every `{test.column}` exists in {test.to}.{test.field}",
+    }[test.name]
+    return f"{what} (severity {test.severity}{', blocks downstream' if test.severity == 'error' else ''})"
+
+
+def _jsonable(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return json.loads(json.dumps(rows, default=str))  # type: ignore[no-any-return]
+
+
+def evaluate_tests(
+    warehouse: Warehouse, graph: ModelGraph, node: ModelNode
+) -> Iterator[dg.AssetCheckResult]:
+    """Run every yml test of ``node`` in the warehouse; failing rows are sampled, never all loaded."""
+    table = node.relation.to_table()
+
+    def resolve(name: str) -> Any:
+        return graph.nodes[referenced_model(name)].relation.to_table()
+
+    for test in node.tests:
+        failures = int(warehouse.scalar(failure_count(test, table, resolve)) or 0)
+        metadata: dict[str, Any] = {
+            "failing_rows": failures,
+            "query": dg.MetadataValue.md(
+                f"```sql\n{failure_sample(test, table, resolve, FAILURE_SAMPLE_ROWS).sql(dialect=warehouse.dialect, pretty=True)}\n```"
+            ),
+        }
+        if failures:
+            sample = warehouse.query(
+                failure_sample(test, table, resolve, FAILURE_SAMPLE_ROWS)
+            ).to_pylist()
+            metadata["failing_sample"] = dg.MetadataValue.json(_jsonable(sample))
+        yield dg.AssetCheckResult(
+            check_name=test.check_name,
+            passed=failures == 0,
+            severity=dg.AssetCheckSeverity.ERROR
+            if test.severity == "error"
+            else dg.AssetCheckSeverity.WARN,
+            metadata=metadata,
+            description=describe_test(test),
+        )
+
+
+def build_model_asset(graph: ModelGraph, node: ModelNode) -> dg.AssetsDefinition:
+    # Relationships tests read their parent model, so it must be built first: a dependency too.
+    deps = [model_key(graph.nodes[ref].layer, ref) for ref in node.upstream]
+    deps += [source_key(source, table) for source, table in sorted(set(node.parsed.sources))]
+    key = model_key(node.layer, node.name)
+    project = graph.project
+
+    @dg.asset(
+        key=key,
+        deps=deps,
+        group_name=node.layer,
+        description=node.description or f"Model {node.name}",
+        owners=[o if "@" in o or o.startswith("team:") else f"team:{o}" for o in node.owners],
+        kinds={"sql", project.target.type},
+        tags={"ssot/layer": node.layer, **dict.fromkeys(node.tags, "")},
+        metadata={
+            "dagster/column_schema": table_schema_for_model(node),
+            "model_file": dg.MetadataValue.path(str(node.model.path.relative_to(project.root))),
+            "materialized": node.materialized,
+            "relation": str(node.relation),
+        },
+        check_specs=check_specs(node),
+    )
+    def _build(
+        context: AssetExecutionContext, warehouse: WarehouseResource
+    ) -> dg.MaterializeResult:  # type: ignore[type-arg]
+        session = warehouse.session
+        started = time.perf_counter()
+        query = graph.query(node.name)
+        with session.transaction():
+            materialize(session, node.relation, query, node.materialized)
+            rows = session.row_count(node.relation)
+            record_audit(
+                session,
+                AuditEntry(
+                    run_id=context.run_id,
+                    asset=key.to_user_string(),
+                    kind="build",
+                    rows_in=0,
+                    rows_out=rows,
+                    rows_quarantined=0,
+                    duration_s=time.perf_counter() - started,
+                    outcome="success",
+                ),
+            )
+        built_s = time.perf_counter() - started
+        results = list(evaluate_tests(session, graph, node))
+        return dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": rows,
+                "dagster/column_schema": table_schema_from_warehouse(
+                    session.columns(node.relation)
+                ),
+                "build_s": round(built_s, 3),
+                "compiled_sql": dg.MetadataValue.md(
+                    f"```sql\n{query.sql(dialect=session.dialect, pretty=True)}\n```"
+                ),
+            },
+            check_results=results,
+        )
+
+    return _build

@@ -1,0 +1,65 @@
+"""One Dagster asset per source table: land it in `raw` through its contract."""
+
+# No `from __future__ import annotations` here: Dagster reads the asset functions'
+# annotations (context type, resources) at definition time and needs real classes.
+
+import dagster as dg
+from dagster import AssetExecutionContext
+
+from pipelines.assets.keys import source_key
+from pipelines.assets.resources import WarehouseResource
+from pipelines.assets.schema import table_schema_for_source
+from pipelines.config import SourceSpec, SourceTableSpec
+from pipelines.landing import BATCH_ID_COLUMN, land_table
+from pipelines.project import Project
+
+
+def _owner(value: str) -> list[str]:
+    return [value] if "@" in value or value.startswith("team:") else [f"team:{value}"]
+
+
+def build_source_asset(
+    project: Project, source: SourceSpec, table: SourceTableSpec
+) -> dg.AssetsDefinition:
+    key = source_key(source.name, table.name)
+    pii = sorted({c.pii for c in table.columns if c.pii != "none"})
+
+    @dg.asset(
+        key=key,
+        group_name="raw",
+        description=(table.description or f"{source.name}.{table.name}")
+        + f"\n\nLanded from `{source.name}` ({source.description}) through its source contract; "
+        "rows failing the contract go to ssot_meta.quarantine.",
+        owners=_owner(source.owner),
+        kinds={"python"},
+        tags={"ssot/layer": "raw", **({"ssot/pii": ""} if pii else {})},
+        metadata={
+            "dagster/column_schema": table_schema_for_source(table),
+            "source_file": dg.MetadataValue.path(
+                str(project.source_files[source.name].relative_to(project.root))
+            ),
+            "primary_key": ", ".join(table.primary_key),
+            "pii_columns": ", ".join(c.name for c in table.columns if c.pii != "none") or "none",
+        },
+    )
+    def _land(context: AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:  # type: ignore[type-arg]
+        result = land_table(project, warehouse.session, source, table, run_id=context.run_id)
+        if result.extra_columns:
+            context.log.warning(
+                f"{source.name}.{table.name}: new source column(s) not in the contract landed as-is: "
+                f"{', '.join(result.extra_columns)}; declare them in sources/{source.name}.yml"
+            )
+        return dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": result.rows_landed,
+                "rows_read": result.rows_read,
+                "rows_quarantined": result.rows_quarantined,
+                "new_columns": ", ".join(result.extra_columns) or "none",
+                "batch_id": result.batch_id,
+                "table": str(result.relation),
+                "duration_s": round(result.duration_s, 3),
+                "batch_column": BATCH_ID_COLUMN,
+            }
+        )
+
+    return _land

@@ -1,0 +1,46 @@
+"""The Dagster resource that hands assets a warehouse session for the selected target.
+
+One session is opened per run (the definitions use the in-process executor) because DuckDB
+allows one writing process per file; the session is closed when the run ends.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+from pydantic import PrivateAttr
+
+from pipelines.project import Project, load_project
+from pipelines.warehouse import Warehouse, open_warehouse
+
+
+class WarehouseResource(dg.ConfigurableResource):  # type: ignore[type-arg]
+    """Opens the project's target warehouse for the duration of a run."""
+
+    project_dir: str
+
+    _session: Warehouse | None = PrivateAttr(default=None)
+
+    @cached_property
+    def project(self) -> Project:
+        return load_project(Path(self.project_dir))
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        self._session = None
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+
+    @property
+    def session(self) -> Warehouse:
+        if self._session is None:
+            self._session = open_warehouse(self.project)
+        return self._session
+
+    def describe(self) -> dict[str, Any]:
+        return {"target": self.project.target_name, "location": self.session.location}

@@ -1,0 +1,434 @@
+"""`ssot`: the command line of the warehouse (run, demo, compile, query, validate).
+
+Every command loads the project from the current folder (or $SSOT_PROJECT_DIR). Errors the
+user can act on (`SsotError`) are printed without a traceback and exit with status 2; a run
+whose blocking checks fail exits with status 1 and names what failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+from rich.table import Table
+
+from pipelines.errors import SsotError
+
+if TYPE_CHECKING:
+    import dagster as dg
+
+    from pipelines.project import Project
+
+# Wide enough for the summary table when output goes to a file or a CI log.
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 140)
+HEARTBEAT_SECONDS = 15.0
+err_console = Console(stderr=True, highlight=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# ssot run
+
+
+@dataclass
+class AssetLine:
+    """What the summary table shows for one asset."""
+
+    key: str
+    status: str = "pending"
+    rows: int | None = None
+    quarantined: int | None = None
+    seconds: float | None = None
+    checks_passed: int = 0
+    checks_failed: list[str] = field(default_factory=list)
+    checks_warned: list[str] = field(default_factory=list)
+    error: str = ""
+
+
+class RunReporter:
+    """Turns Dagster events into progress lines while the run goes, and a summary at the end."""
+
+    def __init__(self, asset_keys: Sequence[str]) -> None:
+        self.total = len(asset_keys)
+        self.done = 0
+        self.lines: dict[str, AssetLine] = {key: AssetLine(key) for key in asset_keys}
+        self._started: dict[str, float] = {}
+        # Dagster names an asset's step after its key path joined by "__".
+        self._by_step = {key.replace("/", "__"): key for key in asset_keys}
+
+    def _line(self, key: str) -> AssetLine:
+        return self.lines.setdefault(key, AssetLine(key))
+
+    def heartbeat(self) -> None:
+        """Say which assets are still running, so a long load never looks like a hang."""
+        now = time.perf_counter()
+        for line in self.lines.values():
+            started = self._started.get(line.key)
+            if line.status == "running" and started is not None and now - started >= HEARTBEAT_SECONDS:
+                console.print(f"      ... {line.key} still running ({now - started:.0f}s)")
+
+    def _key(self, event: dg.DagsterEvent) -> str:
+        if event.asset_key is not None:
+            return event.asset_key.to_user_string()
+        step = event.step_key or "?"
+        return self._by_step.get(step, step)
+
+    def __call__(self, event: dg.DagsterEvent) -> None:
+        kind = event.event_type_value
+        if kind == "STEP_START":
+            line = self._line(self._key(event))
+            self._started[line.key] = time.perf_counter()
+            line.status = "running"
+        elif kind == "ASSET_MATERIALIZATION":
+            self._on_materialization(event)
+        elif kind == "ASSET_CHECK_EVALUATION":
+            self._on_check(event)
+        elif kind == "STEP_SUCCESS":
+            self._finish(event, "ok")
+        elif kind == "STEP_FAILURE":
+            line = self._finish(event, "failed")
+            line.error = _root_cause(getattr(event.event_specific_data, "error", None))
+            console.print(f"      [red]error:[/red] {line.error}")
+        elif kind == "STEP_SKIPPED":
+            line = self._line(self._key(event))
+            line.status = "skipped"
+            self.done += 1
+            console.print(
+                f"[{self.done:>3}/{self.total}] [yellow]skipped[/yellow] {line.key} (an upstream asset failed)"
+            )
+
+    def _finish(self, event: dg.DagsterEvent, status: str) -> AssetLine:
+        line = self._line(self._key(event))
+        started = self._started.get(line.key)
+        if started is not None:
+            line.seconds = time.perf_counter() - started
+        if line.status != "failed":
+            line.status = "checks failed" if line.checks_failed else status
+        self.done += 1
+        colour = {"ok": "green", "failed": "red"}.get(line.status, "yellow")
+        rows = f"{line.rows:,} rows" if line.rows is not None else ""
+        quarantined = f", {line.quarantined:,} quarantined" if line.quarantined else ""
+        checks = ""
+        if line.checks_passed or line.checks_failed or line.checks_warned:
+            checks = f", checks {line.checks_passed} passed"
+            if line.checks_failed:
+                checks += f" / {len(line.checks_failed)} FAILED"
+            if line.checks_warned:
+                checks += f" / {len(line.checks_warned)} warned"
+        seconds = f"{line.seconds:.2f}s" if line.seconds is not None else ""
+        console.print(
+            f"[{self.done:>3}/{self.total}] [{colour}]{line.status:<6}[/{colour}] {line.key:<42} "
+            f"{rows}{quarantined}{checks}  {seconds}"
+        )
+        return line
+
+    def _on_materialization(self, event: dg.DagsterEvent) -> None:
+        line = self._line(self._key(event))
+        metadata = event.event_specific_data.materialization.metadata  # type: ignore[union-attr]
+        if "dagster/row_count" in metadata:
+            line.rows = int(str(metadata["dagster/row_count"].value))
+        if "rows_quarantined" in metadata:
+            line.quarantined = int(str(metadata["rows_quarantined"].value))
+
+    def _on_check(self, event: dg.DagsterEvent) -> None:
+        evaluation: Any = event.event_specific_data
+        line = self._line(evaluation.asset_key.to_user_string())
+        name = evaluation.check_name
+        if evaluation.passed:
+            line.checks_passed += 1
+        elif evaluation.severity.value == "WARN":
+            line.checks_warned.append(name)
+        else:
+            line.checks_failed.append(name)
+
+    def summary(self) -> Table:
+        table = Table(title="Run summary", show_lines=False)
+        table.add_column("asset")
+        table.add_column("status")
+        table.add_column("rows", justify="right")
+        table.add_column("time (s)", justify="right")
+        table.add_column("checks passed", justify="right")
+        table.add_column("checks failed", justify="right")
+        table.add_column("quarantined", justify="right")
+        for line in sorted(self.lines.values(), key=lambda item: _layer_order(item.key)):
+            failed = len(line.checks_failed)
+            warned = f" (+{len(line.checks_warned)} warn)" if line.checks_warned else ""
+            table.add_row(
+                line.key,
+                "not run" if line.status == "pending" else line.status,
+                f"{line.rows:,}" if line.rows is not None else "-",
+                f"{line.seconds:.2f}" if line.seconds is not None else "-",
+                str(line.checks_passed),
+                f"{failed}{warned}",
+                f"{line.quarantined:,}" if line.quarantined is not None else "-",
+            )
+        return table
+
+
+def _root_cause(error: Any) -> str:
+    """The message a user can act on: the project's own error if there is one, else the deepest."""
+    chain = []
+    while error is not None:
+        chain.append(error)
+        error = error.cause or getattr(error, "context", None)
+    if not chain:
+        return "unknown error"
+    ours = [e for e in chain if e.cls_name in _PROJECT_ERRORS]
+    picked = ours[0] if ours else chain[-1]
+    message = picked.message.strip()
+    prefix = message.split(": ", 1)[0]
+    if prefix.endswith(picked.cls_name):
+        message = message[len(prefix) + 2 :]
+    return f"{picked.cls_name}: {message.splitlines()[0] if message else ''}"
+
+
+_PROJECT_ERRORS = {cls.__name__ for cls in (SsotError, *SsotError.__subclasses__())} | {
+    "TransientWarehouseError", "TerminalWarehouseError", "TransientSourceError",
+    "TerminalSourceError", "DagsterAssetCheckFailedError",
+}
+
+
+def _layer_order(key: str) -> tuple[int, str]:
+    order = {"raw": 0, "staging": 1, "conformed": 2, "marts": 3}
+    return order.get(key.split("/", 1)[0], 9), key
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from pipelines.assets.keys import model_key, source_key
+    from pipelines.project import load_project
+    from pipelines.runner import project_instance, run_job
+
+    project = load_project()
+    _check_demo_data(project)
+    keys = [source_key(s.name, t.name).to_user_string() for s, t in project.source_tables()]
+    keys += [model_key(m.layer, m.name).to_user_string() for m in project.models.values()]
+    console.print(
+        f"[bold]ssot run[/bold]: {len(keys)} assets, target [bold]{project.target_name}[/bold] "
+        f"({project.target.type})"
+    )
+    reporter = RunReporter(keys)
+    started = time.perf_counter()
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(HEARTBEAT_SECONDS):
+            reporter.heartbeat()
+
+    ticker = threading.Thread(target=beat, name="ssot-heartbeat", daemon=True)
+    ticker.start()
+    try:
+        with project_instance(project) as instance:
+            outcome = run_job(project, instance, on_event=reporter)
+    finally:
+        stop.set()
+    elapsed = time.perf_counter() - started
+    console.print()
+    console.print(reporter.summary())
+    failed_checks = [
+        f"{line.key}: {name}" for line in reporter.lines.values() for name in line.checks_failed
+    ]
+    failed_steps = [
+        f"{line.key}: {line.error}" for line in reporter.lines.values() if line.status == "failed"
+    ]
+    console.print(
+        f"run {outcome.run_id} finished in {elapsed:.1f}s (Dagster run history: `make ui`)"
+    )
+    if not outcome.success:
+        console.print("[red bold]run failed[/red bold]")
+        for item in failed_checks:
+            console.print(f"  blocking check failed: {item}")
+        for item in failed_steps:
+            console.print(f"  asset failed: {item}")
+        not_run = [line.key for line in reporter.lines.values() if line.status == "pending"]
+        if not_run:
+            console.print(f"  not run (an upstream asset failed): {', '.join(sorted(not_run))}")
+        return 1
+    path = project.resolve_path(project.target.path)
+    console.print(f"[green bold]warehouse built[/green bold]: {path}")
+    console.print(
+        'query it: [bold]ssot query "select * from marts.customer_lifetime_value '
+        'order by revenue desc limit 5"[/bold]'
+    )
+    return 0
+
+
+def _check_demo_data(project: Project) -> None:
+    from pipelines.errors import ConfigError
+
+    if project.demo_dir.exists():
+        return
+    defaults = [s.connection.default for s in project.sources.values()]
+    if any(str(project.settings.demo_dir) in url for url in defaults):
+        import os
+
+        overridden = all(os.environ.get(s.connection.url_env) for s in project.sources.values())
+        if not overridden:
+            raise ConfigError(
+                f"{project.demo_dir} does not exist: the sources' default URLs point at the demo "
+                "systems. Run `ssot demo init` first (or set each source's URL env var)."
+            )
+
+
+# ---------------------------------------------------------------------------------------------
+# ssot demo
+
+
+def cmd_demo_init(args: argparse.Namespace) -> int:
+    from pipelines.demo import init_demo
+    from pipelines.project import load_project
+
+    project = load_project()
+    out = Path(args.out) if args.out else project.demo_dir
+    started = time.perf_counter()
+    state = init_demo(
+        out,
+        scale=args.scale,
+        seed=args.seed,
+        crm_url=args.crm_url,
+        shop_url=args.shop_url,
+        progress=lambda line: console.print(f"  {line}"),
+    )
+    console.print(
+        f"demo systems written to {out} (seed {state.seed}, scale {state.scale}) in "
+        f"{time.perf_counter() - started:.1f}s; ground truth in {out / 'truth'}"
+    )
+    return 0
+
+
+def cmd_demo_advance(args: argparse.Namespace) -> int:
+    from pipelines.demo import advance_demo
+    from pipelines.project import load_project
+
+    project = load_project()
+    out = Path(args.out) if args.out else project.demo_dir
+    state = advance_demo(out, days=args.days, progress=lambda line: console.print(f"  {line}"))
+    console.print(f"demo world advanced to day {state.day}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# ssot compile / validate / query
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    from pipelines.modelling import ModelGraph
+    from pipelines.project import load_project
+
+    project = load_project()
+    graph = ModelGraph(project)
+    dialect = args.dialect or "duckdb"
+    out = project.resolve_path(args.out) / dialect
+    for name in graph.order:
+        node = graph.nodes[name]
+        path = out / node.layer / f"{name}.sql"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(graph.compile(name, dialect) + "\n", encoding="utf-8")
+    console.print(f"compiled {len(graph.order)} models for {dialect} into {out}")
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from pipelines.assets import build_definitions
+    from pipelines.modelling import ModelGraph
+    from pipelines.project import load_project
+
+    project = load_project()
+    graph = ModelGraph(project)
+    for name in graph.order:
+        graph.query(name)
+    defs = build_definitions(project)
+    type(defs).validate_loadable(defs)
+    tests = sum(len(node.tests) for node in graph.nodes.values())
+    console.print(
+        f"project ok: {len(project.sources)} sources ({len(project.source_tables())} tables), "
+        f"{len(graph.nodes)} models, {tests} tests"
+    )
+    return 0
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    from pipelines.project import load_project
+    from pipelines.warehouse import open_warehouse
+
+    project = load_project()
+    with open_warehouse(project, read_only=True) as warehouse:
+        result = warehouse.query(args.sql)
+    table = Table(show_lines=False)
+    for name in result.column_names:
+        table.add_column(name)
+    for row in result.slice(0, args.limit).to_pylist():
+        table.add_row(*("NULL" if v is None else str(v) for v in row.values()))
+    console.print(table)
+    if result.num_rows > args.limit:
+        console.print(f"({result.num_rows:,} rows, first {args.limit} shown)")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ssot", description="Single-source-of-truth warehouse pipeline."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="materialize every asset through Dagster and check it")
+    run.set_defaults(func=cmd_run)
+
+    demo = commands.add_parser("demo", help="the built-in demo operational systems")
+    demo_commands = demo.add_subparsers(dest="demo_command", required=True)
+    init = demo_commands.add_parser(
+        "init", help="generate the demo systems (deterministic per seed)"
+    )
+    init.add_argument("--scale", type=float, default=1.0, help="1 = about 10k people (default 1)")
+    init.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
+    init.add_argument("--out", help="output folder (default: [tool.ssot] demo_dir)")
+    init.add_argument(
+        "--crm-url", help="seed the CRM into this PostgreSQL database instead of SQLite"
+    )
+    init.add_argument(
+        "--shop-url", help="seed the shop into this MySQL/MariaDB database instead of SQLite"
+    )
+    init.set_defaults(func=cmd_demo_init)
+    advance = demo_commands.add_parser("advance", help="move the demo world forward by whole days")
+    advance.add_argument("--days", type=int, default=1)
+    advance.add_argument("--out", help="demo folder (default: [tool.ssot] demo_dir)")
+    advance.set_defaults(func=cmd_demo_advance)
+
+    compile_ = commands.add_parser("compile", help="write every model's compiled SQL for a dialect")
+    compile_.add_argument(
+        "--dialect", default="duckdb", help="sqlglot dialect (duckdb, bigquery, ...)"
+    )
+    compile_.add_argument(
+        "--out", default="target/compiled", help="output folder (default target/compiled)"
+    )
+    compile_.set_defaults(func=cmd_compile)
+
+    validate = commands.add_parser("validate", help="load sources, models and Dagster definitions")
+    validate.set_defaults(func=cmd_validate)
+
+    query = commands.add_parser("query", help="run a read-only SQL query on the warehouse")
+    query.add_argument("sql")
+    query.add_argument("--limit", type=int, default=20, help="rows to print (default 20)")
+    query.set_defaults(func=cmd_query)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except SsotError as exc:
+        err_console.print(f"[red bold]error:[/red bold] {exc}")
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,366 @@
+"""Typed models of every file a user writes: `sources/*.yml`, `models/**.yml`, `[tool.ssot]`.
+
+Everything the engine knows about the project passes through these pydantic models, so a typo
+in a YAML file fails at load time with the file, the key and the fix instead of deep inside a
+run. `pipelines.project` reads the files; this module only says what a valid file is.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from pipelines.errors import ConfigError
+
+IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+#: Logical column types a source contract may declare. `decimal(p,s)` is also accepted.
+SIMPLE_TYPES = ("integer", "bigint", "float", "string", "boolean", "date", "timestamp")
+_DECIMAL = re.compile(r"^decimal\(\s*(\d+)\s*,\s*(\d+)\s*\)$")
+
+PiiClass = Literal["none", "name", "email", "phone", "address", "other"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_identifier(value: str, what: str) -> str:
+    if not IDENTIFIER.match(value):
+        raise ValueError(
+            f"{what} {value!r} is not a plain identifier (letters, digits, underscores; "
+            "not starting with a digit)"
+        )
+    return value
+
+
+def decimal_params(type_name: str) -> tuple[int, int] | None:
+    """Precision and scale of a `decimal(p,s)` type name, or None for other types."""
+    match = _DECIMAL.match(type_name.strip().lower())
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+# ---------------------------------------------------------------------------------------------
+# sources/<system>.yml
+
+
+class ColumnSpec(_Strict):
+    """One column of a source table: its logical type and the contract its values must meet."""
+
+    name: str
+    type: str = Field(
+        description="integer, bigint, float, string, boolean, date, timestamp or decimal(p,s)"
+    )
+    nullable: bool = True
+    description: str = ""
+    pii: PiiClass = "none"
+    accepted_values: list[str] | None = Field(
+        default=None, description="Allowed values, compared after trimming and upper-casing."
+    )
+    pattern: str | None = Field(
+        default=None, description="Regular expression a non-null value must match."
+    )
+    min: float | None = None
+    max: float | None = None
+    max_length: int | None = None
+    timezone: str = Field(
+        default="UTC",
+        description="Zone of naive timestamps in the source; offsets in the value win.",
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return _check_identifier(value, "column name")
+
+    @field_validator("type")
+    @classmethod
+    def _type(cls, value: str) -> str:
+        normalized = value.strip().lower()
+        if normalized not in SIMPLE_TYPES and not _DECIMAL.match(normalized):
+            raise ValueError(
+                f"unknown column type {value!r}; use one of {', '.join(SIMPLE_TYPES)} or decimal(p,s)"
+            )
+        return normalized
+
+    @field_validator("pattern")
+    @classmethod
+    def _pattern(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(
+                    f"pattern {value!r} is not a valid regular expression: {exc}"
+                ) from exc
+        return value
+
+
+class SourceTableSpec(_Strict):
+    """One table (or file set) of an operational system."""
+
+    name: str
+    description: str = ""
+    identifier: str | None = Field(
+        default=None, description="Table name in the source system, when it differs from `name`."
+    )
+    path: str | None = Field(
+        default=None, description="File sources: glob relative to the connection root."
+    )
+    format: Literal["csv", "jsonl", "parquet"] | None = None
+    primary_key: list[str]
+    cursor: str | None = Field(default=None, description="Column that orders versions of a row.")
+    columns: list[ColumnSpec]
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return _check_identifier(value, "table name")
+
+    @model_validator(mode="after")
+    def _keys_are_columns(self) -> SourceTableSpec:
+        names = [c.name for c in self.columns]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"columns declared twice: {', '.join(duplicates)}")
+        for key in [*self.primary_key, *([self.cursor] if self.cursor else [])]:
+            if key not in names:
+                raise ValueError(
+                    f"{key!r} is used as primary_key/cursor but is not among the declared columns "
+                    f"({', '.join(names)}); declare it under `columns`"
+                )
+        if not self.primary_key:
+            raise ValueError("primary_key must name at least one column")
+        return self
+
+    @property
+    def source_identifier(self) -> str:
+        return self.identifier or self.name
+
+    def column(self, name: str) -> ColumnSpec:
+        for col in self.columns:
+            if col.name == name:
+                return col
+        raise KeyError(name)
+
+
+class ConnectionSpec(_Strict):
+    """Where a system lives: an env var that may hold the URL, and the embedded default."""
+
+    url_env: str = Field(
+        description="Environment variable that overrides the URL (secrets live there)."
+    )
+    default: str = Field(
+        description="URL used when the env var is unset; relative paths are project-relative."
+    )
+
+    @field_validator("url_env")
+    @classmethod
+    def _env(cls, value: str) -> str:
+        return _check_identifier(value, "url_env")
+
+
+class FreshnessSpec(_Strict):
+    warn_after_hours: float | None = None
+    error_after_hours: float | None = None
+
+
+class SourceSpec(_Strict):
+    """One operational system: `sources/<name>.yml`."""
+
+    name: str
+    description: str = ""
+    owner: str
+    connection: ConnectionSpec
+    tables: list[SourceTableSpec]
+    freshness: FreshnessSpec | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return _check_identifier(value, "source name")
+
+    @model_validator(mode="after")
+    def _unique_tables(self) -> SourceSpec:
+        names = [t.name for t in self.tables]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"tables declared twice: {', '.join(duplicates)}")
+        return self
+
+    def table(self, name: str) -> SourceTableSpec:
+        for table in self.tables:
+            if table.name == name:
+                return table
+        raise KeyError(name)
+
+
+# ---------------------------------------------------------------------------------------------
+# models/**.yml (dbt-style properties)
+
+
+class TestSpec(_Strict):
+    """One data test attached to a model or column, normalized from dbt's several spellings."""
+
+    __test__ = False  # not a pytest class
+
+    name: Literal["unique", "not_null", "accepted_values", "relationships"]
+    column: str | None = None
+    severity: Literal["error", "warn"] = "error"
+    values: list[Any] | None = None
+    to: str | None = None
+    field: str | None = None
+
+    @property
+    def check_name(self) -> str:
+        """Stable, readable name used as the Dagster asset check name."""
+        parts: list[str] = [self.name]
+        if self.column:
+            parts.append(self.column)
+        if self.name == "relationships" and self.to:
+            parts.append(re.sub(r"\W+", "_", self.to).strip("_"))
+        return "__".join(parts)
+
+
+class ModelColumnSpec(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    name: str
+    description: str = ""
+    data_type: str | None = None
+    meta: dict[str, Any] = Field(default_factory=dict)
+    tests: list[TestSpec] = Field(default_factory=list)
+
+
+class ModelPropertiesSpec(BaseModel):
+    """The yml block of one model: descriptions, contract, tests, owners, tags."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    name: str
+    description: str = ""
+    meta: dict[str, Any] = Field(default_factory=dict)
+    config: dict[str, Any] = Field(default_factory=dict)
+    columns: list[ModelColumnSpec] = Field(default_factory=list)
+    tests: list[TestSpec] = Field(default_factory=list)
+
+
+class ModelsFileSpec(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    version: int | None = 2
+    models: list[ModelPropertiesSpec] = Field(default_factory=list)
+
+
+def normalize_test(raw: Any, column: str | None) -> dict[str, Any]:
+    """Turn a dbt test entry (`unique`, `{accepted_values: {values: [...]}}`, ...) into TestSpec fields."""
+    if isinstance(raw, str):
+        return {"name": raw, "column": column}
+    if isinstance(raw, dict) and len(raw) == 1:
+        ((name, args),) = raw.items()
+        args = dict(args or {})
+        config = dict(args.pop("config", {}) or {})
+        nested = args.pop("arguments", None)
+        if isinstance(nested, dict):
+            args.update(nested)
+        if "severity" in args:
+            config["severity"] = args.pop("severity")
+        out: dict[str, Any] = {"name": name, "column": args.pop("column_name", column), **args}
+        if "severity" in config:
+            out["severity"] = str(config["severity"]).lower()
+        return out
+    raise ValueError(
+        f"cannot read test entry {raw!r}: write `- unique` or `- accepted_values: {{values: [...]}}`"
+    )
+
+
+def _normalize_model_tests(raw_model: dict[str, Any]) -> dict[str, Any]:
+    model = dict(raw_model)
+    tests = list(model.pop("data_tests", []) or []) + list(model.get("tests", []) or [])
+    model["tests"] = [normalize_test(t, None) for t in tests]
+    columns = []
+    for raw_col in model.get("columns", []) or []:
+        col = dict(raw_col)
+        col_tests = list(col.pop("data_tests", []) or []) + list(col.get("tests", []) or [])
+        col["tests"] = [normalize_test(t, col.get("name")) for t in col_tests]
+        columns.append(col)
+    model["columns"] = columns
+    return model
+
+
+# ---------------------------------------------------------------------------------------------
+# [tool.ssot] targets
+
+
+class DuckDBTarget(_Strict):
+    """The embedded default: one DuckDB file on this machine."""
+
+    type: Literal["duckdb"]
+    path: str = Field(
+        default="warehouse/ssot.duckdb", description="Database file, project-relative."
+    )
+    threads: int | None = Field(
+        default=None, description="DuckDB worker threads; default: all cores."
+    )
+    memory_limit: str | None = Field(default=None, description="e.g. '4GB'; default: DuckDB's own.")
+
+
+TargetSpec = Annotated[DuckDBTarget, Field(discriminator="type")]
+
+
+class ProjectSettings(_Strict):
+    """`[tool.ssot]` in pyproject.toml."""
+
+    name: str = "ssot"
+    default_target: str = "local"
+    demo_dir: str = "demo_data"
+    targets: dict[str, TargetSpec] = Field(
+        default_factory=lambda: {"local": DuckDBTarget(type="duckdb")}
+    )
+
+    @model_validator(mode="after")
+    def _default_exists(self) -> ProjectSettings:
+        if self.default_target not in self.targets:
+            raise ValueError(
+                f"default_target {self.default_target!r} is not defined under [tool.ssot.targets]; "
+                f"defined: {', '.join(sorted(self.targets)) or 'none'}"
+            )
+        return self
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def describe_validation_error(
+    path: Path | str, error: ValidationError, prefix: str = ""
+) -> ConfigError:
+    """A ConfigError that names the file and every offending key with pydantic's reason."""
+    lines = []
+    for item in error.errors():
+        loc = ".".join(
+            str(part) for part in item["loc"] if not str(part).startswith("function-after")
+        )
+        where = ".".join(p for p in (prefix, loc) if p) or "(top level)"
+        lines.append(f"  - {where}: {item['msg']}")
+    return ConfigError(f"{path}: invalid configuration\n" + "\n".join(lines))
+
+
+def parse_models_file(path: Path | str, raw: Any) -> ModelsFileSpec:
+    """Validate one models yml document (dbt `version: 2` layout)."""
+    if raw is None:
+        return ModelsFileSpec()
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            f"{path}: expected a mapping with a `models:` list, got {type(raw).__name__}"
+        )
+    try:
+        models = [_normalize_model_tests(m) for m in raw.get("models", []) or []]
+    except (ValueError, AttributeError, TypeError) as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+    try:
+        return ModelsFileSpec.model_validate({**raw, "models": models})
+    except ValidationError as exc:
+        raise describe_validation_error(path, exc) from exc

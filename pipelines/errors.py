@@ -1,0 +1,49 @@
+"""One error root for the project, with the split callers need to decide what to do next.
+
+A caller catching :class:`SsotError` catches every failure this project raises on purpose.
+Warehouse and source errors are either *transient* (retrying may succeed: a dropped
+connection, a lock held by another writer) or *terminal* (retrying cannot help: bad SQL,
+a missing table, a violated contract).
+"""
+
+from __future__ import annotations
+
+
+class SsotError(Exception):
+    """Root of every error this project raises on purpose."""
+
+
+class ConfigError(SsotError):
+    """A project file (source, model, target) is wrong; the message names the file, key and fix."""
+
+
+class ModelError(SsotError):
+    """A model cannot be rendered, parsed or placed in the graph (missing ref, cycle, bad SQL)."""
+
+
+class WarehouseError(SsotError):
+    """The warehouse refused or failed an operation."""
+
+
+class TransientWarehouseError(WarehouseError):
+    """A warehouse failure that may succeed when retried (lock held, connection dropped)."""
+
+
+class TerminalWarehouseError(WarehouseError):
+    """A warehouse failure that retrying cannot fix (bad SQL, missing object, type mismatch)."""
+
+
+class SourceError(SsotError):
+    """An operational system could not be read."""
+
+
+class TransientSourceError(SourceError):
+    """A source failure that may succeed when retried (server unreachable, timeout)."""
+
+
+class TerminalSourceError(SourceError):
+    """A source failure that retrying cannot fix (missing table, missing file, bad credentials)."""
+
+
+class CheckFailedError(SsotError):
+    """A blocking data check failed; the message names the asset and the failed checks."""

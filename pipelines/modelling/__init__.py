@@ -1,0 +1,8 @@
+"""dbt-style models: Jinja rendering, the dependency graph, sqlglot compilation, materializations."""
+
+from __future__ import annotations
+
+from pipelines.modelling.graph import ModelGraph, ModelNode, referenced_model, source_relation
+from pipelines.modelling.materialize import materialize
+
+__all__ = ["ModelGraph", "ModelNode", "materialize", "referenced_model", "source_relation"]

@@ -1,0 +1,185 @@
+"""The model graph: every model parsed, its dependencies resolved and ordered, compiled per dialect.
+
+Building the graph is cheap (Jinja rendering with recording functions, no SQL parsing) so the
+Dagster definitions load fast; compiling to a target dialect parses and transpiles with sqlglot
+and happens when a model is built or `ssot compile` asks for it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from pipelines.errors import ModelError
+from pipelines.modelling.render import ParsedModel, parse_model, parse_select, render_model
+from pipelines.project import RAW_SCHEMA
+from pipelines.warehouse.base import Relation
+
+if TYPE_CHECKING:
+    from sqlglot import exp
+
+    from pipelines.config import TestSpec
+    from pipelines.project import ModelFile, Project
+
+
+def source_relation(source: str, table: str) -> Relation:
+    """Where a source table lands: `raw.<source>__<table>`."""
+    return Relation(RAW_SCHEMA, f"{source}__{table}")
+
+
+@dataclass(frozen=True)
+class ModelNode:
+    """One model with everything the engine needs to build and describe it."""
+
+    model: ModelFile
+    parsed: ParsedModel
+
+    @property
+    def name(self) -> str:
+        return self.model.name
+
+    @property
+    def layer(self) -> str:
+        return self.model.layer
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return {**self.model.properties.config, **self.parsed.config}
+
+    @property
+    def relation(self) -> Relation:
+        return Relation(
+            str(self.config.get("schema", self.layer)), str(self.config.get("alias", self.name))
+        )
+
+    @property
+    def materialized(self) -> str:
+        return str(self.config.get("materialized", "table"))
+
+    @property
+    def dialect(self) -> str:
+        return str(self.config.get("dialect", "duckdb"))
+
+    @property
+    def description(self) -> str:
+        return self.model.properties.description
+
+    @property
+    def owners(self) -> list[str]:
+        meta = {**self.model.properties.meta, **dict(self.config.get("meta", {}) or {})}
+        owner = meta.get("owner")
+        if owner is None:
+            return []
+        return [str(o) for o in owner] if isinstance(owner, list) else [str(owner)]
+
+    @property
+    def tags(self) -> list[str]:
+        tags = self.config.get("tags", [])
+        return [tags] if isinstance(tags, str) else [str(t) for t in tags]
+
+    @property
+    def upstream(self) -> list[str]:
+        """Models this one needs built first: its refs and the targets of its relationships tests."""
+        test_refs = [referenced_model(t.to) for t in self.tests if t.name == "relationships" and t.to]
+        return sorted({*self.parsed.refs, *test_refs} - {self.name})
+
+    @property
+    def tests(self) -> list[TestSpec]:
+        props = self.model.properties
+        return [*props.tests, *(t for col in props.columns for t in col.tests)]
+
+
+class ModelGraph:
+    """All models of a project, validated as a DAG over each other and the declared sources."""
+
+    def __init__(self, project: Project) -> None:
+        self.project = project
+        self.nodes: dict[str, ModelNode] = {
+            name: ModelNode(model, parse_model(model)) for name, model in project.models.items()
+        }
+        self._validate_references()
+        self.order: list[str] = self._topological_order()
+
+    def _validate_references(self) -> None:
+        declared = {(s.name, t.name) for s, t in self.project.source_tables()}
+        for node in self.nodes.values():
+            for ref in node.parsed.refs:
+                if ref not in self.nodes:
+                    raise ModelError(
+                        f"{node.model.path}: ref({ref!r}) names no model; models are "
+                        f"models/<layer>/<name>.sql (known: {', '.join(sorted(self.nodes))})"
+                    )
+            for source, table in node.parsed.sources:
+                if (source, table) not in declared:
+                    raise ModelError(
+                        f"{node.model.path}: source({source!r}, {table!r}) is not declared; add "
+                        f"table {table!r} to sources/{source}.yml"
+                    )
+            for test in node.tests:
+                if test.name == "relationships" and test.to:
+                    target = referenced_model(test.to)
+                    if target not in self.nodes:
+                        where = node.model.properties_path or node.model.path
+                        raise ModelError(
+                            f"{where}: relationships test on {node.name}.{test.column} points to "
+                            f"{test.to!r}, which is no model"
+                        )
+
+    def _topological_order(self) -> list[str]:
+        order: list[str] = []
+        state: dict[str, int] = {}  # 1 = visiting, 2 = done
+
+        def visit(name: str, path: list[str]) -> None:
+            if state.get(name) == 2:
+                return
+            if state.get(name) == 1:
+                cycle = [*path[path.index(name) :], name]
+                raise ModelError(
+                    f"{self.nodes[name].model.path}: models form a cycle: {' -> '.join(cycle)}"
+                )
+            state[name] = 1
+            for dep in self.nodes[name].upstream:
+                visit(dep, [*path, name])
+            state[name] = 2
+            order.append(name)
+
+        for name in sorted(self.nodes):
+            visit(name, [])
+        return order
+
+    # -- compile ------------------------------------------------------------------------------
+    def rendered_sql(self, name: str) -> str:
+        node = self.nodes[name]
+        return render_model(
+            node.model,
+            relation_of_model=lambda ref: self.nodes[ref].relation,
+            relation_of_source=source_relation,
+            this=node.relation,
+            dialect=node.dialect,
+        )
+
+    def query(self, name: str) -> exp.Query:
+        """The model's SELECT parsed from its authoring dialect; render it in any dialect."""
+        node = self.nodes[name]
+        return parse_select(self.rendered_sql(name), dialect=node.dialect, path=node.model.path)
+
+    def compile(self, name: str, dialect: str) -> str:
+        """The model's SELECT in ``dialect``, transpiled by sqlglot and pretty-printed."""
+        return self.query(name).sql(dialect=dialect, pretty=True)
+
+    @cached_property
+    def downstream(self) -> dict[str, list[str]]:
+        children: dict[str, list[str]] = {name: [] for name in self.nodes}
+        for node in self.nodes.values():
+            for ref in node.upstream:
+                children[ref].append(node.name)
+        return children
+
+
+def referenced_model(to: str) -> str:
+    """`ref('x')`, `ref("x")` or `x` -> `x` (the target of a relationships test)."""
+    text = to.strip()
+    if text.startswith("ref(") and text.endswith(")"):
+        text = text[4:-1].strip().strip("'\"")
+    return text

@@ -1,0 +1,221 @@
+"""Read the user's project (`sources/`, `models/`, `expectations/`, `[tool.ssot]`) into typed objects.
+
+This is the only module that walks the project folder. Everything downstream (Dagster asset
+factories, the CLI, tests) works from a :class:`Project`, so errors in the user's files surface
+once, at load time, naming the file and the key to fix.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from pipelines.config import (
+    DuckDBTarget,
+    ModelPropertiesSpec,
+    ProjectSettings,
+    SourceSpec,
+    SourceTableSpec,
+    describe_validation_error,
+    parse_models_file,
+)
+from pipelines.errors import ConfigError
+
+PROJECT_DIR_ENV = "SSOT_PROJECT_DIR"
+TARGET_ENV = "SSOT_TARGET"
+
+#: Model folders in build order; a model's folder is its layer and its warehouse schema.
+LAYERS = ("staging", "conformed", "marts")
+RAW_SCHEMA = "raw"
+META_SCHEMA = "ssot_meta"
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    """One `models/<layer>/<name>.sql` file with its yml properties (if any)."""
+
+    name: str
+    layer: str
+    path: Path
+    sql: str
+    properties: ModelPropertiesSpec
+    properties_path: Path | None
+
+    @property
+    def relative_path(self) -> str:
+        return self.path.as_posix()
+
+
+@dataclass(frozen=True)
+class Project:
+    """The user's project, validated. Paths inside are absolute."""
+
+    root: Path
+    settings: ProjectSettings
+    sources: dict[str, SourceSpec]
+    source_files: dict[str, Path]
+    models: dict[str, ModelFile]
+    expectation_files: dict[str, Path] = field(default_factory=dict)
+
+    # -- targets ----------------------------------------------------------------------------
+    @property
+    def target_name(self) -> str:
+        return os.environ.get(TARGET_ENV) or self.settings.default_target
+
+    @cached_property
+    def target(self) -> DuckDBTarget:
+        name = self.target_name
+        try:
+            return self.settings.targets[name]
+        except KeyError:
+            raise ConfigError(
+                f"{self.root / 'pyproject.toml'}: target {name!r} (from ${TARGET_ENV} or "
+                f"default_target) is not defined under [tool.ssot.targets]; defined: "
+                f"{', '.join(sorted(self.settings.targets))}"
+            ) from None
+
+    def resolve_path(self, value: str) -> Path:
+        path = Path(value).expanduser()
+        return path if path.is_absolute() else self.root / path
+
+    @property
+    def demo_dir(self) -> Path:
+        return self.resolve_path(self.settings.demo_dir)
+
+    # -- sources ----------------------------------------------------------------------------
+    def source_url(self, source: SourceSpec) -> str:
+        """The connection URL: the env var when set, else the default with relative paths resolved."""
+        url = os.environ.get(source.connection.url_env) or source.connection.default
+        for scheme in ("sqlite:///", "file://"):
+            rest = url.removeprefix(scheme)
+            if rest != url and not rest.startswith("/"):
+                return scheme + str(self.resolve_path(rest))
+        return url
+
+    def source_tables(self) -> list[tuple[SourceSpec, SourceTableSpec]]:
+        return [(s, t) for s in self.sources.values() for t in s.tables]
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def find_project_root(start: Path | None = None) -> Path:
+    """The project folder: $SSOT_PROJECT_DIR, else the nearest parent with `[tool.ssot]`."""
+    env = os.environ.get(PROJECT_DIR_ENV)
+    if env:
+        root = Path(env).expanduser().resolve()
+        if not (root / "pyproject.toml").is_file():
+            raise ConfigError(f"${PROJECT_DIR_ENV}={env}: no pyproject.toml there")
+        return root
+    here = (start or Path.cwd()).resolve()
+    for candidate in (here, *here.parents):
+        pyproject = candidate / "pyproject.toml"
+        if pyproject.is_file() and "[tool.ssot" in pyproject.read_text(encoding="utf-8"):
+            return candidate
+    raise ConfigError(
+        f"no ssot project found at or above {here}: run from the project folder (the one whose "
+        f"pyproject.toml has a [tool.ssot] table) or set ${PROJECT_DIR_ENV}"
+    )
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+
+
+def _load_settings(root: Path) -> ProjectSettings:
+    pyproject = root / "pyproject.toml"
+    try:
+        data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{pyproject}: not valid TOML: {exc}") from exc
+    raw = data.get("tool", {}).get("ssot", {})
+    try:
+        return ProjectSettings.model_validate(raw)
+    except ValidationError as exc:
+        raise describe_validation_error(pyproject, exc, prefix="tool.ssot") from exc
+
+
+def _load_sources(root: Path) -> tuple[dict[str, SourceSpec], dict[str, Path]]:
+    sources: dict[str, SourceSpec] = {}
+    files: dict[str, Path] = {}
+    for path in sorted((root / "sources").glob("*.yml")) + sorted(
+        (root / "sources").glob("*.yaml")
+    ):
+        raw = _read_yaml(path)
+        try:
+            spec = SourceSpec.model_validate(raw)
+        except ValidationError as exc:
+            raise describe_validation_error(path, exc) from exc
+        if spec.name in sources:
+            raise ConfigError(
+                f"{path}: source {spec.name!r} is already defined in {files[spec.name]}; "
+                "source names must be unique"
+            )
+        sources[spec.name] = spec
+        files[spec.name] = path
+    return sources, files
+
+
+def _load_models(root: Path) -> dict[str, ModelFile]:
+    models_dir = root / "models"
+    properties: dict[str, tuple[ModelPropertiesSpec, Path]] = {}
+    for path in sorted(models_dir.rglob("*.yml")) + sorted(models_dir.rglob("*.yaml")):
+        for spec in parse_models_file(path, _read_yaml(path)).models:
+            if spec.name in properties:
+                raise ConfigError(
+                    f"{path}: model {spec.name!r} is already described in {properties[spec.name][1]}"
+                )
+            properties[spec.name] = (spec, path)
+
+    models: dict[str, ModelFile] = {}
+    for path in sorted(models_dir.rglob("*.sql")):
+        rel = path.relative_to(models_dir)
+        layer = rel.parts[0] if len(rel.parts) > 1 else ""
+        if layer not in LAYERS:
+            raise ConfigError(
+                f"{path}: models live in one of the layer folders {', '.join(LAYERS)} "
+                f"(models/<layer>/<name>.sql); move the file into one of them"
+            )
+        name = path.stem
+        if name in models:
+            raise ConfigError(f"{path}: model name {name!r} is also used by {models[name].path}")
+        spec, spec_path = properties.pop(name, (ModelPropertiesSpec(name=name), None))
+        models[name] = ModelFile(
+            name=name,
+            layer=layer,
+            path=path,
+            sql=path.read_text(encoding="utf-8"),
+            properties=spec,
+            properties_path=spec_path,
+        )
+    for orphan, (_, spec_path) in properties.items():
+        raise ConfigError(
+            f"{spec_path}: describes model {orphan!r} but there is no models/<layer>/{orphan}.sql; "
+            "fix the name or remove the entry"
+        )
+    return models
+
+
+def load_project(root: Path | None = None) -> Project:
+    """Load and validate the whole project; raises ConfigError naming the file at fault."""
+    root = (root or find_project_root()).resolve()
+    sources, source_files = _load_sources(root)
+    expectation_files = {p.stem: p for p in sorted((root / "expectations").glob("*.json"))}
+    return Project(
+        root=root,
+        settings=_load_settings(root),
+        sources=sources,
+        source_files=source_files,
+        models=_load_models(root),
+        expectation_files=expectation_files,
+    )

@@ -1,0 +1,157 @@
+"""dbt's four generic data tests, compiled to SQL that selects the rows that fail them.
+
+A model's yml may carry `unique`, `not_null`, `accepted_values` and `relationships` tests
+(normalized into :class:`~pipelines.config.TestSpec`). Each compiles to a SELECT over the model's
+relation that returns the failing rows; :func:`failure_count` and :func:`failure_sample` wrap it
+for the check result and its evidence. Everything is a sqlglot expression with quoted identifiers
+and literal values, so a name or value from yml never becomes SQL text by itself, and the same
+expression renders for DuckDB and BigQuery. Whether a column exists is for the warehouse to say
+when the query runs.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from sqlglot import exp
+
+from pipelines.config import TestSpec
+from pipelines.errors import ConfigError
+
+__all__ = ["failing_rows", "failure_count", "failure_sample", "parse_ref"]
+
+ResolveRef = Callable[[str], exp.Table]
+
+_REF = re.compile(r"""^\s*ref\(\s*(['"])(?P<name>[A-Za-z_][A-Za-z0-9_]*)\1\s*\)\s*$""")
+_NAME = re.compile(r"^\s*(?P<name>[A-Za-z_][A-Za-z0-9_]*)\s*$")
+_CHILD, _PARENT, _FAILING = "child", "parent", "failing"
+
+
+def parse_ref(to: str) -> str:
+    """The model name in "ref('name')", 'ref("name")' or a plain 'name'."""
+    match = _REF.match(to) or _NAME.match(to)
+    if match is None:
+        raise ConfigError(
+            f"relationships `to: {to}` is not a model reference; write `to: ref('model_name')`"
+        )
+    return match.group("name")
+
+
+def _where(test: TestSpec, relation: exp.Table) -> str:
+    return f"data test {test.check_name!r} on {relation.sql()}"
+
+
+def _required(test: TestSpec, relation: exp.Table, *names: str) -> tuple[str, ...]:
+    """The test's `names` fields, or a ConfigError listing every one that is missing."""
+    values = {name: getattr(test, name) for name in names}
+    missing = [name for name, value in values.items() if not value]
+    if missing:
+        raise ConfigError(
+            f"{_where(test, relation)}: {test.name} needs {' and '.join(f'`{m}`' for m in missing)}; "
+            "add it to the test in the model's yml"
+        )
+    return tuple(str(values[name]) for name in names)
+
+
+def _column(name: str, table: str | None = None) -> exp.Column:
+    return exp.column(name, table=table, quoted=True)
+
+
+def _aliased(relation: exp.Table, alias: str) -> exp.Table:
+    table = relation.copy()
+    table.set("alias", exp.TableAlias(this=exp.to_identifier(alias, quoted=True)))
+    return table
+
+
+def _star(table: str) -> exp.Column:
+    return exp.Column(this=exp.Star(), table=exp.to_identifier(table, quoted=True))
+
+
+def _unique(column: str, relation: exp.Table) -> exp.Select:
+    value = _column(column)
+    return (
+        exp.select(value, exp.alias_(exp.Count(this=exp.Star()), "n_records", quoted=True))
+        .from_(relation.copy())
+        .where(value.is_(exp.null()).not_())
+        .group_by(value.copy())
+        .having(exp.GT(this=exp.Count(this=exp.Star()), expression=exp.Literal.number(1)))
+    )
+
+
+def _not_null(column: str, relation: exp.Table) -> exp.Select:
+    return exp.select(exp.Star()).from_(relation.copy()).where(_column(column).is_(exp.null()))
+
+
+def _accepted_values(column: str, values: list[Any], relation: exp.Table) -> exp.Select:
+    value = _column(column)
+    allowed = exp.In(this=value.copy(), expressions=[exp.convert(v) for v in values])
+    return (
+        exp.select(exp.Star())
+        .from_(relation.copy())
+        .where(exp.and_(value.is_(exp.null()).not_(), exp.Not(this=allowed)))
+    )
+
+
+def _relationships(column: str, parent: exp.Table, field: str, relation: exp.Table) -> exp.Select:
+    child_value = _column(column, _CHILD)
+    parent_value = _column(field, _PARENT)
+    return (
+        exp.select(_star(_CHILD))
+        .from_(_aliased(relation, _CHILD))
+        .join(
+            _aliased(parent, _PARENT),
+            on=exp.EQ(this=child_value.copy(), expression=parent_value.copy()),
+            join_type="left",
+        )
+        .where(exp.and_(child_value.is_(exp.null()).not_(), parent_value.is_(exp.null())))
+    )
+
+
+def failing_rows(test: TestSpec, relation: exp.Table, resolve_ref: ResolveRef) -> exp.Select:
+    """A SELECT of the rows of `relation` that fail `test` (for `unique`: each repeated value and
+    its count). `resolve_ref` turns the model name in a `relationships` test into its relation."""
+    (column,) = _required(test, relation, "column")
+    if test.name == "unique":
+        return _unique(column, relation)
+    if test.name == "not_null":
+        return _not_null(column, relation)
+    if test.name == "accepted_values":
+        values = [v for v in test.values or [] if v is not None]
+        if not values:
+            raise ConfigError(
+                f"{_where(test, relation)}: accepted_values needs `values` (a non-empty list); "
+                "add it to the test in the model's yml"
+            )
+        return _accepted_values(column, values, relation)
+    if test.name == "relationships":
+        to, field = _required(test, relation, "to", "field")
+        try:
+            parent_name = parse_ref(to)
+        except ConfigError as exc:
+            raise ConfigError(f"{_where(test, relation)}: {exc}") from None
+        return _relationships(column, resolve_ref(parent_name), field, relation)
+    raise ConfigError(f"{_where(test, relation)}: unknown test {test.name!r}")
+
+
+def failure_count(test: TestSpec, relation: exp.Table, resolve_ref: ResolveRef) -> exp.Select:
+    """`SELECT COUNT(*) AS failures` over :func:`failing_rows`: zero means the test passes."""
+    failing = failing_rows(test, relation, resolve_ref).subquery(
+        exp.to_identifier(_FAILING, quoted=True)
+    )
+    return exp.select(exp.alias_(exp.Count(this=exp.Star()), "failures", quoted=True)).from_(
+        failing
+    )
+
+
+def failure_sample(
+    test: TestSpec, relation: exp.Table, resolve_ref: ResolveRef, limit: int = 5
+) -> exp.Select:
+    """Up to `limit` failing rows, as evidence to show next to a failed check."""
+    if limit < 1:
+        raise ValueError(f"limit must be at least 1, got {limit}")
+    failing = failing_rows(test, relation, resolve_ref).subquery(
+        exp.to_identifier(_FAILING, quoted=True)
+    )
+    return exp.select(exp.Star()).from_(failing).limit(exp.Literal.number(limit))

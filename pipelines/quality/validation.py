@@ -1,0 +1,267 @@
+"""The value checks of a source contract, as a pandera schema, reported row by row.
+
+The yml says what a valid value is (`nullable`, `accepted_values`, `pattern`, `min`/`max`,
+`max_length`; primary keys are never null or blank). This module turns that into one
+`pandera.pandas.DataFrameSchema` per contract, runs it lazily (every failure, not the first) on the
+already-coerced columns, and maps pandera's failure cases back to row positions with a sentence a
+person can act on.
+
+pandas and pandera are imported on first use: importing them costs most of a second, and many
+commands (listing sources, compiling models) never validate a batch.
+
+The check functions work on the Arrow data behind each pandas column (columns are
+`pd.ArrowDtype`), so patterns run in Arrow's regex engine (RE2) when it can compile them and in
+Python's `re` otherwise. A misplaced check (a `pattern` on a number, `min` on text) is a
+:class:`~pipelines.errors.ConfigError` when the contract is built, not a surprise per batch.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pipelines.config import ColumnSpec, SourceTableSpec, decimal_params
+from pipelines.errors import ConfigError
+from pipelines.quality.coercion import arrow_type, preview
+
+_NUMERIC = ("integer", "bigint", "float")
+
+
+@dataclass(frozen=True)
+class RowFailure:
+    """One failed check of one row: `row` is the position in the batch."""
+
+    row: int
+    column: str
+    check: str
+    detail: str
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if value.is_integer() else repr(value)
+
+
+def _is_numeric(column: ColumnSpec) -> bool:
+    return column.type in _NUMERIC or decimal_params(column.type) is not None
+
+
+def check_placement(source: str, table: SourceTableSpec) -> None:
+    """Refuse checks that cannot apply to the column's type, naming the yml key to change."""
+    for column in table.columns:
+        where = f"sources/{source}.yml: table {table.name!r}, column {column.name!r}"
+        if (column.min is not None or column.max is not None) and not _is_numeric(column):
+            raise ConfigError(
+                f"{where}: min/max apply to integer, bigint, float and decimal columns, "
+                f"not {column.type}; remove them or change the type"
+            )
+        for key, value in (("pattern", column.pattern), ("max_length", column.max_length)):
+            if value is not None and column.type != "string":
+                raise ConfigError(
+                    f"{where}: {key} applies to string columns, not {column.type}; "
+                    "remove it or declare the column as string"
+                )
+
+
+class RowValidator:
+    """Builds the pandera schema of one source table once, and validates batches with it."""
+
+    def __init__(self, source: str, table: SourceTableSpec) -> None:
+        check_placement(source, table)
+        self._source, self._table = source, table
+        self._keys = frozenset(table.primary_key)
+        self._checked = tuple(c for c in table.columns if self._has_checks(c))
+        self._by_name = {c.name: c for c in self._checked}
+        self._schema: Any = None
+
+    def _has_checks(self, column: ColumnSpec) -> bool:
+        return (
+            column.name in self._keys
+            or not column.nullable
+            or column.accepted_values is not None
+            or column.pattern is not None
+            or column.min is not None
+            or column.max is not None
+            or column.max_length is not None
+        )
+
+    @property
+    def schema(self) -> Any:
+        """The `pandera.pandas.DataFrameSchema` (built, and pandera imported, on first use)."""
+        if self._schema is None:
+            self._schema = _build_schema(
+                f"{self._source}.{self._table.name}", self._checked, self._keys
+            )
+        return self._schema
+
+    def failures(self, columns: Mapping[str, pa.Array]) -> list[RowFailure]:
+        """Every failed check of the coerced `columns` (nulls from failed coercion included)."""
+        if not self._checked:
+            return []
+        from pandera.errors import SchemaErrors
+
+        pd = _pandas()
+
+        frame = pa.table({c.name: columns[c.name] for c in self._checked}).to_pandas(
+            types_mapper=pd.ArrowDtype
+        )
+        try:
+            self.schema.validate(frame, lazy=True)
+        except SchemaErrors as exc:
+            cases = exc.failure_cases
+        else:
+            return []
+        out = []
+        for column, check, value, index in cases[
+            ["column", "check", "failure_case", "index"]
+        ].itertuples(index=False):
+            if index is None or pd.isna(index) or column not in self._by_name:
+                raise RuntimeError(
+                    f"{self._source}.{self._table.name}: pandera reported a failure not tied to a "
+                    f"row ({column}: {check}); this is a bug in pipelines.quality"
+                )
+            out.append(self._describe(int(index), self._by_name[column], str(check), value))
+        return out
+
+    def _describe(self, row: int, column: ColumnSpec, check: str, value: Any) -> RowFailure:
+        key = column.name in self._keys
+        if check == "not_nullable":
+            if key:
+                return RowFailure(row, column.name, "null_key", "primary key value is missing")
+            return RowFailure(
+                row, column.name, "not_null", "value is missing (column is not nullable)"
+            )
+        if check == "null_key":
+            detail = f"primary key value {preview(value)} is blank"
+        elif check == "accepted_values":
+            allowed = ", ".join(str(v) for v in column.accepted_values or ())
+            detail = f"{preview(value)} not in [{allowed}]"
+        elif check == "pattern":
+            detail = f"{preview(value)} does not match {column.pattern}"
+        elif check == "min" and column.min is not None:
+            detail = f"{value} is less than min {_number(column.min)}"
+        elif check == "max" and column.max is not None:
+            detail = f"{value} is greater than max {_number(column.max)}"
+        elif check == "max_length":
+            detail = f"{len(str(value))} characters exceed max_length {column.max_length}: {preview(value)}"
+        else:
+            detail = f"{preview(value)} failed {check}"
+        return RowFailure(row, column.name, check, detail)
+
+
+# ---------------------------------------------------------------------------------------------
+# Check functions on the Arrow data behind a pandas column.
+
+_ArrowCheck = Callable[[pa.Array], pa.Array]
+
+
+def _blank_key(arr: pa.Array) -> pa.Array:
+    return pc.not_equal(pc.utf8_trim_whitespace(arr), "")
+
+
+def _accepted(values: list[Any]) -> _ArrowCheck:
+    allowed = pa.array(sorted({str(v).strip().upper() for v in values}), type=pa.string())
+
+    def check(arr: pa.Array) -> pa.Array:
+        text = arr if pa.types.is_string(arr.type) else arr.cast(pa.string())
+        return pc.is_in(pc.utf8_upper(pc.utf8_trim_whitespace(text)), value_set=allowed)
+
+    return check
+
+
+def _full_match(pattern: str) -> _ArrowCheck:
+    compiled = re.compile(pattern)
+
+    def check(arr: pa.Array) -> pa.Array:
+        try:
+            return pc.match_substring_regex(arr, f"^(?:{pattern})$")
+        except pa.ArrowInvalid:  # RE2 cannot compile it (look-around, back-references)
+            return pa.array(
+                [None if v is None else compiled.fullmatch(v) is not None for v in arr.to_pylist()],
+                type=pa.bool_(),
+            )
+
+    return check
+
+
+def _bound(column: ColumnSpec, value: float) -> pa.Scalar:
+    """`value` as a scalar comparable to the column without float rounding surprises."""
+    params = decimal_params(column.type)
+    if params is not None:
+        return pa.scalar(Decimal(repr(value)))
+    if column.type != "float" and value.is_integer():
+        return pa.scalar(int(value), type=pa.int64())
+    return pa.scalar(value, type=pa.float64())
+
+
+def _at_least(column: ColumnSpec, value: float) -> _ArrowCheck:
+    bound = _bound(column, value)
+    return lambda arr: pc.greater_equal(arr, bound)
+
+
+def _at_most(column: ColumnSpec, value: float) -> _ArrowCheck:
+    bound = _bound(column, value)
+    return lambda arr: pc.less_equal(arr, bound)
+
+
+def _no_longer_than(length: int) -> _ArrowCheck:
+    return lambda arr: pc.less_equal(pc.utf8_length(arr), length)
+
+
+def _column_checks(column: ColumnSpec, key: bool) -> list[tuple[str, _ArrowCheck]]:
+    checks: list[tuple[str, _ArrowCheck]] = []
+    if key and column.type == "string":
+        checks.append(("null_key", _blank_key))
+    if column.accepted_values is not None:
+        checks.append(("accepted_values", _accepted(column.accepted_values)))
+    if column.pattern is not None:
+        checks.append(("pattern", _full_match(column.pattern)))
+    if column.min is not None:
+        checks.append(("min", _at_least(column, column.min)))
+    if column.max is not None:
+        checks.append(("max", _at_most(column, column.max)))
+    if column.max_length is not None:
+        checks.append(("max_length", _no_longer_than(column.max_length)))
+    return checks
+
+
+def _pandas() -> Any:
+    """pandas, imported on first use (no type stubs are installed, so it is typed as Any)."""
+    return importlib.import_module("pandas")
+
+
+def _build_schema(name: str, columns: tuple[ColumnSpec, ...], keys: frozenset[str]) -> Any:
+    import pandera.pandas as pandera
+
+    pd = _pandas()
+
+    def on_series(fn: _ArrowCheck) -> Callable[[Any], Any]:
+        def run(series: Any) -> Any:
+            data = pa.array(series)
+            if isinstance(data, pa.ChunkedArray):
+                data = data.combine_chunks()
+            passed = fn(data).fill_null(True)
+            return pd.Series(passed.to_numpy(zero_copy_only=False), index=series.index, dtype=bool)
+
+        return run
+
+    return pandera.DataFrameSchema(
+        {
+            column.name: pandera.Column(
+                pd.ArrowDtype(arrow_type(column)),
+                nullable=column.nullable and column.name not in keys,
+                checks=[
+                    pandera.Check(on_series(fn), name=check, error=check)
+                    for check, fn in _column_checks(column, column.name in keys)
+                ],
+            )
+            for column in columns
+        },
+        name=name,
+    )

@@ -1,0 +1,154 @@
+"""Run the project's job through Dagster, in this process, recorded in the persistent instance.
+
+`ssot run` and the daily schedule run the very same job of the same code location, so a run
+started from the command line shows up in the UI's run history under the `ssot` location and
+can be re-executed from failure there. The run is created the way the webserver creates one
+(with the code location's origin) and executed in-process, so progress can be streamed from
+Dagster's own events as they happen.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import yaml
+
+from pipelines.assets.keys import JOB_NAME
+from pipelines.errors import ConfigError
+
+if TYPE_CHECKING:
+    import dagster as dg
+
+    from pipelines.project import Project
+
+DAGSTER_HOME_DIRNAME = ".dagster"
+DEFINITIONS_MODULE = "pipelines.definitions"
+
+#: dagster.yaml written for a new project-local instance: one queued run at a time (DuckDB has
+#: one writer), telemetry off.
+INSTANCE_CONFIG = {
+    "run_coordinator": {
+        "module": "dagster._core.run_coordinator",
+        "class": "QueuedRunCoordinator",
+        "config": {"max_concurrent_runs": 1},
+    },
+    "telemetry": {"enabled": False},
+}
+
+
+def dagster_home(project: Project) -> Path:
+    """$DAGSTER_HOME, else `<project>/.dagster` (created with a dagster.yaml on first use)."""
+    home = Path(os.environ.get("DAGSTER_HOME") or project.root / DAGSTER_HOME_DIRNAME)
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        config.write_text(yaml.safe_dump(INSTANCE_CONFIG, sort_keys=False), encoding="utf-8")
+    return home
+
+
+def location_name(project: Project) -> str:
+    """The code location name declared in workspace.yaml (runs are matched to it in the UI)."""
+    workspace = project.root / "workspace.yaml"
+    try:
+        data = yaml.safe_load(workspace.read_text(encoding="utf-8"))
+        for entry in data["load_from"]:
+            module = entry.get("python_module")
+            if isinstance(module, dict) and module.get("module_name") == DEFINITIONS_MODULE:
+                return str(module.get("location_name") or DEFINITIONS_MODULE)
+    except (OSError, KeyError, TypeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{workspace}: cannot read the code location ({exc})") from exc
+    raise ConfigError(f"{workspace}: no python_module entry loads {DEFINITIONS_MODULE}")
+
+
+@contextmanager
+def project_instance(project: Project) -> Iterator[dg.DagsterInstance]:
+    import dagster as dg
+
+    previous = os.environ.get("DAGSTER_HOME")
+    os.environ["DAGSTER_HOME"] = str(dagster_home(project))
+    try:
+        with dg.DagsterInstance.get() as instance:
+            yield instance
+    finally:
+        if previous is None:
+            os.environ.pop("DAGSTER_HOME", None)
+        else:
+            os.environ["DAGSTER_HOME"] = previous
+
+
+@dataclass
+class RunOutcome:
+    run_id: str
+    success: bool
+    events: list[dg.DagsterEvent] = field(default_factory=list)
+
+
+def run_job(
+    project: Project,
+    instance: dg.DagsterInstance,
+    *,
+    on_event: Callable[[dg.DagsterEvent], None] | None = None,
+    tags: dict[str, str] | None = None,
+) -> RunOutcome:
+    """Create a run of the project's job in ``instance`` and execute it in this process."""
+    from dagster._core.execution.api import execute_run_iterator
+    from dagster._core.origin import JobPythonOrigin
+    from dagster._core.remote_origin import InProcessCodeLocationOrigin
+    from dagster._core.remote_representation.external import RemoteJob
+    from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+    from dagster._utils.hosted_user_process import recon_job_from_origin
+
+    origin = InProcessCodeLocationOrigin(
+        loadable_target_origin=LoadableTargetOrigin(
+            executable_path=sys.executable,
+            module_name=DEFINITIONS_MODULE,
+            working_directory=str(project.root),
+        ),
+        location_name=location_name(project),
+    )
+    with origin.create_location(instance) as code_location:
+        (repo,) = code_location.get_repositories().values()
+        remote_job: RemoteJob = repo.get_full_job(JOB_NAME)
+        plan = code_location.get_execution_plan(
+            remote_job,
+            run_config={},
+            step_keys_to_execute=None,
+            known_state=None,
+            instance=instance,
+        )
+        run = instance.create_run(
+            job_name=JOB_NAME,
+            run_id=None,
+            run_config={},
+            resolved_op_selection=None,
+            step_keys_to_execute=None,
+            op_selection=None,
+            status=None,
+            root_run_id=None,
+            parent_run_id=None,
+            tags={"ssot/started_by": "ssot run", **(tags or {})},
+            job_snapshot=remote_job.job_snapshot,
+            execution_plan_snapshot=plan.execution_plan_snapshot,
+            parent_job_snapshot=remote_job.parent_job_snapshot,
+            remote_job_origin=remote_job.get_remote_origin(),
+            job_code_origin=remote_job.get_python_origin(),
+            asset_selection=None,
+            asset_check_selection=None,
+            asset_graph=repo.asset_graph,
+        )
+        python_origin: JobPythonOrigin = remote_job.get_python_origin()
+    recon_job = recon_job_from_origin(python_origin)
+    outcome = RunOutcome(run_id=run.run_id, success=False)
+    for event in execute_run_iterator(recon_job, run, instance):
+        outcome.events.append(event)
+        if on_event is not None:
+            on_event(event)
+    final = instance.get_run_by_id(run.run_id)
+    outcome.success = final is not None and final.is_success
+    return outcome

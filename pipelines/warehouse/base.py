@@ -1,0 +1,120 @@
+"""The warehouse backend interface: the one seam between engine-neutral code and an engine.
+
+Shared code (extraction landing, model materialization, checks) talks to a :class:`Warehouse`
+and never asks which engine it is: engine differences are class attributes (``dialect``,
+``supports_transactions``) and the few methods each backend implements. SQL crosses this
+boundary as sqlglot expressions or as text already rendered in ``dialect``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from sqlglot import exp
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+
+@dataclass(frozen=True)
+class Relation:
+    """A table or view in the warehouse: schema (dataset) and name."""
+
+    schema: str
+    name: str
+
+    def to_table(self) -> exp.Table:
+        return exp.table_(
+            exp.to_identifier(self.name, quoted=True), db=exp.to_identifier(self.schema, quoted=True)
+        )
+
+    def __str__(self) -> str:
+        return f"{self.schema}.{self.name}"
+
+
+class Warehouse(ABC):
+    """One open session with a warehouse. Use as a context manager or call :meth:`close`."""
+
+    #: sqlglot dialect the backend speaks; models are compiled to it.
+    dialect: ClassVar[str]
+    #: True when DDL and DML can be grouped in one atomic transaction.
+    supports_transactions: ClassVar[bool] = False
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    @abstractmethod
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Warehouse:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    @abstractmethod
+    def location(self) -> str:
+        """Where the data lives, for humans (a file path, a project id); never holds secrets."""
+
+    # -- SQL ----------------------------------------------------------------------------------
+    def render(self, sql: exp.Expression | str) -> str:
+        return sql if isinstance(sql, str) else sql.sql(dialect=self.dialect)
+
+    @abstractmethod
+    def execute(self, sql: exp.Expression | str) -> None:
+        """Run a statement whose result is not needed."""
+
+    @abstractmethod
+    def query(self, sql: exp.Expression | str) -> pa.Table:
+        """Run a query and return its full result as Arrow (small results only)."""
+
+    def scalar(self, sql: exp.Expression | str) -> Any:
+        table = self.query(sql)
+        return table.column(0)[0].as_py() if table.num_rows else None
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Group statements atomically where the backend can; a no-op elsewhere."""
+        yield
+
+    # -- objects ------------------------------------------------------------------------------
+    @abstractmethod
+    def ensure_schema(self, schema: str) -> None: ...
+
+    @abstractmethod
+    def exists(self, relation: Relation) -> bool: ...
+
+    @abstractmethod
+    def columns(self, relation: Relation) -> list[tuple[str, str]]:
+        """(name, type as the engine spells it) of a table or view, in order."""
+
+    def row_count(self, relation: Relation) -> int:
+        count = self.scalar(exp.select(exp.Count(this=exp.Star())).from_(relation.to_table()))
+        return int(count or 0)
+
+    def replace_with_select(self, relation: Relation, select: exp.Query, *, kind: str = "TABLE") -> None:
+        """Atomically create or replace a table/view with the result of ``select``."""
+        self.ensure_schema(relation.schema)
+        self.execute(
+            exp.Create(this=relation.to_table(), kind=kind, replace=True, expression=select)
+        )
+
+    def drop(self, relation: Relation, *, kind: str = "TABLE") -> None:
+        self.execute(exp.Drop(tables=[relation.to_table()], kind=kind, exists=True))
+
+    # -- Arrow landing ------------------------------------------------------------------------
+    @abstractmethod
+    def replace_from_arrow(
+        self, relation: Relation, schema: pa.Schema, batches: Iterable[pa.RecordBatch]
+    ) -> int:
+        """Replace ``relation`` with the streamed batches (bounded memory); returns rows written.
+
+        Readers see the old table until the new one is complete.
+        """
+
+    @abstractmethod
+    def append_arrow(self, relation: Relation, table: pa.Table) -> int:
+        """Append rows, creating the table from the Arrow schema if it does not exist."""

@@ -1,0 +1,109 @@
+"""Shared fixtures: minimal throwaway projects, and full copies of this project for end-to-end runs."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+MINIMAL_PYPROJECT = """
+[tool.ssot]
+name = "t"
+default_target = "local"
+[tool.ssot.targets.local]
+type = "duckdb"
+path = "warehouse/t.duckdb"
+"""
+
+MINIMAL_SOURCE = """
+name: app
+owner: team@example.com
+connection: {url_env: SSOT_TEST_APP_URL, default: 'sqlite:///data/app.sqlite'}
+tables:
+  - name: users
+    primary_key: [id]
+    columns:
+      - {name: id, type: integer, nullable: false}
+      - {name: email, type: string, pii: email}
+"""
+
+
+@pytest.fixture
+def make_project(tmp_path: Path) -> Callable[..., Path]:
+    """Write a project into tmp_path: ``make_project({"models/staging/a.sql": "select 1"})``."""
+
+    def write(files: dict[str, str] | None = None, *, source: bool = True) -> Path:
+        (tmp_path / "pyproject.toml").write_text(MINIMAL_PYPROJECT)
+        for folder in ("sources", "models", "expectations"):
+            (tmp_path / folder).mkdir(exist_ok=True)
+        if source:
+            (tmp_path / "sources" / "app.yml").write_text(MINIMAL_SOURCE)
+        for rel, text in (files or {}).items():
+            path = tmp_path / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(textwrap.dedent(text))
+        return tmp_path
+
+    return write
+
+
+REPO = Path(__file__).resolve().parents[2]
+PROJECT_FILES = ("pyproject.toml", "workspace.yaml", "sources", "models", "expectations")
+
+
+@dataclass
+class Workspace:
+    root: Path
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SSOT_")}
+        env["DAGSTER_HOME"] = str(self.root / ".dagster")
+        env["SSOT_PROJECT_DIR"] = str(self.root)
+        return env
+
+    def ssot(
+        self, *args: str, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "pipelines.cli", *args],
+            cwd=self.root,
+            env={**self.env, **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=900,
+            check=False,
+        )
+
+    @property
+    def warehouse(self) -> Path:
+        return self.root / "warehouse" / "ssot.duckdb"
+
+    @property
+    def demo(self) -> Path:
+        return self.root / "demo_data"
+
+
+def copy_project(root: Path) -> Workspace:
+    """Copy the project's own files (not its data, warehouse or Dagster history) into ``root``."""
+    root.mkdir(parents=True)
+    for name in PROJECT_FILES:
+        src = REPO / name
+        if src.is_dir():
+            shutil.copytree(src, root / name)
+        else:
+            shutil.copy2(src, root / name)
+    return Workspace(root)
+
+
+@pytest.fixture(scope="session")
+def project_copy(tmp_path_factory: pytest.TempPathFactory) -> Callable[[], Workspace]:
+    """Each call returns a fresh copy of the project in its own temp folder."""
+    return lambda: copy_project(tmp_path_factory.mktemp("ssot") / "project")

@@ -1,0 +1,131 @@
+"""The demo end to end: generate the systems, `ssot run`, compare the warehouse with ground truth."""
+
+from __future__ import annotations
+
+import csv
+import sqlite3
+from collections import defaultdict
+from decimal import Decimal
+from pathlib import Path
+
+import duckdb
+import pytest
+
+pytestmark = pytest.mark.slow
+
+SCALE = "0.2"
+SEED = "7"
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def bad_keys(demo: Path, system: str, table: str) -> set[str]:
+    return {
+        r["record_key"]
+        for r in read_csv(demo / "truth" / "bad_records.csv")
+        if r["system"] == system and r["table"] == table
+    }
+
+
+@pytest.fixture(scope="module")
+def built(project_copy):
+    ws = project_copy()
+    init = ws.ssot("demo", "init", "--scale", SCALE, "--seed", SEED)
+    assert init.returncode == 0, init.stdout + init.stderr
+    run = ws.ssot("run")
+    assert run.returncode == 0, run.stdout + run.stderr
+    con = duckdb.connect(str(ws.warehouse), read_only=True)
+    yield ws, run, con
+    con.close()
+
+
+def test_run_prints_progress_summary_and_how_to_query(built) -> None:
+    ws, run, _ = built
+    out = run.stdout
+    assert "Run summary" in out
+    assert "raw/crm/contacts" in out and "marts/customer_lifetime_value" in out
+    assert "quarantined" in out
+    assert str(ws.warehouse) in out.replace("\n", "")
+    assert "ssot query" in out
+
+
+def test_dim_customer_has_exactly_one_row_per_real_person(built) -> None:
+    ws, _, con = built
+    truth = read_csv(ws.demo / "truth" / "people.csv")
+    people = {r["person_id"] for r in truth}
+    assert con.execute("select count(*) from conformed.dim_customer").fetchone()[0] == len(people)
+
+    # the partition of source records into people is exactly the truth's
+    by_key: dict[str, set[tuple[str, str]]] = defaultdict(set)
+    for key, system, record in con.execute(
+        "select customer_key, source_system, record_id from conformed.int_customer_records"
+    ).fetchall():
+        by_key[key].add((system, record))
+    by_person: dict[str, set[tuple[str, str]]] = defaultdict(set)
+    for r in truth:
+        by_person[r["person_id"]].add((r["system"], r["record_id"]))
+    assert sorted(map(sorted, by_key.values())) == sorted(map(sorted, by_person.values()))
+
+
+def test_order_totals_reconcile_with_the_shop_to_the_cent(built) -> None:
+    ws, _, con = built
+    bad_orders = bad_keys(ws.demo, "shop", "orders")
+    bad_lines = bad_keys(ws.demo, "shop", "order_lines")
+    expected: dict[int, Decimal] = defaultdict(Decimal)
+    with sqlite3.connect(ws.demo / "shop.sqlite") as shop:
+        orders = {row[0] for row in shop.execute("select order_id from orders")}
+        for line_id, order_id, qty, price in shop.execute(
+            "select order_line_id, order_id, quantity, cast(unit_price as text) from order_lines"
+        ):
+            if str(line_id) not in bad_lines:
+                expected[order_id] += Decimal(qty) * Decimal(price).quantize(Decimal("0.01"))
+    valid_orders = {o for o in orders if str(o) not in bad_orders}
+    actual = dict(con.execute("select order_id, order_total from conformed.fct_orders").fetchall())
+    assert set(actual) == valid_orders
+    mismatched = {
+        o: (actual[o], expected.get(o, Decimal(0)))
+        for o in valid_orders
+        if actual[o] != expected.get(o, Decimal(0))
+    }
+    assert not mismatched, list(mismatched.items())[:5]
+    assert sum(actual.values()) == sum(expected[o] for o in valid_orders)
+
+
+def test_every_bad_row_is_quarantined_once_and_nothing_is_lost(built) -> None:
+    ws, _, con = built
+    truth_bad = read_csv(ws.demo / "truth" / "bad_records.csv")
+    quarantined = con.execute(
+        'select source, "table", count(*) from ssot_meta.quarantine group by all'
+    ).fetchall()
+    per_table = defaultdict(int)
+    for r in truth_bad:
+        per_table[(r["system"], r["table"])] += 1
+    assert {(s, t): n for s, t, n in quarantined} == dict(per_table)
+    # every load reconciles: rows read = rows landed + rows quarantined
+    for asset, rows_in, rows_out, rows_q in con.execute(
+        "select asset, rows_in, rows_out, rows_quarantined from ssot_meta.audit where kind = 'load'"
+    ).fetchall():
+        assert rows_in == rows_out + rows_q, asset
+
+
+def test_the_run_is_in_the_persistent_dagster_instance(built) -> None:
+    import dagster as dg
+
+    ws, run, _ = built
+    with dg.DagsterInstance.from_ref(
+        dg.InstanceRef.from_dir(str(ws.root / ".dagster"))
+    ) as instance:
+        runs = instance.get_runs()
+        assert len(runs) == 1
+        (record,) = runs
+        assert record.job_name == "ssot_all"
+        assert record.is_success
+        assert record.remote_job_origin is not None
+        assert record.remote_job_origin.location_name == "ssot"
+        materialized = instance.get_latest_materialization_event(
+            dg.AssetKey(["conformed", "dim_customer"])
+        )
+        assert materialized is not None and materialized.run_id == record.run_id

@@ -1,0 +1,109 @@
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from pipelines.config import SourceTableSpec
+from pipelines.errors import ConfigError, TerminalSourceError
+from pipelines.extract import connector_for
+
+
+def table_spec(path: str, fmt: str | None = None) -> SourceTableSpec:
+    return SourceTableSpec.model_validate(
+        {
+            "name": "t",
+            "path": path,
+            "format": fmt,
+            "primary_key": ["id"],
+            "columns": [{"name": "id", "type": "string"}, {"name": "v", "type": "string"}],
+        }
+    )
+
+
+def read_all(folder: Path, spec: SourceTableSpec, batch_rows: int = 1000):
+    connector = connector_for(f"file://{folder}", source="files", root=folder)
+    units = list(connector.read(spec, batch_rows=batch_rows))
+    rows = [row for u in units if u.batch is not None for row in u.batch.to_pylist()]
+    rejects = [r for u in units for r in u.rejects]
+    return rows, rejects
+
+
+def test_csv_good_lines_fast_path_and_values_stay_text(tmp_path: Path) -> None:
+    (tmp_path / "a.csv").write_text('id,v\n1,x\n2,\n3,"q,uoted"\n')
+    rows, rejects = read_all(tmp_path, table_spec("*.csv"))
+    assert rows == [{"id": "1", "v": "x"}, {"id": "2", "v": None}, {"id": "3", "v": "q,uoted"}]
+    assert rejects == []
+
+
+def test_csv_broken_lines_become_rejects_with_location(tmp_path: Path) -> None:
+    (tmp_path / "a.csv").write_bytes(
+        b'id,v\n1,x\n2,"unterminated\n3\n4,z\xff\xfe\n5,ok\n6,too,many\n'
+    )
+    rows, rejects = read_all(tmp_path, table_spec("*.csv"))
+    assert [r["id"] for r in rows] == ["1", "5"]
+    by_line = {r.location: r.reason.split(":")[0] for r in rejects}
+    assert by_line == {
+        "a.csv:3": "broken_csv_line",
+        "a.csv:4": "broken_csv_line",
+        "a.csv:5": "invalid_utf8",
+        "a.csv:7": "broken_csv_line",
+    }
+    # nothing is lost: every data line is a row or a reject
+    assert len(rows) + len(rejects) == 6
+
+
+def test_csv_glob_over_many_files_and_gzip(tmp_path: Path) -> None:
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "2026-01-01.csv").write_text("id,v\n1,a\n")
+    with gzip.open(tmp_path / "d" / "2026-01-02.csv.gz", "wt") as handle:
+        handle.write("id,v\n2,b\n3,c\n")
+    rows, _ = read_all(tmp_path, table_spec("d/*.csv*", "csv"))
+    assert [r["id"] for r in rows] == ["1", "2", "3"]
+
+
+def test_csv_batches_are_bounded(tmp_path: Path) -> None:
+    (tmp_path / "a.csv").write_text("id,v\n" + "".join(f"{i},x\n" for i in range(25)))
+    connector = connector_for(f"file://{tmp_path}", source="files", root=tmp_path)
+    sizes = [
+        u.batch.num_rows for u in connector.read(table_spec("*.csv"), batch_rows=10) if u.batch
+    ]
+    assert sizes == [10, 10, 5]
+
+
+def test_jsonl_invalid_lines_are_rejected_not_lost(tmp_path: Path) -> None:
+    lines = [
+        json.dumps({"id": "1", "v": "a"}),
+        "{not json",
+        json.dumps([1, 2]),
+        json.dumps({"id": "2", "v": None}),
+    ]
+    (tmp_path / "p.jsonl").write_text("\n".join(lines) + "\n")
+    rows, rejects = read_all(tmp_path, table_spec("*.jsonl"))
+    assert [r["id"] for r in rows] == ["1", "2"]
+    assert sorted(r.location for r in rejects) == ["p.jsonl:2", "p.jsonl:3"]
+    assert all(r.reason.startswith("invalid_json") for r in rejects)
+
+
+def test_parquet_is_read_in_batches(tmp_path: Path) -> None:
+    pq.write_table(pa.table({"id": ["1", "2", "3"], "v": ["a", "b", "c"]}), tmp_path / "x.parquet")
+    rows, rejects = read_all(tmp_path, table_spec("*.parquet"), batch_rows=2)
+    assert len(rows) == 3 and not rejects
+
+
+def test_missing_files_are_a_clear_terminal_error(tmp_path: Path) -> None:
+    with pytest.raises(
+        TerminalSourceError, match=r"no file matches 'none/\*\.csv'.*ssot demo init"
+    ):
+        read_all(tmp_path, table_spec("none/*.csv"))
+
+
+def test_unknown_scheme_names_the_source_and_hides_the_password(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        connector_for("oracle://scott:tiger@db/x", source="erp", root=tmp_path)
+    assert "sources/erp.yml" in str(info.value)
+    assert "tiger" not in str(info.value)

@@ -1,0 +1,5 @@
+SELECT
+  *
+FROM `my-project`.`analytics`.`orders`
+WHERE
+  `select` IS NULL

@@ -1,0 +1,5 @@
+SELECT
+  *
+FROM "orders"
+WHERE
+  "select" IS NULL

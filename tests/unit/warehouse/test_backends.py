@@ -1,0 +1,103 @@
+"""One suite for every warehouse backend (parametrized by the `warehouse` fixture)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+from sqlglot import exp
+
+from pipelines.errors import TerminalWarehouseError, TransientWarehouseError
+from pipelines.warehouse.base import Relation, Warehouse
+from pipelines.warehouse.duckdb import DuckDBWarehouse
+
+BACKENDS = ["duckdb"]
+
+
+@pytest.fixture(params=BACKENDS)
+def warehouse(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Warehouse]:
+    if request.param == "duckdb":
+        session = DuckDBWarehouse(tmp_path / "w.duckdb")
+    with session:
+        yield session
+
+
+SCHEMA = pa.schema([("id", pa.int64()), ("amount", pa.decimal128(12, 2)), ("at", pa.timestamp("us", tz="UTC"))])
+
+
+def batches(n: int, size: int) -> Iterator[pa.RecordBatch]:
+    for start in range(0, n, size):
+        ids = list(range(start, min(n, start + size)))
+        yield pa.record_batch(
+            [pa.array(ids), pa.array([None] * len(ids), pa.decimal128(12, 2)), pa.array([0] * len(ids), pa.timestamp("us", tz="UTC"))],
+            schema=SCHEMA,
+        )
+
+
+def test_replace_from_arrow_streams_and_replaces(warehouse: Warehouse) -> None:
+    rel = Relation("raw", "things")
+    assert warehouse.replace_from_arrow(rel, SCHEMA, batches(25, 10)) == 25
+    assert warehouse.row_count(rel) == 25
+    assert warehouse.replace_from_arrow(rel, SCHEMA, batches(3, 10)) == 3
+    assert warehouse.row_count(rel) == 3
+    assert [name for name, _ in warehouse.columns(rel)] == ["id", "amount", "at"]
+
+
+def test_append_creates_then_appends(warehouse: Warehouse) -> None:
+    rel = Relation("ssot_meta", "log")
+    warehouse.append_arrow(rel, pa.table({"a": [1, 2]}))
+    warehouse.append_arrow(rel, pa.table({"a": [3]}))
+    assert warehouse.scalar("select sum(a) from ssot_meta.log") == 6
+
+
+def test_failed_transaction_leaves_the_old_table(warehouse: Warehouse) -> None:
+    rel = Relation("raw", "things")
+    warehouse.replace_from_arrow(rel, SCHEMA, batches(5, 10))
+
+    def exploding() -> Iterator[pa.RecordBatch]:
+        yield from batches(2, 10)
+        raise RuntimeError("source died mid-stream")
+
+    with pytest.raises(Exception, match="source died"), warehouse.transaction():
+        warehouse.replace_from_arrow(rel, SCHEMA, exploding())
+    assert warehouse.row_count(rel) == 5
+
+
+def test_replace_with_select_view_and_table(warehouse: Warehouse) -> None:
+    src = Relation("raw", "things")
+    warehouse.replace_from_arrow(src, SCHEMA, batches(4, 10))
+    view = Relation("staging", "v")
+    warehouse.replace_with_select(view, exp.select("id").from_(src.to_table()).where("id > 1"), kind="VIEW")
+    assert warehouse.row_count(view) == 2
+    assert warehouse.exists(view)
+    warehouse.drop(view, kind="VIEW")
+    assert not warehouse.exists(view)
+
+
+def test_errors_are_terminal_and_carry_the_sql(warehouse: Warehouse) -> None:
+    with pytest.raises(TerminalWarehouseError, match="select \\* from missing_table"):
+        warehouse.execute("select * from missing_table")
+
+
+def test_timestamps_are_utc_whatever_the_machine_zone(warehouse: Warehouse) -> None:
+    value = warehouse.scalar("select cast(timestamptz '2026-01-01 10:00:00+02:00' as timestamp)")
+    assert str(value) == "2026-01-01 08:00:00"
+
+
+def test_second_writer_gets_a_transient_error(tmp_path: Path) -> None:
+    # DuckDB allows one writing process per file; another process's open is a lock conflict.
+    import subprocess
+    import sys
+
+    path = tmp_path / "locked.duckdb"
+    with DuckDBWarehouse(path):
+        code = (
+            "from pipelines.warehouse.duckdb import DuckDBWarehouse\n"
+            "from pipelines.errors import TransientWarehouseError\n"
+            f"try:\n    DuckDBWarehouse({str(path)!r})\nexcept TransientWarehouseError:\n    raise SystemExit(7)\n"
+        )
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert result.returncode == 7, result.stderr
+    assert TransientWarehouseError is not None
