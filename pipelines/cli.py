@@ -70,7 +70,11 @@ class RunReporter:
         now = time.perf_counter()
         for line in self.lines.values():
             started = self._started.get(line.key)
-            if line.status == "running" and started is not None and now - started >= HEARTBEAT_SECONDS:
+            if (
+                line.status == "running"
+                and started is not None
+                and now - started >= HEARTBEAT_SECONDS
+            ):
                 console.print(f"      ... {line.key} still running ({now - started:.0f}s)")
 
     def _key(self, event: dg.DagsterEvent) -> str:
@@ -188,10 +192,15 @@ def _root_cause(error: Any) -> str:
     return f"{picked.cls_name}: {message.splitlines()[0] if message else ''}"
 
 
-_PROJECT_ERRORS = {cls.__name__ for cls in (SsotError, *SsotError.__subclasses__())} | {
-    "TransientWarehouseError", "TerminalWarehouseError", "TransientSourceError",
-    "TerminalSourceError", "DagsterAssetCheckFailedError",
-}
+def _error_names(root: type[BaseException]) -> set[str]:
+    names = {root.__name__}
+    for sub in root.__subclasses__():
+        names |= _error_names(sub)
+    return names
+
+
+#: Errors whose message is written for the user; Dagster's wrappers around them are not.
+_PROJECT_ERRORS = _error_names(SsotError) | {"DagsterAssetCheckFailedError"}
 
 
 def _layer_order(key: str) -> tuple[int, str]:
@@ -252,10 +261,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     path = project.resolve_path(project.target.path)
     console.print(f"[green bold]warehouse built[/green bold]: {path}")
     console.print(
-        'query it: [bold]ssot query "select * from marts.customer_lifetime_value '
+        f'query it: [bold]{_self_command()} query "select * from marts.customer_lifetime_value '
         'order by revenue desc limit 5"[/bold]'
     )
     return 0
+
+
+def _self_command() -> str:
+    """How the user can call this CLI again: `ssot`, or its path when not on PATH."""
+    import shutil
+
+    argv0 = Path(sys.argv[0])
+    if argv0.name == "ssot" and shutil.which("ssot") != str(argv0.resolve()):
+        try:
+            return str(argv0.resolve().relative_to(Path.cwd()))
+        except ValueError:
+            return str(argv0)
+    return "ssot"
 
 
 def _check_demo_data(project: Project) -> None:

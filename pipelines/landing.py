@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from pipelines.quality.contracts import Contract, contract_schema, quarantine_rows
-
 from pipelines.errors import SsotError, TerminalSourceError
-from pipelines.extract import DEFAULT_BATCH_ROWS, connector_for
+from pipelines.extract import DEFAULT_BATCH_ROWS, Extracted, connector_for
 from pipelines.meta import QUARANTINE, AuditEntry, record_audit
 from pipelines.modelling.graph import source_relation
+from pipelines.quality.contracts import Contract, Reject, contract_schema, quarantine_rows
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -67,7 +66,7 @@ def land_table(
     counts = {"read": 0, "landed": 0, "quarantined": 0}
     quarantine: list[pa.Table] = []
     extras: tuple[str, ...] = ()
-    units = connector.read(table, batch_rows=batch_rows)
+    units = coalesce(connector.read(table, batch_rows=batch_rows), batch_rows)
 
     def validated() -> Iterator[pa.RecordBatch]:
         for unit in units:
@@ -119,8 +118,8 @@ def land_table(
 
     with warehouse.transaction():
         landed = warehouse.replace_from_arrow(relation, out_schema, with_load_columns())
-        for part in quarantine:
-            warehouse.append_arrow(QUARANTINE, part)
+        if quarantine:
+            warehouse.append_arrow(QUARANTINE, pa.concat_tables(quarantine))
         if counts["read"] != counts["landed"] + counts["quarantined"] or landed != counts["landed"]:
             raise SsotError(
                 f"load of {source.name}.{table.name} does not reconcile: read {counts['read']}, "
@@ -150,6 +149,51 @@ def land_table(
         extra_columns=extras,
         duration_s=time.perf_counter() - started,
     )
+
+
+def coalesce(units: Iterable[Extracted], batch_rows: int) -> Iterator[Extracted]:
+    """Merge small units (one per small file) into batches of about ``batch_rows`` rows.
+
+    The contract has a fixed cost per batch, so a folder of many small daily files would
+    otherwise cost far more than one file of the same size. Batches whose columns cannot be
+    unified (a file with a different layout) are passed on separately.
+    """
+    import pyarrow as pa
+
+    pending: list[pa.RecordBatch] = []
+    rejects: list[Reject] = []
+    rows = 0
+
+    def flush() -> Iterator[Extracted]:
+        nonlocal pending, rejects, rows
+        if not pending and not rejects:
+            return
+        batch: pa.RecordBatch | None = None
+        if len(pending) == 1:
+            batch = pending[0]
+        elif pending:
+            try:
+                merged = pa.concat_tables(
+                    [pa.Table.from_batches([b]) for b in pending], promote_options="permissive"
+                )
+                batch = merged.combine_chunks().to_batches()[0]
+            except (pa.ArrowInvalid, pa.ArrowTypeError):
+                for single in pending[:-1]:
+                    yield Extracted(single)
+                batch = pending[-1]
+        yield Extracted(batch, tuple(rejects))
+        pending, rejects, rows = [], [], 0
+
+    for unit in units:
+        if unit.batch is not None and unit.batch.num_rows:
+            if pending and unit.batch.schema.names != pending[0].schema.names:
+                yield from flush()
+            pending.append(unit.batch)
+            rows += unit.batch.num_rows
+        rejects.extend(unit.rejects)
+        if rows + len(rejects) >= batch_rows:
+            yield from flush()
+    yield from flush()
 
 
 def _chain(

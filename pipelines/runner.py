@@ -32,6 +32,10 @@ DEFINITIONS_MODULE = "pipelines.definitions"
 
 #: dagster.yaml written for a new project-local instance: one queued run at a time (DuckDB has
 #: one writer), telemetry off.
+#: Run config of `ssot run`: Dagster's own console log only for warnings and errors; the CLI
+#: prints progress from the run's events instead (the full log stays in the run history).
+RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
 INSTANCE_CONFIG = {
     "run_coordinator": {
         "module": "dagster._core.run_coordinator",
@@ -117,7 +121,7 @@ def run_job(
         remote_job: RemoteJob = repo.get_full_job(JOB_NAME)
         plan = code_location.get_execution_plan(
             remote_job,
-            run_config={},
+            run_config=RUN_CONFIG,
             step_keys_to_execute=None,
             known_state=None,
             instance=instance,
@@ -125,7 +129,7 @@ def run_job(
         run = instance.create_run(
             job_name=JOB_NAME,
             run_id=None,
-            run_config={},
+            run_config=RUN_CONFIG,
             resolved_op_selection=None,
             step_keys_to_execute=None,
             op_selection=None,

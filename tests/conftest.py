@@ -54,7 +54,7 @@ def make_project(tmp_path: Path) -> Callable[..., Path]:
     return write
 
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 PROJECT_FILES = ("pyproject.toml", "workspace.yaml", "sources", "models", "expectations")
 
 
@@ -81,6 +81,13 @@ class Workspace:
             timeout=900,
             check=False,
         )
+
+    def instance(self):  # -> DagsterInstance (a context manager)
+        """The project's persistent Dagster instance, as `ssot run` and the UI use it."""
+        import dagster as dg
+        from dagster._core.instance.ref import InstanceRef
+
+        return dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(self.root / ".dagster")))
 
     @property
     def warehouse(self) -> Path:

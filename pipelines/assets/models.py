@@ -118,7 +118,7 @@ def build_model_asset(graph: ModelGraph, node: ModelNode) -> dg.AssetsDefinition
             record_audit(
                 session,
                 AuditEntry(
-                    run_id=context.run_id,
+                    run_id=context.run.run_id,
                     asset=key.to_user_string(),
                     kind="build",
                     rows_in=0,

@@ -43,7 +43,7 @@ def build_source_asset(
         },
     )
     def _land(context: AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:  # type: ignore[type-arg]
-        result = land_table(project, warehouse.session, source, table, run_id=context.run_id)
+        result = land_table(project, warehouse.session, source, table, run_id=context.run.run_id)
         if result.extra_columns:
             context.log.warning(
                 f"{source.name}.{table.name}: new source column(s) not in the contract landed as-is: "

@@ -103,17 +103,17 @@ def canonical_email(first: Arr, last: Arr, domain: Arr, local_fmt: Arr, identity
     f = take(vocab.FIRST_NAMES, first)
     surname = take(vocab.LAST_NAMES, last)
     number = num(np.where(junk, ident - JUNK_IDENTITY_BASE, ident))
+    initial = take(_initials(), first)
     local = np.empty(len(number), dtype=S)
     formats = np.asarray(local_fmt)
-    for code, build in (
-        (0, lambda m: cat(f[m], ".", surname[m], number[m])),
-        (1, lambda m: cat(f[m], number[m])),
-        (2, lambda m: cat(f[m], "_", surname[m], number[m])),
-        (3, lambda m: cat(take(_initials(), np.asarray(first)[m]), surname[m], number[m])),
+    # 0: jane.doe123, 1: jane123, 2: jane_doe123, 3: jdoe123
+    for code, (head, sep, tail) in enumerate(
+        [(f, ".", surname), (f, "", None), (f, "_", surname), (initial, "", surname)]
     ):
-        mask = formats == code
-        if mask.any():
-            local[mask] = build(mask)
+        m = formats == code
+        if m.any():
+            parts = [head[m], sep] if tail is None else [head[m], sep, tail[m]]
+            local[m] = cat(*parts, number[m])
     dom = np.asarray(domain, dtype=np.int64)
     domains = where(
         junk,

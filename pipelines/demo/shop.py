@@ -360,7 +360,12 @@ def make_orders(
     start, end = window
     span = np.maximum(buyers.end - buyers.start, 1)
     p = buyers.weight * span
-    pick = rng.choice(len(buyers), size=n, p=p / p.sum()) if n else np.zeros(0, np.int64)
+    # Inverse-CDF sampling with sorted uniforms: the same distribution as ``rng.choice(p=...)``
+    # but cache-friendly (5M draws over 600k buyers is 6x faster). The picks come out sorted by
+    # buyer, which does not matter: orders are re-sorted by time below.
+    cdf = np.cumsum(p)
+    pick = np.searchsorted(cdf / cdf[-1], np.sort(rng.random(n)), side="right")
+    pick = np.minimum(pick, len(buyers) - 1)
     ordered = buyers.start[pick] + np.floor(rng.random(n) * span[pick]).astype(np.int64)
     currency = np.where(
         rng.random(n) < 0.9, buyers.currency[pick], rng.integers(0, len(CURRENCIES), n)
@@ -460,10 +465,15 @@ def _lines(
     *,
     min_junk: int,
 ) -> tuple[Frame, Arr, BadRows]:
-    """Lines of orders (1 + Poisson(1) each) plus a few junk lines on valid orders."""
+    """Lines of orders (1 + Poisson(1) each) plus a few junk lines on valid orders.
+
+    Lines are generated order by order in ascending order id, so line ids ascend with order ids
+    without sorting ten million rows; a junk line is appended as the last line of its order.
+    """
     n = len(order_ids)
+    by_id = np.argsort(order_ids, kind="stable")
     count = 1 + rng.poisson(EXTRA_LINES_MEAN, n)
-    owner = np.repeat(np.arange(n), count)
+    owner = np.repeat(by_id, count[by_id])  # index into order_ids, ascending order id
     m = len(owner)
     pop = products.popularity / products.popularity.sum()
     listing = rng.choice(len(products), size=m, p=pop)
@@ -476,32 +486,32 @@ def _lines(
     )
 
     n_junk = max(min_junk, int(rng.binomial(m, JUNK_RATE))) if n else 0
-    j_owner = rng.integers(0, max(n, 1), n_junk)
+    j_owner = np.sort(rng.integers(0, max(n, 1), n_junk))  # position in ascending-id order
     j_listing = rng.choice(len(products), size=n_junk, p=pop)
     j_negative = rng.random(n_junk) < 0.5
     if n_junk >= 2:
         j_negative[:2] = [True, False]
-    j_unit = products.price_cents[j_listing]
+    j_price = np.maximum(products.price_cents[j_listing], 1)
     j_quantity = np.where(j_negative, 1, -rng.integers(0, 2, n_junk))
-    j_unit = np.where(j_negative, -np.maximum(j_unit, 1), np.maximum(j_unit, 1))
+    j_unit = np.where(j_negative, -j_price, j_price)
 
-    all_owner = np.concatenate([owner, j_owner])
-    order = np.lexsort((rng.random(m + n_junk), order_ids[all_owner] if n else all_owner))
+    # Each junk line goes right after the last line of its order.
+    group_end = np.cumsum(count[by_id])
+    at = group_end[j_owner]
+    line_order = np.insert(order_ids[owner], at, order_ids[by_id[j_owner]])
+    is_junk = np.insert(np.zeros(m, bool), at, True)
     line_ids = np.arange(first_line_id, first_line_id + m + n_junk, dtype=np.int64)
-    is_junk = (np.arange(m + n_junk) >= m)[order]
     frame = Frame(
         {
             "order_line_id": line_ids,
-            "order_id": order_ids[all_owner[order]] if n else all_owner,
-            "product_id": products.product_id[np.concatenate([listing, j_listing])[order]],
-            "quantity": np.concatenate([quantity, j_quantity])[order],
-            "unit_price": np.concatenate([unit_cents, j_unit])[order],
+            "order_id": line_order,
+            "product_id": np.insert(
+                products.product_id[listing], at, products.product_id[j_listing]
+            ),
+            "quantity": np.insert(quantity, at, j_quantity),
+            "unit_price": np.insert(unit_cents, at, j_unit),
         }
     )
-    defect = where(
-        np.concatenate([np.zeros(m, bool), j_negative])[order][is_junk],
-        "negative_amount",
-        "non_positive_quantity",
-    )
+    defect = where(j_negative, "negative_amount", "non_positive_quantity")
     bad = bad_rows("shop", "order_lines", num(line_ids[is_junk]), defect)
     return frame, totals, bad

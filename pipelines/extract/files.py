@@ -16,10 +16,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, cast
 
-from pipelines.quality.contracts import Reject
-
 from pipelines.errors import TerminalSourceError
 from pipelines.extract.base import DEFAULT_BATCH_ROWS, Connector, Extracted
+from pipelines.quality.contracts import Reject
 
 if TYPE_CHECKING:
     import pyarrow as pa

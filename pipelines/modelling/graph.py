@@ -81,7 +81,9 @@ class ModelNode:
     @property
     def upstream(self) -> list[str]:
         """Models this one needs built first: its refs and the targets of its relationships tests."""
-        test_refs = [referenced_model(t.to) for t in self.tests if t.name == "relationships" and t.to]
+        test_refs = [
+            referenced_model(t.to) for t in self.tests if t.name == "relationships" and t.to
+        ]
         return sorted({*self.parsed.refs, *test_refs} - {self.name})
 
     @property

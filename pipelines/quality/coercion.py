@@ -16,6 +16,9 @@ and the vector levels never accept a value the Python parser would refuse (they 
 
 Invalid UTF-8 in text never crashes: undecodable bytes are replaced with U+FFFD and the row is
 flagged with the ``encoding`` check, before any type-specific work.
+
+Empty or blank text in a column that is not a string (an empty CSV field) is a missing value, not
+a malformed one: it becomes null, and the nullable/key checks decide whether that is allowed.
 """
 
 from __future__ import annotations
@@ -147,11 +150,12 @@ class Coercer:
     target: pa.DataType
 
     def fast(self, arr: pa.Array) -> pa.Array:
-        """The whole column cast at once; raises if any value does not fit, nulls are declines."""
+        """The whole column at once; raises if a value does not fit. A null where the source
+        had a value is not a verdict: that value goes to `scalar`."""
         raise pa.ArrowNotImplementedError(f"no vectorized path from {arr.type}")
 
     def tolerant(self, arr: pa.Array) -> pa.Array:
-        """Like `fast`, but leaves values it is unsure of null instead of raising (mostly)."""
+        """Like `fast`, but filters out values it cannot read instead of raising on them."""
         return self.fast(arr)
 
     def scalar(self, value: Any) -> Any:
@@ -273,7 +277,7 @@ class _Decimal(Coercer):
             size = pc.abs(arr)
             readable = pc.or_(pc.equal(size, 0.0), pc.greater_equal(size, self._tiny))
             fits = pc.and_(pc.is_finite(arr), pc.less(size, float(self._limit)))
-            return self._round_floats(_keep(arr, pc.and_(fits, readable)))
+            return self._floats_at_scale(_keep(arr, pc.and_(fits, readable)))
         return self.fast(arr)
 
     def _floats_at_scale(self, arr: pa.Array) -> pa.Array:
@@ -282,7 +286,7 @@ class _Decimal(Coercer):
         `units` counts the scale's last digit (1243 for 12.43 at scale 2). When `units / 10**scale`
         gives back every float (IEEE division rounds correctly), each float's shortest text has at
         most `scale` decimals, so no rounding is needed and one cast gives the decimals. Any other
-        float needs its text rounded, which is three times slower.
+        float needs its text rounded, which is several times slower.
         """
         floats = arr.cast(pa.float64())
         size = pc.max(pc.abs(floats)).as_py()
@@ -659,10 +663,14 @@ def coerce_column(arr: pa.Array, coercer: Coercer) -> CoercedColumn:
     if len(positions) == 0:
         return CoercedColumn(values, tuple(errors))
     parsed: list[Any] = []
+    blank_is_null = coercer.target != pa.string()
     for row, value in zip(positions.to_pylist(), values_at(arr, positions), strict=True):
         try:
             if isinstance(value, Unreadable):
                 raise BadValue(value.text)
+            if blank_is_null and isinstance(value, str) and not value.strip():
+                parsed.append(None)  # an empty CSV field: missing, not malformed
+                continue
             parsed.append(coercer.scalar(value))
         except BadValue as exc:
             parsed.append(None)

@@ -27,7 +27,6 @@ import pyarrow as pa
 from pipelines.config import ColumnSpec, SourceTableSpec, decimal_params
 from pipelines.errors import ConfigError, TerminalSourceError
 from pipelines.quality.coercion import (
-    CellError,
     arrow_type,
     coerce_column,
     coercer_for,
@@ -279,28 +278,15 @@ class Contract:
             raw = batch.column(column.name)
             result = coerce_column(raw, self._coercers[column.name])
             coerced[column.name] = result.values
-            for failure in self._coercion_failures(column, raw, result.errors):
-                problems.setdefault(failure.row, []).append(failure)
-                unparsed.add((failure.row, column.name))
+            for error in result.errors:
+                failure = RowFailure(error.row, column.name, error.check, error.detail)
+                problems.setdefault(error.row, []).append(failure)
+                unparsed.add((error.row, column.name))
         for failure in self._validator.failures(coerced):
             already_reported = (failure.row, failure.column) in unparsed
             if not (already_reported and failure.check in ("not_null", "null_key")):
                 problems.setdefault(failure.row, []).append(failure)
         return coerced, problems
-
-    def _coercion_failures(
-        self, column: ColumnSpec, raw: pa.Array, errors: Sequence[CellError]
-    ) -> list[RowFailure]:
-        """Coercion errors as row failures; a blank text key of a typed column is `null_key`."""
-        failures = [RowFailure(e.row, column.name, e.check, e.detail) for e in errors]
-        if not errors or column.name not in self.table.primary_key:
-            return failures
-        values = values_at(_readable(raw), pa.array([e.row for e in errors], pa.int64()))
-        for i, value in enumerate(values):
-            if isinstance(value, str) and not value.strip():
-                detail = f"primary key value {value!r} is blank"
-                failures[i] = RowFailure(failures[i].row, column.name, "null_key", detail)
-        return failures
 
     def _require_columns(self, names: list[str]) -> None:
         present = set(names)

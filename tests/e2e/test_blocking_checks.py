@@ -1,6 +1,16 @@
-"""A failing blocking check stops the run, names itself, and the run re-executes from failure."""
+"""A failing blocking check stops the run and names itself; the UI re-executes it from failure."""
 
 from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
 
 import duckdb
 import pytest
@@ -8,42 +18,95 @@ import pytest
 pytestmark = pytest.mark.slow
 
 
+def graphql(port: int, query: str) -> dict:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/graphql",
+        data=json.dumps({"query": query}).encode(),
+        headers={"content-type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        payload = json.load(response)
+    assert "errors" not in payload, payload
+    return payload["data"]
 
-def test_blocking_check_fails_the_run_and_reexecution_resumes(project_copy, monkeypatch) -> None:
-    import dagster as dg
-    from dagster._utils.hosted_user_process import recon_job_from_origin
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def marts_tables(warehouse: Path) -> int:
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        return con.execute(
+            "select count(*) from information_schema.tables where table_schema = 'marts'"
+        ).fetchone()[0]
+
+
+def test_blocking_check_stops_the_run_and_the_ui_reexecutes_from_failure(project_copy) -> None:
     ws = project_copy()
     assert ws.ssot("demo", "init", "--scale", "0.05", "--seed", "3").returncode == 0
 
-    # Break dim_customer: every customer twice -> the blocking `unique` check on customer_key fails.
+    # Break dim_customer: every customer twice -> its blocking `unique` check fails.
     model = ws.root / "models" / "conformed" / "dim_customer.sql"
     original = model.read_text()
-    model.write_text(f"select * from (\n{original}\n) as d\nunion all\nselect * from (\n{original}\n) as d2\n")
+    model.write_text(f"select * from (\n{original}\n) as a\nunion all\nselect * from (\n{original}\n) as b\n")
 
     run = ws.ssot("run")
     assert run.returncode == 1, run.stdout + run.stderr
     assert "blocking check failed: conformed/dim_customer: unique__customer_key" in run.stdout
     assert "not run" in run.stdout and "marts/customer_lifetime_value" in run.stdout
-    with duckdb.connect(str(ws.warehouse), read_only=True) as con:
-        marts = con.execute(
-            "select count(*) from information_schema.tables where table_schema = 'marts'"
-        ).fetchone()[0]
-    assert marts == 0  # downstream of the failed check was never built
+    assert marts_tables(ws.warehouse) == 0  # downstream of the failed check was never built
 
-    # Fix the model, then re-execute the failed run from failure, as the UI's button does.
+    # Fix the model, open the UI's server on the same instance, re-execute from failure.
     model.write_text(original)
-    with dg.DagsterInstance.from_ref(dg.InstanceRef.from_dir(str(ws.root / ".dagster"))) as instance:
-        (failed,) = instance.get_runs()
-        assert failed.status == dg.DagsterRunStatus.FAILURE
-        assert failed.remote_job_origin is not None
-        monkeypatch.chdir(ws.root)
-        monkeypatch.setenv("SSOT_PROJECT_DIR", str(ws.root))
-        recon = recon_job_from_origin(failed.job_code_origin)
-        options = dg.ReexecutionOptions.from_failure(failed.run_id, instance)
-        with dg.execute_job(recon, instance, reexecution_options=options) as result:
-            assert result.success
-            executed = {e.step_key for e in result.all_events if e.event_type_value == "STEP_START"}
-    assert executed == {"conformed__dim_customer", "marts__customer_lifetime_value"}
-    with duckdb.connect(str(ws.warehouse), read_only=True) as con:
-        assert con.execute("select count(*) from marts.customer_lifetime_value").fetchone()[0] > 0
+    port = free_port()
+    server = subprocess.Popen(
+        [Path(sys.executable).with_name("dagster"), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
+        cwd=ws.root,
+        env=ws.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        runs = None
+        while time.monotonic() < deadline:
+            try:
+                runs = graphql(port, "{ runsOrError { ... on Runs { results { runId status } } } }")
+                break
+            except OSError:
+                time.sleep(1)
+        assert runs is not None, "dagster dev did not come up"
+        (failed,) = runs["runsOrError"]["results"]
+        assert failed["status"] == "FAILURE"
+        launched = graphql(
+            port,
+            'mutation { launchPipelineReexecution(reexecutionParams: {parentRunId: "%s", strategy: FROM_FAILURE})'
+            " { __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message } } }"
+            % failed["runId"],
+        )["launchPipelineReexecution"]
+        assert launched["__typename"] == "LaunchRunSuccess", launched
+        child_id = launched["run"]["runId"]
+        status, steps = "QUEUED", []
+        while time.monotonic() < deadline + 120 and status not in {"SUCCESS", "FAILURE", "CANCELED"}:
+            time.sleep(2)
+            child = graphql(
+                port,
+                '{ runOrError(runId: "%s") { ... on Run { status stepKeysToExecute } } }' % child_id,
+            )["runOrError"]
+            status, steps = child["status"], child["stepKeysToExecute"]
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=60)
+    assert status == "SUCCESS"
+    # only the failed step and what depends on it (fct_orders tests its relationship to
+    # dim_customer, so it waits for it); the steps that had succeeded are not rerun
+    assert sorted(steps) == [
+        "conformed__dim_customer",
+        "conformed__fct_orders",
+        "conformed__fct_payments",
+        "marts__customer_lifetime_value",
+    ]
+    assert marts_tables(ws.warehouse) == 1

@@ -114,10 +114,8 @@ def test_every_bad_row_is_quarantined_once_and_nothing_is_lost(built) -> None:
 def test_the_run_is_in_the_persistent_dagster_instance(built) -> None:
     import dagster as dg
 
-    ws, run, _ = built
-    with dg.DagsterInstance.from_ref(
-        dg.InstanceRef.from_dir(str(ws.root / ".dagster"))
-    ) as instance:
+    ws = built[0]
+    with ws.instance() as instance:
         runs = instance.get_runs()
         assert len(runs) == 1
         (record,) = runs

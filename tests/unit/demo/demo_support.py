@@ -13,6 +13,7 @@ import json
 import re
 import sqlite3
 from collections import defaultdict
+from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -212,7 +213,9 @@ def check_truth(out: Path) -> None:
     contact_emails = [r[0] for r in query(crm, "select email from contacts")]
     assert all(EMAIL_PATTERN.match(e) for e in contact_emails if e is not None)
 
-    negative_products = {str(r[0]) for r in query(shop, "select product_id from products where list_price < 0")}
+    negative_products = {
+        str(r[0]) for r in query(shop, "select product_id from products where list_price < 0")
+    }
     assert negative_products == set(bad[("shop", "products")])
     odd_currency = {
         str(oid)
@@ -232,7 +235,9 @@ def check_truth(out: Path) -> None:
 
     # products.csv: duplicate listings share a key exactly when their normalized SKUs match.
     skus = dict(query(shop, "select product_id, sku from products"))
-    key_of = {int(r["product_id"]): r["product_key"] for r in read_csv(out / "truth" / "products.csv")}
+    key_of = {
+        int(r["product_id"]): r["product_key"] for r in read_csv(out / "truth" / "products.csv")
+    }
     assert set(key_of) == set(skus) - {int(k) for k in bad[("shop", "products")]}
     by_sku: dict[str, set[str]] = defaultdict(set)
     for pid, key in key_of.items():
@@ -262,12 +267,21 @@ def check_truth(out: Path) -> None:
             latest[inv] = (exported, fields)
     assert seen_broken | seen_junk == set(bad_invoices)
     totals = order_totals(out, bad[("shop", "order_lines")])
+    summary = json.loads((out / "truth" / "summary.json").read_text("utf-8"))
+    week_ago = (
+        datetime.fromisoformat(summary["as_of"].replace("Z", "+00:00")) - timedelta(days=7)
+    ).strftime("%Y-%m-%dT%H:%M:%SZ")
     invoiced: dict[int, str] = {}
+    awaiting_correction = 0
     for inv, (_, fields) in latest.items():
         order_id = int(fields[1])
         assert order_id not in invoiced, f"order {order_id} invoiced twice"
         invoiced[order_id] = inv
-        assert Decimal(fields[3]) == totals[order_id], (inv, fields, totals[order_id])
+        if Decimal(fields[3]) != totals[order_id]:
+            # a wrong first export whose correction file is still to come (<= 7 days later)
+            assert fields[5] >= week_ago, (inv, fields, totals[order_id])
+            awaiting_correction += 1
+    assert awaiting_correction <= summary["pending"]["planned_corrections"]
     billable = {
         oid
         for oid, status, cur in query(shop, "select order_id, status, currency from orders")
@@ -295,5 +309,5 @@ def check_truth(out: Path) -> None:
         assert row["invoice_id"] in latest, row
         paid[row["invoice_id"]] += Decimal(str(row["amount"]))
     assert seen == set(bad_payments)
-    for inv, amount in paid.items():
-        assert amount <= Decimal(latest[inv][1][3]), inv
+    for inv, amount in paid.items():  # payments follow the order total (corrected amount)
+        assert amount <= totals[int(latest[inv][1][1])], inv

@@ -31,9 +31,10 @@ def test_different_seed_different_world(make_world) -> None:
     assert crm_a["contacts"] != crm_b["contacts"]
     assert shop_a["orders"] != shop_b["orders"]
     assert files_a["truth/people.csv"] != files_b["truth/people.csv"]
-    assert files_a["billing/invoices/invoices_2025-06-01.csv"] != files_b[
-        "billing/invoices/invoices_2025-06-01.csv"
-    ]
+    assert (
+        files_a["billing/invoices/invoices_2025-06-01.csv"]
+        != files_b["billing/invoices/invoices_2025-06-01.csv"]
+    )
 
 
 def test_init_replaces_a_previous_world(make_world) -> None:

@@ -24,9 +24,13 @@ def test_people_have_unique_identifiers_and_some_are_in_both_systems(world) -> N
     email_owner: dict[str, int] = {}
     phone_owner: dict[str, int] = {}
     records = {}
-    for cid, email, phone in query(world / "crm.sqlite", "select contact_id, email, phone from contacts"):
+    for cid, email, phone in query(
+        world / "crm.sqlite", "select contact_id, email, phone from contacts"
+    ):
         records[("crm", cid)] = (email, phone)
-    for cid, email, phone in query(world / "shop.sqlite", "select customer_id, email, phone from customers"):
+    for cid, email, phone in query(
+        world / "shop.sqlite", "select customer_id, email, phone from customers"
+    ):
         records[("shop", str(cid))] = (email, phone)
     for person, cluster in enumerate(clusters):
         for key in cluster:

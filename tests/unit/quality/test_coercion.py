@@ -110,7 +110,7 @@ def test_nanosecond_timestamps_are_truncated_to_microseconds() -> None:
 
 def test_unreadable_timestamps_are_rejected() -> None:
     values, errors = coerce(
-        ["2026-01-03 09:15:00", "yesterday", "2026-13-01 00:00:00", ""], "timestamp"
+        ["2026-01-03 09:15:00", "yesterday", "2026-13-01 00:00:00", "2026-01-03 25:00"], "timestamp"
     )
     assert values == [utc(2026, 1, 3, 9, 15), None, None, None]
     assert errors == {1: "type", 2: "type", 3: "type"}
@@ -175,11 +175,20 @@ def test_integers_from_strings() -> None:
 
 
 def test_strings_that_are_not_integers_are_rejected() -> None:
-    values, errors = coerce(
-        ["1", "4.2", "abc", "0x10", "", "99999999999999999999", "1_000"], "bigint"
-    )
-    assert values == [1, None, None, None, None, None, None]
-    assert errors == {i: "type" for i in range(1, 7)}
+    values, errors = coerce(["1", "4.2", "abc", "0x10", "99999999999999999999", "1_000"], "bigint")
+    assert values == [1, None, None, None, None, None]
+    assert errors == {i: "type" for i in range(1, 6)}
+
+
+@pytest.mark.parametrize(
+    "type_", ["integer", "float", "decimal(12,2)", "boolean", "date", "timestamp"]
+)
+def test_blank_text_is_missing_not_malformed(type_: str) -> None:
+    assert coerce(["", "   ", None], type_) == ([None, None, None], {})
+
+
+def test_blank_text_stays_text_in_a_string_column() -> None:
+    assert coerce(["", "  "], "string") == (["", "  "], {})
 
 
 def test_integers_from_floats_must_be_whole() -> None:

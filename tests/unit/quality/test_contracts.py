@@ -388,6 +388,13 @@ def test_blank_text_in_a_typed_key_is_a_null_key() -> None:
     table = spec({"name": "id", "type": "integer"}, {"name": "x", "type": "string"})
     result = apply(table, {"id": ["1", "  ", "x"], "x": ["a", "b", "c"]})
     assert checks(result) == [[("id", "null_key")], [("id", "type")]]
+    assert originals(result)[0]["id"] == "  "
+
+
+def test_empty_csv_fields_are_missing_values() -> None:
+    result = apply(invoices(), invoice_batch(2, order_id=["1", ""], customer_email=["", "x@y.z"]))
+    assert checks(result) == [[("order_id", "not_null")]]
+    assert result.valid.column("customer_email").to_pylist() == [""]
 
 
 def test_a_declared_column_twice_in_the_batch_is_terminal() -> None:

@@ -1,0 +1,130 @@
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import pytest
+
+from pipelines.errors import TerminalSourceError
+from pipelines.landing import BATCH_ID_COLUMN, land_table
+from pipelines.project import load_project
+from pipelines.warehouse.base import Relation
+from pipelines.warehouse.duckdb import DuckDBWarehouse
+
+SOURCE = """
+name: app
+owner: team@example.com
+connection: {url_env: SSOT_TEST_APP_URL, default: 'sqlite:///data/app.sqlite'}
+tables:
+  - name: users
+    primary_key: [id]
+    columns:
+      - {name: id, type: integer, nullable: false}
+      - {name: email, type: string, pattern: '^[^@]+@[^@]+$'}
+      - {name: signed_up, type: timestamp}
+"""
+
+FILES_SOURCE = """
+name: exports
+owner: team@example.com
+connection: {url_env: SSOT_TEST_EXPORTS_URL, default: 'file://data/exports'}
+tables:
+  - name: rows
+    path: '*.csv'
+    primary_key: [id]
+    columns:
+      - {name: id, type: integer, nullable: false}
+      - {name: amount, type: 'decimal(12,2)', min: 0}
+"""
+
+
+@pytest.fixture
+def app(make_project, monkeypatch):
+    monkeypatch.delenv("SSOT_TEST_APP_URL", raising=False)
+    monkeypatch.delenv("SSOT_TEST_EXPORTS_URL", raising=False)
+    root = make_project({"sources/app.yml": SOURCE, "sources/exports.yml": FILES_SOURCE})
+    (root / "data").mkdir()
+    with sqlite3.connect(root / "data" / "app.sqlite") as con:
+        con.execute("create table users (id integer, email text, signed_up text)")
+        con.executemany(
+            "insert into users values (?, ?, ?)",
+            [
+                (1, "a@x.com", "2026-01-01T10:00:00+02:00"),
+                (2, "not-an-email", "2026-01-01T10:00:00Z"),
+                (None, "c@x.com", "2026-01-01 10:00:00"),
+                (4, "d@x.com", "yesterday"),
+                (5, None, None),
+            ],
+        )
+    project = load_project(root)
+    with DuckDBWarehouse(":memory:") as warehouse:
+        yield project, warehouse, root
+
+
+def test_rows_land_or_are_quarantined_and_counts_reconcile(app) -> None:
+    project, warehouse, _ = app
+    source = project.sources["app"]
+    result = land_table(project, warehouse, source, source.table("users"), run_id="r1")
+    assert (result.rows_read, result.rows_landed, result.rows_quarantined) == (5, 2, 3)
+    landed = warehouse.query("select id, signed_up from raw.app__users order by id").to_pylist()
+    assert [r["id"] for r in landed] == [1, 5]
+    assert str(landed[0]["signed_up"]) == "2026-01-01 08:00:00+00:00"  # offset text -> UTC
+    quarantined = warehouse.query(
+        "select record_key, failed_checks, original_row from ssot_meta.quarantine"
+    ).to_pylist()
+    reasons = {
+        json.loads(q["original_row"])["email"]: {c["check"] for c in json.loads(q["failed_checks"])}
+        for q in quarantined
+    }
+    assert reasons == {"not-an-email": {"pattern"}, "c@x.com": {"null_key"}, "d@x.com": {"type"}}
+    audit = warehouse.query("select * from ssot_meta.audit").to_pylist()
+    assert [(a["asset"], a["rows_in"], a["rows_out"], a["rows_quarantined"]) for a in audit] == [
+        ("raw/app/users", 5, 2, 3)
+    ]
+    assert warehouse.scalar(f"select count(distinct {BATCH_ID_COLUMN}) from raw.app__users") == 1
+
+
+def test_a_new_source_column_lands_and_is_reported(app) -> None:
+    project, warehouse, root = app
+    with sqlite3.connect(root / "data" / "app.sqlite") as con:
+        con.execute("alter table users add column job_title text")
+    source = project.sources["app"]
+    result = land_table(project, warehouse, source, source.table("users"), run_id="r1")
+    assert result.extra_columns == ("job_title",)
+    assert "job_title" in [name for name, _ in warehouse.columns(Relation("raw", "app__users"))]
+    assert "new columns: job_title" in warehouse.scalar("select detail from ssot_meta.audit")
+
+
+def test_a_failed_load_keeps_the_previous_raw_table(app) -> None:
+    project, warehouse, root = app
+    source = project.sources["app"]
+    land_table(project, warehouse, source, source.table("users"), run_id="r1")
+    (root / "data" / "app.sqlite").unlink()
+    with pytest.raises(TerminalSourceError):
+        land_table(project, warehouse, source, source.table("users"), run_id="r2")
+    assert warehouse.row_count(Relation("raw", "app__users")) == 2
+    assert warehouse.scalar("select count(*) from ssot_meta.audit") == 1
+
+
+def test_many_small_files_are_coalesced_and_nothing_is_lost(app) -> None:
+    project, warehouse, root = app
+    folder = root / "data" / "exports"
+    folder.mkdir()
+    expected_rows = 0
+    for day in range(30):
+        lines = [f"{day * 10 + i},{i}.50" for i in range(5)] + ["broken,line,here"]
+        if day % 7 == 0:
+            lines.append(f"{day * 10 + 9},-1.00")  # negative amount: contract rejects it
+        (folder / f"d{day:02}.csv").write_text("id,amount\n" + "\n".join(lines) + "\n")
+        expected_rows += len(lines)
+    source = project.sources["exports"]
+    result = land_table(
+        project, warehouse, source, source.table("rows"), run_id="r1", batch_rows=1000
+    )
+    assert result.rows_read == expected_rows
+    assert result.rows_landed == 30 * 5
+    assert result.rows_quarantined == 30 + 5
+    locations = (
+        warehouse.query("select original_row from ssot_meta.quarantine").column(0).to_pylist()
+    )
+    assert sum('"location": "d00.csv:7"' in row for row in locations) == 1
