@@ -50,7 +50,9 @@ def test_blocking_check_stops_the_run_and_the_ui_reexecutes_from_failure(project
     # Break dim_customer: every customer twice -> its blocking `unique` check fails.
     model = ws.root / "models" / "conformed" / "dim_customer.sql"
     original = model.read_text()
-    model.write_text(f"select * from (\n{original}\n) as a\nunion all\nselect * from (\n{original}\n) as b\n")
+    model.write_text(
+        f"select * from (\n{original}\n) as a\nunion all\nselect * from (\n{original}\n) as b\n"
+    )
 
     run = ws.ssot("run")
     assert run.returncode == 1, run.stdout + run.stderr
@@ -62,7 +64,16 @@ def test_blocking_check_stops_the_run_and_the_ui_reexecutes_from_failure(project
     model.write_text(original)
     port = free_port()
     server = subprocess.Popen(
-        [Path(sys.executable).with_name("dagster"), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
+        [
+            Path(sys.executable).with_name("dagster"),
+            "dev",
+            "-w",
+            "workspace.yaml",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ],
         cwd=ws.root,
         env=ws.env,
         stdout=subprocess.DEVNULL,
@@ -83,18 +94,22 @@ def test_blocking_check_stops_the_run_and_the_ui_reexecutes_from_failure(project
         assert failed["status"] == "FAILURE"
         launched = graphql(
             port,
-            'mutation { launchPipelineReexecution(reexecutionParams: {parentRunId: "%s", strategy: FROM_FAILURE})'
-            " { __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message } } }"
-            % failed["runId"],
+            "mutation { launchPipelineReexecution(reexecutionParams: "
+            f'{{parentRunId: "{failed["runId"]}", strategy: FROM_FAILURE}})'
+            " { __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message } } }",
         )["launchPipelineReexecution"]
         assert launched["__typename"] == "LaunchRunSuccess", launched
         child_id = launched["run"]["runId"]
         status, steps = "QUEUED", []
-        while time.monotonic() < deadline + 120 and status not in {"SUCCESS", "FAILURE", "CANCELED"}:
+        while time.monotonic() < deadline + 120 and status not in {
+            "SUCCESS",
+            "FAILURE",
+            "CANCELED",
+        }:
             time.sleep(2)
             child = graphql(
                 port,
-                '{ runOrError(runId: "%s") { ... on Run { status stepKeysToExecute } } }' % child_id,
+                f'{{ runOrError(runId: "{child_id}") {{ ... on Run {{ status stepKeysToExecute }} }} }}',
             )["runOrError"]
             status, steps = child["status"], child["stepKeysToExecute"]
     finally:
