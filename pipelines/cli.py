@@ -27,9 +27,9 @@ if TYPE_CHECKING:
     from pipelines.project import Project
 
 # Wide enough for the summary table when output goes to a file or a CI log.
-console = Console(highlight=False, width=None if sys.stdout.isatty() else 140)
+console = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 140)
 HEARTBEAT_SECONDS = 15.0
-err_console = Console(stderr=True, highlight=False)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 # ---------------------------------------------------------------------------------------------

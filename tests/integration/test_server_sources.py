@@ -21,7 +21,7 @@ def table_hashes(path) -> dict[str, tuple[int, int]]:
     with duckdb.connect(str(path), read_only=True) as con:
         return {
             name: con.execute(
-                f"select count(*), coalesce(sum(hash(t.*)), 0) from {name} as t"
+                f"select count(*), coalesce(sum(hash(t)::hugeint), 0) from {name} as t"
             ).fetchone()
             for name in COMPARED
         }

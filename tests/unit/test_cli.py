@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import sqlglot
+
+from pipelines.cli import RunReporter, main
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_validate_reports_the_project(monkeypatch, capsys) -> None:
+    monkeypatch.setenv("SSOT_PROJECT_DIR", str(ROOT))
+    assert main(["validate"]) == 0
+    assert "project ok: 3 sources (8 tables)" in capsys.readouterr().out
+
+
+def test_compile_writes_every_model_for_bigquery(monkeypatch, tmp_path, capsys) -> None:
+    monkeypatch.setenv("SSOT_PROJECT_DIR", str(ROOT))
+    assert main(["compile", "--dialect", "bigquery", "--out", str(tmp_path)]) == 0
+    files = sorted((tmp_path / "bigquery").rglob("*.sql"))
+    assert {f.stem for f in files} >= {"dim_customer", "fct_orders", "customer_lifetime_value"}
+    for file in files:
+        sqlglot.parse_one(file.read_text(), read="bigquery")
+
+
+def test_config_errors_exit_2_with_the_file_named(make_project, monkeypatch, capsys) -> None:
+    root = make_project({"models/staging/a.sql": "select * from {{ ref('missing') }}"})
+    monkeypatch.setenv("SSOT_PROJECT_DIR", str(root))
+    assert main(["validate"]) == 2
+    err = capsys.readouterr().err
+    assert "a.sql" in err and "ref('missing')" in err
+
+
+def test_run_without_demo_data_says_what_to_do(make_project, monkeypatch, capsys) -> None:
+    root = make_project()
+    pyproject = root / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text().replace('name = "t"', 'name = "t"\ndemo_dir = "data"'))
+    monkeypatch.setenv("SSOT_PROJECT_DIR", str(root))
+    monkeypatch.delenv("SSOT_TEST_APP_URL", raising=False)
+    assert main(["run"]) == 2
+    assert "ssot demo init" in capsys.readouterr().err
+
+
+def test_reporter_maps_steps_of_double_underscore_models_to_their_keys() -> None:
+    reporter = RunReporter(["raw/crm/contacts", "staging/stg_crm__contacts"])
+    assert reporter._by_step["staging__stg_crm__contacts"] == "staging/stg_crm__contacts"
+    assert reporter._by_step["raw__crm__contacts"] == "raw/crm/contacts"
