@@ -50,7 +50,7 @@ from pipelines.demo.truth import (
     write_summary,
 )
 from pipelines.demo.world import CRM, SHOP, WORLD_DIR, Records, World
-from pipelines.demo.writers import Writer, open_writer
+from pipelines.demo.writers import TableSpec, Writer, check_url, open_writer
 
 Arr = npt.NDArray[Any]
 Progress = Callable[[str], None]
@@ -108,6 +108,9 @@ def init_demo(
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise DemoError(f"seed must be a non-negative integer, got {seed!r}")
     people = people_for_scale(scale)
+    for url in (crm_url, shop_url):
+        if url is not None:
+            check_url(url)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     for name in _OWNED:
@@ -147,7 +150,9 @@ def init_demo(
     finally:
         shop_writer.close()
 
-    payments, corrections = _init_billing(run, billed, window)
+    payments, corrections = _bill(
+        run, billed, window, np.arange(-HISTORY_DAYS, 0), min_junk=4, pending=None
+    )
     world = World(
         persons=persons,
         records=Records.concat([contact_records, customer_records]),
@@ -188,6 +193,7 @@ def advance_demo(out_dir: Path, *, days: int = 1, progress: Progress | None = No
 def _init_crm(
     run: _Run, writer: Writer, persons: Persons, window: tuple[int, int]
 ) -> tuple[Arr, Records]:
+    """Accounts and contacts of the history window (persons flagged ``in_crm``)."""
     state = run.state
     start, end = window
     day = -HISTORY_DAYS
@@ -233,7 +239,7 @@ def _write_contacts(
     deleted: Arr,
     window: tuple[int, int],
     accounts: Arr,
-    spec: Any,
+    spec: TableSpec,
 ) -> Records:
     """Contacts of persons ``who`` (indexes into ``persons``) plus junk rows, in creation order."""
     state = run.state
@@ -305,6 +311,7 @@ def _write_contacts(
 def _init_shop(
     run: _Run, writer: Writer, persons: Persons, window: tuple[int, int]
 ) -> tuple[shop.Products, Records, Arr, shop.OpenOrders, shop.BilledOrders]:
+    """Products, customers and the history's orders; returns what billing and advance need."""
     state = run.state
     start, end = window
     day = -HISTORY_DAYS
@@ -439,6 +446,7 @@ def _buyers(persons: Persons, records: Records, end: Arr) -> shop.Buyers:
 
 
 def _write_orders(run: _Run, writer: Writer, batch: shop.OrderBatch) -> None:
+    """Insert an order batch and account for it in the counters and id sequences."""
     writer.insert(shop.ORDERS, batch.orders)
     run.count("shop.orders", "rows", len(batch.orders))
     run.say(f"shop.orders: {run.counts['shop.orders']['rows']:,} rows")
@@ -449,13 +457,6 @@ def _write_orders(run: _Run, writer: Writer, batch: shop.OrderBatch) -> None:
     n = len(batch.orders)
     run.state.next_order_id += n
     run.state.next_order_line_id += len(batch.lines)
-
-
-def _init_billing(
-    run: _Run, billed: shop.BilledOrders, window: tuple[int, int]
-) -> tuple[Payments, Corrections]:
-    days = np.arange(-HISTORY_DAYS, 0)
-    return _bill(run, billed, window, days, min_junk=4, pending=None)
 
 
 def _bill(
@@ -515,6 +516,7 @@ def _bill(
 
 
 def _advance_one_day(run: _Run, world: World) -> None:
+    """Simulate the UTC date of day ``state.day`` and move the clock to the next day."""
     state = run.state
     d = state.day
     window = (day_start(d), day_start(d + 1))
@@ -593,8 +595,9 @@ def _advance_one_day(run: _Run, world: World) -> None:
 
 
 def _advance_contacts(
-    run: _Run, writer: Writer, world: World, new_crm: Arr, window: tuple[int, int], spec: Any
+    run: _Run, writer: Writer, world: World, new_crm: Arr, window: tuple[int, int], spec: TableSpec
 ) -> Records:
+    """Edits, soft deletes and new contacts of one day; returns all CRM records."""
     state = run.state
     d = state.day
     start, end = window
@@ -655,6 +658,7 @@ def _advance_contacts(
 def _advance_customers(
     run: _Run, writer: Writer, world: World, new_shop: Arr, window: tuple[int, int]
 ) -> Records:
+    """Edits, hard deletes and new customers of one day; returns all shop records."""
     state = run.state
     d = state.day
     start, end = window

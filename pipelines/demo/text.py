@@ -24,11 +24,7 @@ _TWO_DIGITS = np.array([f"{i:02d}" for i in range(100)], dtype=S)
 
 def strs(values: Any) -> Arr:
     """A ``StringDType`` array from any sequence or array of strings."""
-    return (
-        np.asarray(values, dtype=S)
-        if not isinstance(values, (list, tuple))
-        else np.array(list(values), dtype=S)
-    )
+    return np.array(list(values) if isinstance(values, (list, tuple)) else values, dtype=S)
 
 
 def take(values: Any, index: Arr) -> Arr:

@@ -328,16 +328,25 @@ def _safe(url: str) -> str:
     return redact_url(url)
 
 
+_SCHEMES = {"postgresql": "pg", "postgres": "pg", "mysql": "mysql", "mariadb": "mysql"}
+
+
+def check_url(url: str) -> str:
+    """The backend ('pg' or 'mysql') of a server URL; DemoError for anything else."""
+    scheme = urlsplit(url).scheme.lower()
+    backend = _SCHEMES.get(scheme.split("+")[0])
+    if backend is None:
+        raise DemoError(
+            f"unsupported database URL scheme {scheme!r} in {_safe(url)}; "
+            "use postgresql://user@host:port/db or mysql://user:pass@host:port/db"
+        )
+    return backend
+
+
 def open_writer(out_dir: Path, sqlite_name: str, url: str | None) -> Writer:
     """The writer for one system: ``out_dir/<sqlite_name>`` unless a server URL is given."""
     if url is None:
         return SqliteWriter(out_dir / sqlite_name)
-    scheme = urlsplit(url).scheme.lower()
-    if scheme in ("postgresql", "postgres"):
+    if check_url(url) == "pg":
         return PostgresWriter(url)
-    if scheme in ("mysql", "mariadb", "mysql+pymysql"):
-        return MysqlWriter(url)
-    raise DemoError(
-        f"unsupported database URL scheme {scheme!r} in {_safe(url)}; "
-        "use postgresql://user@host:port/db or mysql://user:pass@host:port/db"
-    )
+    return MysqlWriter(url)

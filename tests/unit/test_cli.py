@@ -35,7 +35,9 @@ def test_config_errors_exit_2_with_the_file_named(make_project, monkeypatch, cap
 def test_run_without_demo_data_says_what_to_do(make_project, monkeypatch, capsys) -> None:
     root = make_project()
     pyproject = root / "pyproject.toml"
-    pyproject.write_text(pyproject.read_text().replace('name = "t"', 'name = "t"\ndemo_dir = "data"'))
+    pyproject.write_text(
+        pyproject.read_text().replace('name = "t"', 'name = "t"\ndemo_dir = "data"')
+    )
     monkeypatch.setenv("SSOT_PROJECT_DIR", str(root))
     monkeypatch.delenv("SSOT_TEST_APP_URL", raising=False)
     assert main(["run"]) == 2
