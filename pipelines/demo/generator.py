@@ -37,7 +37,7 @@ from pipelines.demo.people import (
     record_presence,
 )
 from pipelines.demo.randomness import stream
-from pipelines.demo.state import DemoError, DemoState, load_state, people_for_scale, redact_url
+from pipelines.demo.state import DemoError, DemoState, load_state, people_for_scale
 from pipelines.demo.text import cat, num, where
 from pipelines.demo.truth import (
     TRUTH_DIR,
@@ -51,6 +51,7 @@ from pipelines.demo.truth import (
 )
 from pipelines.demo.world import CRM, SHOP, WORLD_DIR, Records, World
 from pipelines.demo.writers import TableSpec, Writer, check_url, open_writer
+from pipelines.urls import strip_password
 
 Arr = npt.NDArray[Any]
 Progress = Callable[[str], None]
@@ -123,8 +124,8 @@ def init_demo(
     state = DemoState(
         seed=seed,
         scale=float(scale),
-        crm_url=redact_url(crm_url) if crm_url else None,
-        shop_url=redact_url(shop_url) if shop_url else None,
+        crm_url=strip_password(crm_url) if crm_url else None,
+        shop_url=strip_password(shop_url) if shop_url else None,
     )
     run = _Run(out_dir, state, progress)
     window = (day_start(-HISTORY_DAYS), day_start(0))

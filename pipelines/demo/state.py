@@ -12,7 +12,6 @@ import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from pipelines.errors import SsotError
 
@@ -103,17 +102,3 @@ def load_state(out_dir: Path) -> DemoState:
         return DemoState(**raw)
     except TypeError as exc:
         raise DemoError(f"{path} is incomplete ({exc}); re-run init_demo") from exc
-
-
-def redact_url(url: str) -> str:
-    """The URL without its password, as stored in ``state.json``."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = f"{parts.username}@{host}" if parts.username else host
-    if parts.port is not None:
-        netloc += f":{parts.port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))

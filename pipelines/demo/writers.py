@@ -23,7 +23,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 import numpy as np
 import numpy.typing as npt
@@ -31,8 +31,9 @@ import psycopg
 
 from pipelines.demo.clock import naive_utc
 from pipelines.demo.frame import Frame
-from pipelines.demo.state import DemoError, redact_url
+from pipelines.demo.state import DemoError
 from pipelines.demo.text import S, cat, money, where
+from pipelines.urls import mysql_connect_args, redact_url
 
 Arr = npt.NDArray[Any]
 Kind = Literal["int", "text", "money", "datetime"]
@@ -278,21 +279,12 @@ class MysqlWriter(Writer):
     def __init__(self, url: str) -> None:
         import pymysql
 
-        parts = urlsplit(url)
-        password = unquote(parts.password) if parts.password else os.environ.get("MYSQL_PWD", "")
-        database = parts.path.lstrip("/")
-        if not database:
+        args = mysql_connect_args(url)
+        args["password"] = args["password"] or os.environ.get("MYSQL_PWD", "")
+        if not args["database"]:
             raise DemoError(f"{_safe(url)} names no database; use mysql://user@host:port/db")
         try:
-            self.conn: Any = pymysql.connect(
-                host=parts.hostname or "127.0.0.1",
-                port=parts.port or 3306,
-                user=unquote(parts.username or "root"),
-                password=password,
-                database=database,
-                charset="utf8mb4",
-                autocommit=False,
-            )
+            self.conn: Any = pymysql.connect(**args, autocommit=False)
         except pymysql.MySQLError as exc:
             raise DemoError(f"cannot connect to MariaDB/MySQL at {_safe(url)}: {exc}") from exc
 

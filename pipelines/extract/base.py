@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from pipelines.quality.contracts import Reject
+from pipelines.urls import redact_url
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -24,6 +25,8 @@ if TYPE_CHECKING:
     from pipelines.config import SourceTableSpec
 
 DEFAULT_BATCH_ROWS = 50_000
+
+__all__ = ["DEFAULT_BATCH_ROWS", "Connector", "Extracted", "redact_url"]
 
 
 @dataclass(frozen=True)
@@ -54,14 +57,3 @@ class Connector(ABC):
         self, table: SourceTableSpec, *, batch_rows: int = DEFAULT_BATCH_ROWS
     ) -> Iterator[Extracted]:
         """Stream the table's current rows in batches of at most ``batch_rows``."""
-
-
-def redact_url(url: str) -> str:
-    """The URL with any password replaced, safe for logs, metadata and error messages."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))

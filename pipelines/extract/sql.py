@@ -12,12 +12,13 @@ from abc import abstractmethod
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
 
 from sqlglot import exp
 
 from pipelines.errors import SourceError, TerminalSourceError, TransientSourceError
-from pipelines.extract.base import DEFAULT_BATCH_ROWS, Connector, Extracted, redact_url
+from pipelines.extract.base import DEFAULT_BATCH_ROWS, Connector, Extracted
+from pipelines.urls import mysql_connect_args, redact_url
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -143,16 +144,8 @@ class MySqlConnector(SqlConnector):
         import pymysql
         import pymysql.cursors
 
-        parts = urlsplit(self.url)
         return pymysql.connect(
-            host=parts.hostname or "127.0.0.1",
-            port=parts.port or 3306,
-            user=unquote(parts.username or "root"),
-            password=unquote(parts.password or ""),
-            database=parts.path.lstrip("/") or None,
-            cursorclass=pymysql.cursors.SSCursor,
-            connect_timeout=10,
-            charset="utf8mb4",
+            **mysql_connect_args(self.url), cursorclass=pymysql.cursors.SSCursor, connect_timeout=10
         )
 
     def _is_transient(self, exc: Exception) -> bool:

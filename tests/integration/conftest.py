@@ -24,11 +24,13 @@ import os
 import uuid
 from collections.abc import Iterator
 from typing import Any, NoReturn
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pymysql
 import pytest
+
+from pipelines.urls import mysql_connect_args, strip_password
 
 PG_ADMIN_URL = os.environ.get(
     "SSOT_TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -38,7 +40,7 @@ CONNECT_TIMEOUT = 5
 
 
 def _unreachable(what: str, url: str, exc: Exception) -> NoReturn:
-    where = _without_password(url)
+    where = strip_password(url)
     if os.environ.get("CI") == "true":
         pytest.fail(
             f"{what} at {where} is not reachable ({exc}); CI=true requires it: start the server "
@@ -46,14 +48,6 @@ def _unreachable(what: str, url: str, exc: Exception) -> NoReturn:
             pytrace=False,
         )
     pytest.skip(f"{what} at {where} is not reachable ({exc}); start it to run this test")
-
-
-def _without_password(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", "@")
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _database_url(admin_url: str, database: str) -> str:
@@ -85,15 +79,8 @@ def pg_url() -> Iterator[str]:
 
 
 def _mysql_admin() -> Any:
-    parts = urlsplit(MYSQL_ADMIN_URL)
     return pymysql.connect(
-        host=parts.hostname or "127.0.0.1",
-        port=parts.port or 3306,
-        user=unquote(parts.username or "root"),
-        password=unquote(parts.password or ""),
-        database=parts.path.lstrip("/") or None,
-        connect_timeout=CONNECT_TIMEOUT,
-        autocommit=True,
+        **mysql_connect_args(MYSQL_ADMIN_URL), connect_timeout=CONNECT_TIMEOUT, autocommit=True
     )
 
 

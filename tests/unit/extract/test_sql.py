@@ -8,7 +8,7 @@ import pytest
 
 from pipelines.config import SourceTableSpec
 from pipelines.errors import TerminalSourceError, TransientSourceError
-from pipelines.extract import connector_for, redact_url
+from pipelines.extract import connector_for
 from pipelines.extract.sql import rows_to_batch
 
 SPEC = SourceTableSpec.model_validate(
@@ -58,8 +58,3 @@ def test_unreachable_postgres_retries_then_fails_without_the_password(
         list(connector.read(SPEC))
     assert "s3cret-pw" not in str(info.value)
     assert "after 4 attempts" in str(info.value)
-
-
-def test_redact_url() -> None:
-    assert redact_url("mysql://root:pw@h:3306/db") == "mysql://root:***@h:3306/db"
-    assert redact_url("sqlite:///x.sqlite") == "sqlite:///x.sqlite"
