@@ -46,7 +46,7 @@ format: $(STAMP) ## apply ruff's formatting and safe fixes
 	$(BIN)/ruff format .
 
 ui: $(STAMP) ## open the Dagster UI on http://127.0.0.1:3000 (lineage, runs, re-execution)
-	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+	$(BIN)/ssot ui --port 3000
 
 bench: $(STAMP) ## benchmarks (not part of the tests)
 	$(BIN)/python bench/demo_scale.py

@@ -395,6 +395,34 @@ def cmd_query(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------------------------
 
 
+def cmd_ui(args: argparse.Namespace) -> int:
+    """Start `dagster dev` on the project's workspace and its persistent instance."""
+    import os
+
+    from pipelines.project import load_project
+    from pipelines.runner import dagster_home
+
+    project = load_project()
+    home = dagster_home(project)
+    dagster = Path(sys.executable).with_name("dagster")
+    command = [
+        str(dagster),
+        "dev",
+        "-w",
+        str(project.root / "workspace.yaml"),
+        "-h",
+        args.host,
+        "-p",
+        str(args.port),
+    ]
+    console.print(
+        f"Dagster UI on http://{args.host}:{args.port} (instance: {home}); Ctrl-C stops it"
+    )
+    os.chdir(project.root)
+    os.execve(command[0], command, {**os.environ, "DAGSTER_HOME": str(home)})
+    return 0  # not reached: execve replaces this process
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ssot", description="Single-source-of-truth warehouse pipeline."
@@ -435,6 +463,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     validate = commands.add_parser("validate", help="load sources, models and Dagster definitions")
     validate.set_defaults(func=cmd_validate)
+
+    ui = commands.add_parser("ui", help="open the Dagster UI (dagster dev) on this project")
+    ui.add_argument("--host", default="127.0.0.1")
+    ui.add_argument("--port", type=int, default=3000)
+    ui.set_defaults(func=cmd_ui)
 
     query = commands.add_parser("query", help="run a read-only SQL query on the warehouse")
     query.add_argument("sql")

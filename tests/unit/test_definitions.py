@@ -70,9 +70,10 @@ def test_daily_schedule_runs_the_full_job(defs: dg.Definitions) -> None:
     )
 
 
-def test_dagster_cli_validates_the_workspace() -> None:
+def test_dagster_cli_validates_the_workspace(tmp_path) -> None:
     """The same check `dagster definitions validate` makes, through Dagster's own CLI."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SSOT_")}
+    env["DAGSTER_HOME"] = str(tmp_path)
     result = subprocess.run(
         [
             Path(sys.executable).with_name("dagster"),
