@@ -99,6 +99,37 @@ class ColumnSpec(_Strict):
         return value
 
 
+class HttpPagination(_Strict):
+    """How an HTTP JSON API splits a collection into pages."""
+
+    kind: Literal["none", "page", "offset", "cursor", "next_url", "link_header"] = "none"
+    page_param: str = Field(default="page", description="kind=page: query parameter of the page number (1-based).")
+    offset_param: str = Field(default="offset", description="kind=offset: query parameter of the offset.")
+    size_param: str | None = Field(default="limit", description="Query parameter of the page size; None to omit.")
+    page_size: int = Field(default=100, gt=0)
+    cursor_param: str = Field(default="cursor", description="kind=cursor: query parameter that takes the cursor.")
+    cursor_path: str | None = Field(default=None, description="kind=cursor: dotted path of the next cursor in the body.")
+    next_url_path: str | None = Field(default=None, description="kind=next_url: dotted path of the next page's URL.")
+    max_pages: int | None = Field(default=None, gt=0, description="Stop after this many pages (a safety net).")
+
+
+class HttpOptions(_Strict):
+    """An HTTP JSON API endpoint that lists one table's records."""
+
+    endpoint: str = Field(description="Path appended to the connection URL, e.g. /v1/customers.")
+    records_path: str | None = Field(
+        default=None, description="Dotted path to the list of records in the body; None: the body is the list."
+    )
+    params: dict[str, str] = Field(default_factory=dict, description="Fixed query parameters.")
+    headers_env: dict[str, str] = Field(
+        default_factory=dict,
+        description="Header name -> environment variable holding its value (tokens never live in yml).",
+    )
+    pagination: HttpPagination = Field(default_factory=HttpPagination)
+    timeout_seconds: float = Field(default=30.0, gt=0)
+    max_retries: int = Field(default=4, ge=0)
+
+
 class SourceTableSpec(_Strict):
     """One table (or file set) of an operational system."""
 
@@ -111,6 +142,7 @@ class SourceTableSpec(_Strict):
         default=None, description="File sources: glob relative to the connection root."
     )
     format: Literal["csv", "jsonl", "parquet"] | None = None
+    http: HttpOptions | None = Field(default=None, description="HTTP sources: the endpoint and its paging.")
     primary_key: list[str]
     cursor: str | None = Field(default=None, description="Column that orders versions of a row.")
     columns: list[ColumnSpec]
