@@ -233,7 +233,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     ticker.start()
     try:
         with project_instance(project) as instance:
-            outcome = run_job(project, instance, on_event=reporter)
+            outcome = run_job(
+                project,
+                instance,
+                on_event=reporter,
+                full_refresh=_full_refresh_tables(project, args.full_refresh),
+            )
     finally:
         stop.set()
     elapsed = time.perf_counter() - started
@@ -265,6 +270,26 @@ def cmd_run(args: argparse.Namespace) -> int:
         'order by revenue desc limit 5"[/bold]'
     )
     return 0
+
+
+def _full_refresh_tables(project: Project, names: list[str] | None) -> list[tuple[str, str]]:
+    """`--full-refresh` arguments -> (source, table) pairs; no names = every source table."""
+    from pipelines.errors import ConfigError
+
+    if names is None:
+        return []
+    everything = [(s.name, t.name) for s, t in project.source_tables()]
+    if not names:
+        return everything
+    chosen: list[tuple[str, str]] = []
+    for name in names:
+        source, _, table = name.partition(".")
+        matches = [(s, t) for s, t in everything if s == source and (not table or t == table)]
+        if not matches:
+            known = ", ".join(f"{s}.{t}" for s, t in everything)
+            raise ConfigError(f"--full-refresh {name}: no such source or table (known: {known})")
+        chosen += [m for m in matches if m not in chosen]
+    return chosen
 
 
 def _self_command() -> str:
@@ -430,6 +455,12 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="materialize every asset through Dagster and check it")
+    run.add_argument(
+        "--full-refresh",
+        nargs="*",
+        metavar="SOURCE[.TABLE]",
+        help="pull these sources/tables (all when none named) again from scratch, ignoring stored cursors",
+    )
     run.set_defaults(func=cmd_run)
 
     demo = commands.add_parser("demo", help="the built-in demo operational systems")

@@ -8,6 +8,7 @@ run. `pipelines.project` reads the files; this module only says what a valid fil
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -35,6 +36,20 @@ def _check_identifier(value: str, what: str) -> str:
             "not starting with a digit)"
         )
     return value
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(value: str) -> timedelta:
+    """'2d', '6h', '30m', '45s', '1w' -> timedelta."""
+    match = _DURATION.match(value.lower())
+    if not match:
+        raise ValueError(
+            f"{value!r} is not a duration; write a number and a unit: 45s, 30m, 6h, 2d, 1w"
+        )
+    return timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
 
 
 def decimal_params(type_name: str) -> tuple[int, int] | None:
@@ -103,14 +118,28 @@ class HttpPagination(_Strict):
     """How an HTTP JSON API splits a collection into pages."""
 
     kind: Literal["none", "page", "offset", "cursor", "next_url", "link_header"] = "none"
-    page_param: str = Field(default="page", description="kind=page: query parameter of the page number (1-based).")
-    offset_param: str = Field(default="offset", description="kind=offset: query parameter of the offset.")
-    size_param: str | None = Field(default="limit", description="Query parameter of the page size; None to omit.")
+    page_param: str = Field(
+        default="page", description="kind=page: query parameter of the page number (1-based)."
+    )
+    offset_param: str = Field(
+        default="offset", description="kind=offset: query parameter of the offset."
+    )
+    size_param: str | None = Field(
+        default="limit", description="Query parameter of the page size; None to omit."
+    )
     page_size: int = Field(default=100, gt=0)
-    cursor_param: str = Field(default="cursor", description="kind=cursor: query parameter that takes the cursor.")
-    cursor_path: str | None = Field(default=None, description="kind=cursor: dotted path of the next cursor in the body.")
-    next_url_path: str | None = Field(default=None, description="kind=next_url: dotted path of the next page's URL.")
-    max_pages: int | None = Field(default=None, gt=0, description="Stop after this many pages (a safety net).")
+    cursor_param: str = Field(
+        default="cursor", description="kind=cursor: query parameter that takes the cursor."
+    )
+    cursor_path: str | None = Field(
+        default=None, description="kind=cursor: dotted path of the next cursor in the body."
+    )
+    next_url_path: str | None = Field(
+        default=None, description="kind=next_url: dotted path of the next page's URL."
+    )
+    max_pages: int | None = Field(
+        default=None, gt=0, description="Stop after this many pages (a safety net)."
+    )
 
 
 class HttpOptions(_Strict):
@@ -118,7 +147,8 @@ class HttpOptions(_Strict):
 
     endpoint: str = Field(description="Path appended to the connection URL, e.g. /v1/customers.")
     records_path: str | None = Field(
-        default=None, description="Dotted path to the list of records in the body; None: the body is the list."
+        default=None,
+        description="Dotted path to the list of records in the body; None: the body is the list.",
     )
     params: dict[str, str] = Field(default_factory=dict, description="Fixed query parameters.")
     headers_env: dict[str, str] = Field(
@@ -142,10 +172,41 @@ class SourceTableSpec(_Strict):
         default=None, description="File sources: glob relative to the connection root."
     )
     format: Literal["csv", "jsonl", "parquet"] | None = None
-    http: HttpOptions | None = Field(default=None, description="HTTP sources: the endpoint and its paging.")
+    http: HttpOptions | None = Field(
+        default=None, description="HTTP sources: the endpoint and its paging."
+    )
     primary_key: list[str]
-    cursor: str | None = Field(default=None, description="Column that orders versions of a row.")
+    cursor: str | None = Field(
+        default=None,
+        description="Column whose value grows when a row changes; pulls after the first one read "
+        "only rows at or after the stored cursor minus `lookback`.",
+    )
+    lookback: str = Field(
+        default="0s",
+        description="How far before the stored cursor an incremental pull starts, for late rows: "
+        "e.g. '2d', '6h', '30m'. Rows already landed unchanged are never landed twice.",
+    )
+    delete_detection: Literal["none", "key_diff"] = Field(
+        default="none",
+        description="key_diff: compare the source's keys with the warehouse's on every pull and "
+        "land a tombstone for each key that disappeared (for sources that hard-delete rows).",
+    )
+    schema_policy: Literal["evolve", "freeze"] = Field(
+        default="evolve",
+        description="evolve: a new source column is added to raw and reported; a removed column "
+        "lands as NULL. freeze: any column change is an error.",
+    )
     columns: list[ColumnSpec]
+
+    @field_validator("lookback")
+    @classmethod
+    def _lookback(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
+    @property
+    def lookback_delta(self) -> timedelta:
+        return parse_duration(self.lookback)
 
     @field_validator("name")
     @classmethod

@@ -1,4 +1,4 @@
-"""The warehouse's own bookkeeping tables in `ssot_meta`: the audit log and the quarantine.
+"""The warehouse's own bookkeeping in `ssot_meta`: the audit log, the quarantine, load state.
 
 Every load and build appends one audit row in the same transaction as the data it describes,
 so the log never claims a load that did not commit (nor misses one that did).
@@ -6,9 +6,12 @@ so the log never claims a load that did not commit (nor misses one that did).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
+
+from sqlglot import exp
 
 from pipelines.project import META_SCHEMA
 from pipelines.warehouse.base import Relation
@@ -61,3 +64,89 @@ def record_audit(warehouse: Warehouse, entry: AuditEntry) -> None:
 
     row = {**entry.__dict__, "recorded_at": datetime.now(UTC)}
     warehouse.append_arrow(AUDIT, pa.Table.from_pylist([row], schema=audit_schema()))
+
+
+# ---------------------------------------------------------------------------------------------
+# Load state: the cursor and the files each source table has landed, per table.
+
+LOAD_STATE = Relation(META_SCHEMA, "load_state")
+
+
+@dataclass(frozen=True)
+class LoadState:
+    """Where the last successful load of a source table stopped."""
+
+    cursor_type: str | None = None  # timestamp | number | string
+    cursor_value: str | None = None  # ISO timestamp, number or text, as text
+    files: dict[str, str] | None = None  # path -> fingerprint of every landed file
+    batch_id: str | None = None
+
+    def cursor(self) -> datetime | int | float | str | None:
+        if self.cursor_value is None:
+            return None
+        if self.cursor_type == "timestamp":
+            return datetime.fromisoformat(self.cursor_value)
+        if self.cursor_type == "number":
+            number = float(self.cursor_value)
+            return int(number) if number.is_integer() else number
+        return self.cursor_value
+
+
+def load_state_schema() -> pa.Schema:
+    import pyarrow as pa
+
+    return pa.schema(
+        [
+            ("source", pa.string()),
+            ("table", pa.string()),
+            ("cursor_type", pa.string()),
+            ("cursor_value", pa.string()),
+            ("files", pa.string()),
+            ("batch_id", pa.string()),
+            ("updated_at", pa.timestamp("us", tz="UTC")),
+        ]
+    )
+
+
+def _state_filter(source: str, table: str) -> exp.Condition:
+    return exp.and_(
+        exp.column("source", quoted=True).eq(exp.Literal.string(source)),
+        exp.column("table", quoted=True).eq(exp.Literal.string(table)),
+    )
+
+
+def read_load_state(warehouse: Warehouse, source: str, table: str) -> LoadState:
+    if not warehouse.exists(LOAD_STATE):
+        return LoadState()
+    rows = warehouse.query(
+        exp.select("cursor_type", "cursor_value", "files", "batch_id")
+        .from_(LOAD_STATE.to_table())
+        .where(_state_filter(source, table))
+    ).to_pylist()
+    if not rows:
+        return LoadState()
+    row = rows[0]
+    return LoadState(
+        cursor_type=row["cursor_type"],
+        cursor_value=row["cursor_value"],
+        files=json.loads(row["files"]) if row["files"] else None,
+        batch_id=row["batch_id"],
+    )
+
+
+def write_load_state(warehouse: Warehouse, source: str, table: str, state: LoadState) -> None:
+    """Replace the table's state row; call inside the load's transaction."""
+    import pyarrow as pa
+
+    if warehouse.exists(LOAD_STATE):
+        warehouse.execute(exp.delete(LOAD_STATE.to_table(), where=_state_filter(source, table)))
+    row = {
+        "source": source,
+        "table": table,
+        "cursor_type": state.cursor_type,
+        "cursor_value": state.cursor_value,
+        "files": json.dumps(state.files, sort_keys=True) if state.files is not None else None,
+        "batch_id": state.batch_id,
+        "updated_at": datetime.now(UTC),
+    }
+    warehouse.append_arrow(LOAD_STATE, pa.Table.from_pylist([row], schema=load_state_schema()))

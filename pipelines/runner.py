@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from pipelines.assets.keys import JOB_NAME
+from pipelines.assets.keys import JOB_NAME, source_key
 from pipelines.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -70,6 +70,15 @@ def location_name(project: Project) -> str:
     raise ConfigError(f"{workspace}: no python_module entry loads {DEFINITIONS_MODULE}")
 
 
+def run_config_for(full_refresh: Sequence[tuple[str, str]]) -> dict[str, Any]:
+    """The run config of `ssot run`: quiet console log, full-refresh flags per source table."""
+    ops = {
+        source_key(source, table).to_python_identifier(): {"config": {"full_refresh": True}}
+        for source, table in full_refresh
+    }
+    return {**RUN_CONFIG, **({"ops": ops} if ops else {})}
+
+
 @contextmanager
 def project_instance(project: Project) -> Iterator[dg.DagsterInstance]:
     import dagster as dg
@@ -99,8 +108,13 @@ def run_job(
     *,
     on_event: Callable[[dg.DagsterEvent], None] | None = None,
     tags: dict[str, str] | None = None,
+    full_refresh: Sequence[tuple[str, str]] = (),
 ) -> RunOutcome:
-    """Create a run of the project's job in ``instance`` and execute it in this process."""
+    """Create a run of the project's job in ``instance`` and execute it in this process.
+
+    ``full_refresh`` names (source, table) pairs whose loads ignore their stored cursor.
+    """
+    run_config = run_config_for(full_refresh)
     from dagster._core.execution.api import execute_run_iterator
     from dagster._core.origin import JobPythonOrigin
     from dagster._core.remote_origin import InProcessCodeLocationOrigin
@@ -121,7 +135,7 @@ def run_job(
         remote_job: RemoteJob = repo.get_full_job(JOB_NAME)
         plan = code_location.get_execution_plan(
             remote_job,
-            run_config=RUN_CONFIG,
+            run_config=run_config,
             step_keys_to_execute=None,
             known_state=None,
             instance=instance,
@@ -129,7 +143,7 @@ def run_job(
         run = instance.create_run(
             job_name=JOB_NAME,
             run_id=None,
-            run_config=RUN_CONFIG,
+            run_config=run_config,
             resolved_op_selection=None,
             step_keys_to_execute=None,
             op_selection=None,

@@ -8,11 +8,12 @@ with ranked as (
         upper(trim(currency)) as currency,
         issued_at,
         exported_at,
+        _ssot_op,
         row_number() over (
-            partition by invoice_id order by exported_at desc, _ssot_loaded_at desc
+            partition by invoice_id order by _ssot_loaded_at desc, exported_at desc
         ) as version_rank
     from {{ source('billing', 'invoices') }}
 )
 select invoice_id, order_id, customer_email, amount, currency, issued_at, exported_at
 from ranked
-where version_rank = 1
+where version_rank = 1 and _ssot_op = 'upsert'

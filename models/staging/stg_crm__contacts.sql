@@ -11,8 +11,9 @@ with ranked as (
         created_at,
         updated_at,
         deleted_at,
+        _ssot_op,
         row_number() over (
-            partition by trim(contact_id) order by updated_at desc, _ssot_loaded_at desc
+            partition by trim(contact_id) order by _ssot_loaded_at desc, updated_at desc
         ) as version_rank
     from {{ source('crm', 'contacts') }}
 )
@@ -28,4 +29,4 @@ select
     created_at,
     updated_at
 from ranked
-where version_rank = 1 and deleted_at is null
+where version_rank = 1 and _ssot_op = 'upsert' and deleted_at is null

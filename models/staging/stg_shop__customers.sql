@@ -8,8 +8,9 @@ with ranked as (
         nullif(regexp_replace(phone, '[^0-9]', '', 'g'), '') as phone_digits,
         created_at,
         updated_at,
+        _ssot_op,
         row_number() over (
-            partition by customer_id order by updated_at desc, _ssot_loaded_at desc
+            partition by customer_id order by _ssot_loaded_at desc, updated_at desc
         ) as version_rank
     from {{ source('shop', 'customers') }}
 )
@@ -22,4 +23,4 @@ select
     created_at,
     updated_at
 from ranked
-where version_rank = 1
+where version_rank = 1 and _ssot_op = 'upsert'

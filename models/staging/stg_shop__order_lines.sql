@@ -6,7 +6,10 @@ with ranked as (
         product_id,
         quantity,
         unit_price,
-        row_number() over (partition by order_line_id order by _ssot_loaded_at desc) as version_rank
+        _ssot_op,
+        row_number() over (
+            partition by order_line_id order by _ssot_loaded_at desc
+        ) as version_rank
     from {{ source('shop', 'order_lines') }}
 )
 select
@@ -17,4 +20,4 @@ select
     unit_price,
     cast(quantity * unit_price as decimal(18, 2)) as line_amount
 from ranked
-where version_rank = 1
+where version_rank = 1 and _ssot_op = 'upsert'

@@ -8,11 +8,12 @@ with ranked as (
         list_price,
         upper(trim(currency)) as currency,
         updated_at,
+        _ssot_op,
         row_number() over (
-            partition by product_id order by updated_at desc, _ssot_loaded_at desc
+            partition by product_id order by _ssot_loaded_at desc, updated_at desc
         ) as version_rank
     from {{ source('shop', 'products') }}
 )
 select product_id, sku, product_name, category, list_price, currency, updated_at
 from ranked
-where version_rank = 1
+where version_rank = 1 and _ssot_op = 'upsert'

@@ -14,6 +14,13 @@ from pipelines.landing import BATCH_ID_COLUMN, land_table
 from pipelines.project import Project
 
 
+class LandConfig(dg.Config):
+    """Run-time options of a source table's load (set by `ssot run --full-refresh ...`)."""
+
+    full_refresh: bool = False
+    """Ignore the stored cursor and file state and pull every row again (nothing is duplicated)."""
+
+
 def _owner(value: str) -> list[str]:
     return [value] if "@" in value or value.startswith("team:") else [f"team:{value}"]
 
@@ -28,8 +35,9 @@ def build_source_asset(
         key=key,
         group_name="raw",
         description=(table.description or f"{source.name}.{table.name}")
-        + f"\n\nLanded from `{source.name}` ({source.description}) through its source contract; "
-        "rows failing the contract go to ssot_meta.quarantine.",
+        + f"\n\nLanded from `{source.name}` ({source.description}) through its source contract "
+        "into an append-only raw table (new and changed rows only); rows failing the contract go "
+        "to ssot_meta.quarantine.",
         owners=_owner(source.owner),
         kinds={"python"},
         tags={"ssot/layer": "raw", **({"ssot/pii": ""} if pii else {})},
@@ -42,8 +50,18 @@ def build_source_asset(
             "pii_columns": ", ".join(c.name for c in table.columns if c.pii != "none") or "none",
         },
     )
-    def _land(context: AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:  # type: ignore[type-arg]
-        result = land_table(project, warehouse.session, source, table, run_id=context.run.run_id)
+    def _land(
+        context: AssetExecutionContext, config: LandConfig, warehouse: WarehouseResource
+    ) -> dg.MaterializeResult:  # type: ignore[type-arg]
+        session = warehouse.session
+        result = land_table(
+            project,
+            session,
+            source,
+            table,
+            run_id=context.run.run_id,
+            full_refresh=config.full_refresh,
+        )
         if result.extra_columns:
             context.log.warning(
                 f"{source.name}.{table.name}: new source column(s) not in the contract landed as-is: "
@@ -51,9 +69,13 @@ def build_source_asset(
             )
         return dg.MaterializeResult(
             metadata={
-                "dagster/row_count": result.rows_landed,
+                "dagster/row_count": session.row_count(result.relation),
                 "rows_read": result.rows_read,
+                "rows_landed": result.rows_landed,
+                "rows_unchanged": result.rows_unchanged,
+                "rows_deleted": result.rows_deleted,
                 "rows_quarantined": result.rows_quarantined,
+                "pull": "incremental" if result.incremental else "full",
                 "new_columns": ", ".join(result.extra_columns) or "none",
                 "batch_id": result.batch_id,
                 "table": str(result.relation),

@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from pipelines.errors import ConfigError
-from pipelines.extract.base import DEFAULT_BATCH_ROWS, Connector, Extracted, redact_url
+from pipelines.extract.base import DEFAULT_BATCH_ROWS, Connector, Extracted, Pull, redact_url
 from pipelines.extract.files import FileConnector
+from pipelines.extract.http import HttpConnector
 from pipelines.extract.sql import MySqlConnector, PostgresConnector, SqliteConnector
 
 if TYPE_CHECKING:
@@ -17,6 +18,7 @@ _CONNECTORS: tuple[type[Connector], ...] = (
     PostgresConnector,
     MySqlConnector,
     FileConnector,
+    HttpConnector,
 )
 
 
@@ -32,4 +34,4 @@ def connector_for(url: str, *, source: str, root: Path) -> Connector:
     )
 
 
-__all__ = ["DEFAULT_BATCH_ROWS", "Connector", "Extracted", "connector_for", "redact_url"]
+__all__ = ["DEFAULT_BATCH_ROWS", "Connector", "Extracted", "Pull", "connector_for", "redact_url"]

@@ -10,8 +10,9 @@ stay dumb and fast, and nothing they read is dropped.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from pipelines.quality.contracts import Reject
@@ -26,7 +27,26 @@ if TYPE_CHECKING:
 
 DEFAULT_BATCH_ROWS = 50_000
 
-__all__ = ["DEFAULT_BATCH_ROWS", "Connector", "Extracted", "redact_url"]
+__all__ = ["DEFAULT_BATCH_ROWS", "Connector", "Extracted", "Pull", "redact_url"]
+
+CursorValue = datetime | int | float | str
+
+
+@dataclass(frozen=True)
+class Pull:
+    """What the warehouse already holds, so a connector reads only what may be new.
+
+    ``cursor_floor``: read only rows whose cursor column is at or after it (None: every row).
+    ``known_files``: file sources skip files whose fingerprint (size and modification time) is
+    unchanged since they were landed.
+    """
+
+    cursor_floor: CursorValue | None = None
+    known_files: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def is_full(self) -> bool:
+        return self.cursor_floor is None and not self.known_files
 
 
 @dataclass(frozen=True)
@@ -35,6 +55,8 @@ class Extracted:
 
     batch: pa.RecordBatch | None
     rejects: tuple[Reject, ...] = field(default_factory=tuple)
+    #: files read to their end in this unit: (path relative to the source folder, fingerprint)
+    files: tuple[tuple[str, str], ...] = field(default_factory=tuple)
 
     @property
     def rows_read(self) -> int:
@@ -54,6 +76,21 @@ class Connector(ABC):
 
     @abstractmethod
     def read(
+        self,
+        table: SourceTableSpec,
+        *,
+        batch_rows: int = DEFAULT_BATCH_ROWS,
+        pull: Pull | None = None,
+    ) -> Iterator[Extracted]:
+        """Stream the table's rows (those ``pull`` says may be new) in batches of at most ``batch_rows``."""
+
+    def read_keys(
         self, table: SourceTableSpec, *, batch_rows: int = DEFAULT_BATCH_ROWS
     ) -> Iterator[Extracted]:
-        """Stream the table's current rows in batches of at most ``batch_rows``."""
+        """Stream every current primary key of the table (for hard-delete detection)."""
+        from pipelines.errors import ConfigError
+
+        raise ConfigError(
+            f"sources/{self.source}.yml, table {table.name!r}: delete_detection: key_diff needs a "
+            f"source that can list its keys (a database); {type(self).__name__} cannot"
+        )

@@ -13,11 +13,12 @@ import gzip
 import io
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, cast
 
 from pipelines.errors import TerminalSourceError
-from pipelines.extract.base import DEFAULT_BATCH_ROWS, Connector, Extracted
+from pipelines.extract.base import DEFAULT_BATCH_ROWS, Connector, Extracted, Pull
 from pipelines.quality.contracts import Reject
 
 if TYPE_CHECKING:
@@ -85,23 +86,42 @@ class FileConnector(Connector):
         return files
 
     def _location(self, path: Path, line: int) -> str:
+        return f"{self.relative(path)}:{line}"
+
+    def relative(self, path: Path) -> str:
         try:
-            rel = path.relative_to(self.folder)
+            return path.relative_to(self.folder).as_posix()
         except ValueError:
-            rel = path
-        return f"{rel.as_posix()}:{line}"
+            return path.as_posix()
 
     def read(
-        self, table: SourceTableSpec, *, batch_rows: int = DEFAULT_BATCH_ROWS
+        self,
+        table: SourceTableSpec,
+        *,
+        batch_rows: int = DEFAULT_BATCH_ROWS,
+        pull: Pull | None = None,
     ) -> Iterator[Extracted]:
+        """Read every matching file not landed before (or changed since), oldest name first."""
         fmt = table.format or _format_from_glob(table.path or "")
+        known = pull.known_files if pull is not None else {}
         for path in self.files(table):
+            name = self.relative(path)
+            mark = fingerprint(path)
+            if known.get(name) == mark:
+                continue
             if fmt == "csv":
-                yield from self._read_csv(path, batch_rows)
+                units = self._read_csv(path, batch_rows)
             elif fmt == "jsonl":
-                yield from self._read_jsonl(path, batch_rows)
+                units = self._read_jsonl(path, batch_rows)
             else:
-                yield from self._read_parquet(path, batch_rows)
+                units = self._read_parquet(path, batch_rows)
+            last: Extracted | None = None
+            for unit in units:
+                if last is not None:
+                    yield last
+                last = unit
+            done = ((name, mark),)
+            yield replace(last, files=done) if last is not None else Extracted(None, files=done)
 
     # -- CSV ----------------------------------------------------------------------------------
     def _read_csv(self, path: Path, batch_rows: int) -> Iterator[Extracted]:
@@ -225,6 +245,12 @@ class FileConnector(Connector):
 
         for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows):
             yield Extracted(batch)
+
+
+def fingerprint(path: Path) -> str:
+    """Size and modification time: a file whose fingerprint is unchanged is not read again."""
+    stat = path.stat()
+    return f"{stat.st_size}:{stat.st_mtime_ns}"
 
 
 def _format_from_glob(pattern: str) -> str:

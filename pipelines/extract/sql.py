@@ -10,20 +10,22 @@ from __future__ import annotations
 import time
 from abc import abstractmethod
 from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import unquote
+from zoneinfo import ZoneInfo
 
 from sqlglot import exp
 
 from pipelines.errors import SourceError, TerminalSourceError, TransientSourceError
-from pipelines.extract.base import DEFAULT_BATCH_ROWS, Connector, Extracted
+from pipelines.extract.base import DEFAULT_BATCH_ROWS, Connector, CursorValue, Extracted, Pull
 from pipelines.urls import mysql_connect_args, redact_url
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from pipelines.config import SourceTableSpec
+    from pipelines.config import ColumnSpec, SourceTableSpec
 
 CONNECT_ATTEMPTS = 4
 BACKOFF_SECONDS = 0.5
@@ -54,6 +56,9 @@ class SqlConnector(Connector):
     def _cursor(self, connection: Any) -> Any:
         return connection.cursor()
 
+    def _prepare(self, connection: Any, table: SourceTableSpec) -> None:
+        """Session settings the table's query relies on (none by default)."""
+
     def _is_transient(self, exc: Exception) -> bool:
         return False
 
@@ -77,13 +82,54 @@ class SqlConnector(Connector):
                 delay *= 2
         raise AssertionError("unreachable")
 
+    def _cursor_condition(self, column: ColumnSpec, floor: CursorValue) -> exp.Expression:
+        """``column >= floor`` as the source must compare it (timestamps may be stored as text)."""
+        col = exp.column(column.name, quoted=True)
+        if isinstance(floor, datetime):
+            return self._timestamp_at_or_after(col, column, floor)
+        return exp.GTE(this=col, expression=exp.convert(floor))
+
+    def _timestamp_at_or_after(
+        self, col: exp.Column, column: ColumnSpec, floor: datetime
+    ) -> exp.Expression:
+        """Default: the source stores naive timestamps (or ISO text) in ``column.timezone``."""
+        local = floor.astimezone(ZoneInfo(column.timezone)).replace(tzinfo=None)
+        return exp.GTE(
+            this=col, expression=exp.Literal.string(local.isoformat(sep=" ", timespec="seconds"))
+        )
+
+    def select_query(self, table: SourceTableSpec, pull: Pull | None) -> exp.Select:
+        """`SELECT *` of the table, restricted to rows at or after the cursor floor."""
+        query = exp.select("*").from_(exp.to_identifier(table.source_identifier, quoted=True))
+        if pull is not None and pull.cursor_floor is not None and table.cursor:
+            query = query.where(
+                self._cursor_condition(table.column(table.cursor), pull.cursor_floor)
+            )
+        return query
+
     def read(
+        self,
+        table: SourceTableSpec,
+        *,
+        batch_rows: int = DEFAULT_BATCH_ROWS,
+        pull: Pull | None = None,
+    ) -> Iterator[Extracted]:
+        yield from self._fetch(table, self.select_query(table, pull), batch_rows)
+
+    def read_keys(
         self, table: SourceTableSpec, *, batch_rows: int = DEFAULT_BATCH_ROWS
     ) -> Iterator[Extracted]:
-        query = exp.select("*").from_(exp.to_identifier(table.source_identifier, quoted=True))
+        keys = [exp.column(k, quoted=True) for k in table.primary_key]
+        query = exp.select(*keys).from_(exp.to_identifier(table.source_identifier, quoted=True))
+        yield from self._fetch(table, query, batch_rows)
+
+    def _fetch(
+        self, table: SourceTableSpec, query: exp.Select, batch_rows: int
+    ) -> Iterator[Extracted]:
         sql = query.sql(dialect=self.dialect)
         connection = self._open()
         try:
+            self._prepare(connection, table)
             cursor = self._cursor(connection)
             try:
                 cursor.execute(sql)
@@ -116,6 +162,21 @@ class SqliteConnector(SqlConnector):
         # The warehouse may pull batches from one of its own threads.
         return sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
 
+    def _timestamp_at_or_after(
+        self, col: exp.Column, column: ColumnSpec, floor: datetime
+    ) -> exp.Expression:
+        # SQLite has no timestamp type: datetime() normalizes ISO text, applying any UTC offset
+        # the value carries, so text with mixed offsets compares correctly. Naive text is read
+        # in the column's zone.
+        if column.timezone == "UTC":
+            value = floor.astimezone(UTC).replace(tzinfo=None)
+        else:
+            value = floor.astimezone(ZoneInfo(column.timezone)).replace(tzinfo=None)
+        return exp.GTE(
+            this=exp.Anonymous(this="datetime", expressions=[col]),
+            expression=exp.Literal.string(value.isoformat(sep=" ", timespec="seconds")),
+        )
+
 
 class PostgresConnector(SqlConnector):
     schemes = ("postgresql", "postgres")
@@ -125,6 +186,24 @@ class PostgresConnector(SqlConnector):
         import psycopg
 
         return psycopg.connect(self.url, connect_timeout=10)
+
+    def _timestamp_at_or_after(
+        self, col: exp.Column, column: ColumnSpec, floor: datetime
+    ) -> exp.Expression:
+        # Works for timestamptz columns and for ISO text with or without offsets: naive values
+        # are read in the session zone, which _prepare sets to the cursor column's zone.
+        return exp.GTE(
+            this=exp.cast(col, "TIMESTAMPTZ"),
+            expression=exp.cast(
+                exp.Literal.string(floor.astimezone(UTC).isoformat(sep=" ")), "TIMESTAMPTZ"
+            ),
+        )
+
+    def _prepare(self, connection: Any, table: SourceTableSpec) -> None:
+        from psycopg import sql
+
+        zone = table.column(table.cursor).timezone if table.cursor else "UTC"
+        connection.execute(sql.SQL("SET TIME ZONE {}").format(sql.Literal(zone)))
 
     def _cursor(self, connection: Any) -> Any:
         # A named cursor is server-side: rows stream instead of being materialized client-side.

@@ -9,7 +9,7 @@ boundary as sqlglot expressions or as text already rendered in ``dialect``.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -43,6 +43,8 @@ class Warehouse(ABC):
     dialect: ClassVar[str]
     #: True when DDL and DML can be grouped in one atomic transaction.
     supports_transactions: ClassVar[bool] = False
+    #: SQL type of :meth:`row_hash` values, in ``dialect``.
+    row_hash_type: ClassVar[str]
 
     # -- lifecycle ----------------------------------------------------------------------------
     @abstractmethod
@@ -101,6 +103,28 @@ class Warehouse(ABC):
         self.execute(
             exp.Create(this=relation.to_table(), kind=kind, replace=True, expression=select)
         )
+
+    def insert_select(self, relation: Relation, columns: Sequence[str], select: exp.Query) -> None:
+        """INSERT INTO relation (columns) <select>; columns not named stay NULL."""
+        names = [exp.to_identifier(name, quoted=True) for name in columns]
+        self.execute(
+            exp.Insert(this=exp.Schema(this=relation.to_table(), expressions=names), expression=select)
+        )
+
+    def add_column(self, relation: Relation, name: str, type_sql: str) -> None:
+        """ALTER TABLE ... ADD COLUMN; ``type_sql`` as :meth:`columns` reports it."""
+        kind = exp.DataType.build(type_sql, dialect=self.dialect)
+        self.execute(
+            exp.Alter(
+                this=relation.to_table(),
+                kind="TABLE",
+                actions=[exp.ColumnDef(this=exp.to_identifier(name, quoted=True), kind=kind)],
+            )
+        )
+
+    @abstractmethod
+    def row_hash(self, columns: Sequence[exp.Expression]) -> exp.Expression:
+        """A 64-bit fingerprint of a row's values (NULL-safe), to tell changed rows from unchanged."""
 
     def drop(self, relation: Relation, *, kind: str = "TABLE") -> None:
         self.execute(exp.Drop(tables=[relation.to_table()], kind=kind, exists=True))

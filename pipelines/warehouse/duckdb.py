@@ -7,7 +7,7 @@ The only module (with the BigQuery backend) allowed to import an engine driver; 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -40,6 +40,7 @@ class DuckDBWarehouse(Warehouse):
 
     dialect: ClassVar[str] = "duckdb"
     supports_transactions: ClassVar[bool] = True
+    row_hash_type: ClassVar[str] = "UBIGINT"
 
     def __init__(
         self,
@@ -138,6 +139,10 @@ class DuckDBWarehouse(Warehouse):
         )
         rows = self.query(query).to_pylist()
         return [(row["column_name"], row["data_type"]) for row in rows]
+
+    def row_hash(self, columns: Sequence[exp.Expression]) -> exp.Expression:
+        # DuckDB's hash() combines any number of values of any type, NULLs included.
+        return exp.Anonymous(this="hash", expressions=list(columns))
 
     # -- Arrow landing ------------------------------------------------------------------------
     def _arrow_view_name(self) -> str:
