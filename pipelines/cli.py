@@ -17,13 +17,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from pipelines.errors import SsotError
 
 if TYPE_CHECKING:
     import dagster as dg
 
+    from pipelines.modelling import ModelGraph
     from pipelines.project import Project
 
 # Wide enough for the summary table when output goes to a file or a CI log.
@@ -98,7 +101,7 @@ class RunReporter:
         elif kind == "STEP_FAILURE":
             line = self._finish(event, "failed")
             line.error = _root_cause(getattr(event.event_specific_data, "error", None))
-            console.print(f"      [red]error:[/red] {line.error}")
+            console.print(f"      [red]error:[/red] {escape(line.error)}")
         elif kind == "STEP_SKIPPED":
             line = self._line(self._key(event))
             line.status = "skipped"
@@ -139,6 +142,12 @@ class RunReporter:
             line.rows = int(str(metadata["dagster/row_count"].value))
         if "rows_quarantined" in metadata:
             line.quarantined = int(str(metadata["rows_quarantined"].value))
+        new_columns = str(metadata["new_columns"].value) if "new_columns" in metadata else "none"
+        if new_columns != "none":
+            console.print(
+                f"      [yellow]schema drift:[/yellow] {escape(line.key)} has new source column(s) "
+                f"{escape(new_columns)}, landed as-is; declare them in the source's yml"
+            )
 
     def _on_check(self, event: dg.DagsterEvent) -> None:
         evaluation: Any = event.event_specific_data
@@ -214,6 +223,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from pipelines.runner import project_instance, run_job
 
     project = load_project()
+    validate_project(project)
     _check_demo_data(project)
     keys = [source_key(s.name, t.name).to_user_string() for s, t in project.source_tables()]
     keys += [model_key(m.layer, m.name).to_user_string() for m in project.models.values()]
@@ -258,7 +268,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         for item in failed_checks:
             console.print(f"  blocking check failed: {item}")
         for item in failed_steps:
-            console.print(f"  asset failed: {item}")
+            console.print(f"  asset failed: {escape(item)}")
         not_run = [line.key for line in reporter.lines.values() if line.status == "pending"]
         if not_run:
             console.print(f"  not run (an upstream asset failed): {', '.join(sorted(not_run))}")
@@ -364,12 +374,22 @@ def cmd_demo_advance(args: argparse.Namespace) -> int:
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
+    from sqlglot.dialects.dialect import Dialect, Dialects
+
+    from pipelines.errors import ConfigError
     from pipelines.modelling import ModelGraph
     from pipelines.project import load_project
 
     project = load_project()
     graph = ModelGraph(project)
     dialect = args.dialect or "duckdb"
+    try:
+        Dialect.get_or_raise(dialect)
+    except ValueError:
+        known = ", ".join(sorted(d.value for d in Dialects if d.value))
+        raise ConfigError(
+            f"--dialect {dialect!r} is not a sqlglot dialect; use one of: {known}"
+        ) from None
     out = project.resolve_path(args.out) / dialect
     for name in graph.order:
         node = graph.nodes[name]
@@ -380,15 +400,29 @@ def cmd_compile(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_validate(args: argparse.Namespace) -> int:
-    from pipelines.assets import build_definitions
-    from pipelines.modelling import ModelGraph
-    from pipelines.project import load_project
+def validate_project(project: Project) -> ModelGraph:
+    """Everything that can be checked without touching a source or the warehouse.
 
-    project = load_project()
+    Models render and parse, refs and sources resolve, every source contract builds (types,
+    zones, patterns), so `ssot run` fails here with the file named instead of mid-run.
+    """
+    from pipelines.modelling import ModelGraph
+    from pipelines.quality.contracts import Contract
+
     graph = ModelGraph(project)
     for name in graph.order:
         graph.query(name)
+    for source, table in project.source_tables():
+        Contract(source.name, table)
+    return graph
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from pipelines.assets import build_definitions
+    from pipelines.project import load_project
+
+    project = load_project()
+    graph = validate_project(project)
     defs = build_definitions(project)
     type(defs).validate_loadable(defs)
     tests = sum(len(node.tests) for node in graph.nodes.values())
@@ -400,17 +434,22 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_query(args: argparse.Namespace) -> int:
+    from pipelines.errors import WarehouseError
     from pipelines.project import load_project
     from pipelines.warehouse import open_warehouse
 
     project = load_project()
-    with open_warehouse(project, read_only=True) as warehouse:
+    try:
+        warehouse = open_warehouse(project, read_only=True)
+    except WarehouseError as exc:
+        raise WarehouseError(f"{exc}\nhint: build the warehouse first with `ssot run`") from None
+    with warehouse:
         result = warehouse.query(args.sql)
     table = Table(show_lines=False)
     for name in result.column_names:
         table.add_column(name)
     for row in result.slice(0, args.limit).to_pylist():
-        table.add_row(*("NULL" if v is None else str(v) for v in row.values()))
+        table.add_row(*(Text("NULL" if v is None else str(v)) for v in row.values()))
     console.print(table)
     if result.num_rows > args.limit:
         console.print(f"({result.num_rows:,} rows, first {args.limit} shown)")
@@ -512,7 +551,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except SsotError as exc:
-        err_console.print(f"[red bold]error:[/red bold] {exc}")
+        err_console.print(f"[red bold]error:[/red bold] {escape(str(exc))}")
         return 2
 
 

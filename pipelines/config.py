@@ -318,20 +318,27 @@ class TestSpec(_Strict):
         return "__".join(parts)
 
 
-class ModelColumnSpec(BaseModel):
-    model_config = ConfigDict(extra="allow", frozen=True)
+# Unknown keys are errors, so a typo (`tets:`) never silently drops checks. Keys dbt knows but
+# this engine does not use yet are accepted and ignored (listed per level), so dbt yml ports as is.
 
+
+class ModelColumnSpec(_Strict):
     name: str
     description: str = ""
     data_type: str | None = None
     meta: dict[str, Any] = Field(default_factory=dict)
     tests: list[TestSpec] = Field(default_factory=list)
+    # accepted for dbt compatibility, not used yet
+    quote: bool | None = None
+    constraints: list[Any] = Field(default_factory=list)
+    tags: list[str] = Field(default_factory=list)
+    policy_tags: list[str] = Field(default_factory=list)
+    config: dict[str, Any] = Field(default_factory=dict)
+    docs: dict[str, Any] = Field(default_factory=dict)
 
 
-class ModelPropertiesSpec(BaseModel):
+class ModelPropertiesSpec(_Strict):
     """The yml block of one model: descriptions, contract, tests, owners, tags."""
-
-    model_config = ConfigDict(extra="allow", frozen=True)
 
     name: str
     description: str = ""
@@ -339,9 +346,18 @@ class ModelPropertiesSpec(BaseModel):
     config: dict[str, Any] = Field(default_factory=dict)
     columns: list[ModelColumnSpec] = Field(default_factory=list)
     tests: list[TestSpec] = Field(default_factory=list)
+    # accepted for dbt compatibility, not used yet
+    docs: dict[str, Any] = Field(default_factory=dict)
+    access: str | None = None
+    group: str | None = None
+    constraints: list[Any] = Field(default_factory=list)
+    latest_version: Any = None
+    versions: list[Any] = Field(default_factory=list)
+    deprecation_date: Any = None
 
 
 class ModelsFileSpec(BaseModel):
+    # other top-level dbt keys (sources, seeds, macros, exposures, ...) belong to other features
     model_config = ConfigDict(extra="allow", frozen=True)
 
     version: int | None = 2

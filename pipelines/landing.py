@@ -122,37 +122,35 @@ def land_table(
             if on_batch is not None:
                 on_batch(counts["read"])
 
-    stream = validated()
-    first = next(stream, None)
-    schema = first.schema if first is not None else declared
-    extras = tuple(name for name in schema.names if name not in declared.names)
-    out_schema = schema.append(pa.field(BATCH_ID_COLUMN, pa.string()))
-    out_schema = out_schema.append(pa.field(LOADED_AT_COLUMN, pa.timestamp("us", tz="UTC")))
-    out_schema = out_schema.append(pa.field(OP_COLUMN, pa.string()))
-
-    def with_load_columns() -> Iterator[pa.RecordBatch]:
-        for batch in _chain(first, stream):
-            if batch.schema.names != schema.names:
-                changed = sorted(set(batch.schema.names) ^ set(schema.names))
-                raise TerminalSourceError(
-                    f"source {source.name!r}, table {table.name!r}: columns changed within one "
-                    f"load ({', '.join(changed)}); declare them in sources/{source.name}.yml"
-                )
-            n = batch.num_rows
-            yield pa.RecordBatch.from_arrays(
-                [
-                    *batch.cast(schema).columns,
-                    pa.repeat(pa.scalar(batch_id), n),
-                    pa.repeat(loaded_at, n),
-                    pa.repeat(pa.scalar("upsert"), n),
-                ],
-                schema=out_schema,
+    def with_load_columns(batch: pa.RecordBatch) -> pa.Table:
+        n = batch.num_rows
+        return (
+            pa.Table.from_batches([batch])
+            .append_column(
+                pa.field(BATCH_ID_COLUMN, pa.string()), pa.repeat(pa.scalar(batch_id), n)
             )
+            .append_column(
+                pa.field(LOADED_AT_COLUMN, pa.timestamp("us", tz="UTC")), pa.repeat(loaded_at, n)
+            )
+            .append_column(pa.field(OP_COLUMN, pa.string()), pa.repeat(pa.scalar("upsert"), n))
+        )
 
     candidate = Relation(META_SCHEMA, f"_landing__{source.name}__{table.name}")
     with warehouse.transaction():
-        valid = warehouse.replace_from_arrow(candidate, out_schema, with_load_columns())
-        data_columns = list(schema.names)
+        warehouse.drop(candidate)
+        # Batches append one by one (bounded memory); a column that appears in a later batch
+        # (a newer file, schema drift) is added to the candidate as it comes.
+        seen: list[str] = []
+        valid = 0
+        for batch in validated():
+            valid += warehouse.append_arrow(candidate, with_load_columns(batch), add_columns=True)
+            seen += [name for name in batch.schema.names if name not in seen]
+        if not seen:  # nothing new: an empty candidate with the contract's columns
+            empty = pa.RecordBatch.from_pylist([], schema=declared)
+            warehouse.append_arrow(candidate, with_load_columns(empty), add_columns=True)
+            seen = list(declared.names)
+        extras = tuple(n for n in seen if n not in declared.names)
+        data_columns = [*declared.names, *extras]
         _reconcile_schema(warehouse, relation, candidate, source, table, declared.names)
         landed = _append_changed(warehouse, relation, candidate, table, data_columns, batch_id)
         deleted = 0

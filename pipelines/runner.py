@@ -32,9 +32,9 @@ DEFINITIONS_MODULE = "pipelines.definitions"
 
 #: dagster.yaml written for a new project-local instance: one queued run at a time (DuckDB has
 #: one writer), telemetry off.
-#: Run config of `ssot run`: Dagster's own console log only for warnings and errors; the CLI
-#: prints progress from the run's events instead (the full log stays in the run history).
-RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+#: Run config of `ssot run`: Dagster's own console log is silenced; the CLI prints progress,
+#: warnings and errors from the run's events instead (the full log stays in the run history).
+RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 INSTANCE_CONFIG = {
     "run_coordinator": {
@@ -48,7 +48,7 @@ INSTANCE_CONFIG = {
 
 def dagster_home(project: Project) -> Path:
     """$DAGSTER_HOME, else `<project>/.dagster` (created with a dagster.yaml on first use)."""
-    home = Path(os.environ.get("DAGSTER_HOME") or project.root / DAGSTER_HOME_DIRNAME)
+    home = Path(os.environ.get("DAGSTER_HOME") or project.root / DAGSTER_HOME_DIRNAME).resolve()
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
     if not config.exists():

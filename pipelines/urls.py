@@ -2,28 +2,52 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
+#: Query parameters that carry credentials (`?password=`, `?sslpassword=`, `?api_key=`, ...).
+SENSITIVE_PARAM = re.compile(r"token|key|secret|passw|pwd|auth|sig|credential", re.IGNORECASE)
+
 
 def redact_url(url: str) -> str:
-    """The URL with its password masked (``***``): safe for logs, metadata and error messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    return urlunsplit(
-        parts._replace(netloc=_netloc(parts.username, parts.hostname, parts.port, "***"))
-    )
+    """The URL with its password and credential-like query values masked (``***``).
+
+    Safe for logs, metadata and error messages. A URL that does not even parse is reduced to
+    its scheme, since any part of it could be the secret.
+    """
+    try:
+        parts = urlsplit(url)
+        netloc = parts.netloc
+        if parts.password is not None:
+            netloc = _netloc(parts.username, parts.hostname, parts.port, "***")
+        query = "&".join(_redact_pair(p) for p in parts.query.split("&")) if parts.query else ""
+        if netloc == parts.netloc and query == parts.query:
+            return url  # nothing secret (and `sqlite:///x` keeps its three slashes)
+        return urlunsplit(parts._replace(netloc=netloc, query=query))
+    except ValueError:
+        return f"{url.split('://', 1)[0]}://***" if "://" in url else "***"
 
 
 def strip_password(url: str) -> str:
-    """The URL with no password at all, for URLs that are stored (the password stays in env vars)."""
+    """The URL with no password at all, for URLs that are stored (the password stays in env vars).
+
+    Credential-like query values are masked as in :func:`redact_url`.
+    """
+    url = redact_url(url)
     parts = urlsplit(url)
     if parts.password is None:
         return url
     return urlunsplit(
         parts._replace(netloc=_netloc(parts.username, parts.hostname, parts.port, None))
     )
+
+
+def _redact_pair(piece: str) -> str:
+    name, equals, _ = piece.partition("=")
+    if equals and SENSITIVE_PARAM.search(unquote(name.replace("+", " "))):
+        return f"{name}=***"
+    return piece
 
 
 def _netloc(user: str | None, host: str | None, port: int | None, password: str | None) -> str:

@@ -1,5 +1,7 @@
 -- One row per real person across CRM and shop: the golden record.
--- Attributes come from the most recently updated record that has them.
+-- Names come from the person's most recently updated record. Email is the person's one
+-- normalized email (the match key); phone and country are the greatest value among the
+-- person's records, so the choice is deterministic.
 with ranked as (
     select
         *,

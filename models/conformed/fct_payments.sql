@@ -4,6 +4,7 @@ select
     p.invoice_id,
     i.order_id,
     o.customer_key,
+    o.status as order_status,
     p.amount,
     p.currency,
     p.paid_at,

@@ -1,6 +1,7 @@
 -- Every live person record from the CRM and the shop with the key of the real person it belongs to.
 -- Matching rule (deterministic): records with the same normalized email are one person; a
--- record without an email joins the person whose record has the same normalized phone.
+-- record without an email joins the person whose record has the same normalized phone; a
+-- record with neither stays a person of its own.
 {{ config(materialized='table') }}
 with records as (
     select 'crm' as source_system, contact_id as record_id, email, phone,
@@ -20,7 +21,9 @@ email_by_phone as (
 keyed as (
     select
         r.*,
-        coalesce(r.email, p.email, 'phone:' || r.phone) as person_key
+        coalesce(
+            r.email, p.email, 'phone:' || r.phone, 'record:' || r.source_system || ':' || r.record_id
+        ) as person_key
     from records as r
     left join email_by_phone as p on r.email is null and r.phone = p.phone
 )

@@ -1,5 +1,5 @@
 -- Customer lifetime value per currency: what each real customer ordered and paid, all time.
--- Cancelled and refunded orders do not count as revenue.
+-- Cancelled and refunded orders count neither as revenue nor as paid (their money went back).
 with orders as (
     select
         customer_key,
@@ -15,7 +15,7 @@ with orders as (
 payments as (
     select customer_key, currency, sum(amount) as paid
     from {{ ref('fct_payments') }}
-    where customer_key is not null
+    where customer_key is not null and order_status not in ('CANCELLED', 'REFUNDED')
     group by customer_key, currency
 )
 select

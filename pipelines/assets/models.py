@@ -15,6 +15,7 @@ from pipelines.assets.keys import model_key, source_key
 from pipelines.assets.resources import WarehouseResource
 from pipelines.assets.schema import table_schema_for_model, table_schema_from_warehouse
 from pipelines.config import TestSpec
+from pipelines.errors import ModelError, WarehouseError
 from pipelines.meta import AuditEntry, record_audit
 from pipelines.modelling import ModelGraph, ModelNode, materialize, referenced_model
 from pipelines.quality.builtin_tests import failure_count, failure_sample
@@ -59,18 +60,23 @@ def evaluate_tests(
     def resolve(name: str) -> Any:
         return graph.nodes[referenced_model(name)].relation.to_table()
 
+    where = node.model.properties_path or node.model.path
     for test in node.tests:
-        failures = int(warehouse.scalar(failure_count(test, table, resolve)) or 0)
+        sample_query = failure_sample(test, table, resolve, FAILURE_SAMPLE_ROWS)
+        try:
+            failures = int(warehouse.scalar(failure_count(test, table, resolve)) or 0)
+            sample = warehouse.query(sample_query).to_pylist() if failures else []
+        except WarehouseError as exc:
+            raise ModelError(
+                f"{where}: test {test.check_name!r} of model {node.name!r} cannot run: {exc}"
+            ) from None
         metadata: dict[str, Any] = {
             "failing_rows": failures,
             "query": dg.MetadataValue.md(
-                f"```sql\n{failure_sample(test, table, resolve, FAILURE_SAMPLE_ROWS).sql(dialect=warehouse.dialect, pretty=True)}\n```"
+                f"```sql\n{sample_query.sql(dialect=warehouse.dialect, pretty=True)}\n```"
             ),
         }
         if failures:
-            sample = warehouse.query(
-                failure_sample(test, table, resolve, FAILURE_SAMPLE_ROWS)
-            ).to_pylist()
             metadata["failing_sample"] = dg.MetadataValue.json(_jsonable(sample))
         yield dg.AssetCheckResult(
             check_name=test.check_name,

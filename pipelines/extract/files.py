@@ -143,10 +143,13 @@ class FileConnector(Connector):
                         io.BytesIO(header_raw + b"\n" + b"\n".join(lines)),
                         read_options=pcsv.ReadOptions(use_threads=False),
                         parse_options=pcsv.ParseOptions(newlines_in_values=False),
+                        # Only an empty field is NULL ('NA', 'null' stay text), quoted or not:
+                        # the line-by-line path cannot tell quoted from unquoted emptiness.
                         convert_options=pcsv.ConvertOptions(
                             column_types=types,
+                            null_values=[""],
                             strings_can_be_null=True,
-                            quoted_strings_can_be_null=False,
+                            quoted_strings_can_be_null=True,
                         ),
                     )
                     if table.num_rows == len(lines):
@@ -243,8 +246,9 @@ class FileConnector(Connector):
     def _read_parquet(self, path: Path, batch_rows: int) -> Iterator[Extracted]:
         import pyarrow.parquet as pq
 
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows):
-            yield Extracted(batch)
+        with pq.ParquetFile(path) as parquet:
+            for batch in parquet.iter_batches(batch_size=batch_rows):
+                yield Extracted(batch)
 
 
 def fingerprint(path: Path) -> str:

@@ -55,7 +55,7 @@ from urllib.parse import (
 from pipelines.errors import ConfigError, TerminalSourceError, TransientSourceError
 from pipelines.extract.base import DEFAULT_BATCH_ROWS, Connector, Extracted, Pull
 from pipelines.quality.contracts import Reject
-from pipelines.urls import redact_url
+from pipelines.urls import SENSITIVE_PARAM, redact_url
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -77,7 +77,6 @@ MIN_SECRET_CHARS = 4
 USER_AGENT = "ssot-pipelines (python urllib)"
 
 #: Query parameters whose value is a credential, judged by their name.
-SENSITIVE_PARAM = re.compile(r"token|key|secret|passw|pwd|auth|sig|credential", re.IGNORECASE)
 
 #: Replaced in tests so retries do not really wait.
 _sleep: Callable[[float], None] = time.sleep
@@ -95,15 +94,7 @@ def redact_http_url(url: str) -> str:
         user, colon, _ = userinfo.partition(":")
         # A user name without a password is usually a token (https://TOKEN@host).
         netloc = f"{user}:***@{host}" if colon else f"***@{host}"
-    query = "&".join(_redact_pair(piece) for piece in parts.query.split("&")) if parts.query else ""
-    return urlunsplit(parts._replace(netloc=netloc, query=query))
-
-
-def _redact_pair(piece: str) -> str:
-    name, equals, _ = piece.partition("=")
-    if equals and SENSITIVE_PARAM.search(unquote(name.replace("+", " "))):
-        return f"{name}=***"
-    return piece
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _origin(url: str) -> tuple[str, str, int | None]:

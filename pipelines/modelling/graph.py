@@ -12,7 +12,13 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from pipelines.errors import ModelError
-from pipelines.modelling.render import ParsedModel, parse_model, parse_select, render_model
+from pipelines.modelling.render import (
+    MATERIALIZATIONS,
+    ParsedModel,
+    parse_model,
+    parse_select,
+    render_model,
+)
 from pipelines.project import RAW_SCHEMA
 from pipelines.warehouse.base import Relation
 
@@ -106,6 +112,16 @@ class ModelGraph:
     def _validate_references(self) -> None:
         declared = {(s.name, t.name) for s, t in self.project.source_tables()}
         for node in self.nodes.values():
+            if node.materialized not in MATERIALIZATIONS:
+                where = (
+                    node.model.path
+                    if "materialized" in node.parsed.config
+                    else node.model.properties_path
+                )
+                raise ModelError(
+                    f"{where}: model {node.name!r} has materialized={node.materialized!r}, which is "
+                    f"not supported yet; use one of {', '.join(sorted(MATERIALIZATIONS))}"
+                )
             for ref in node.parsed.refs:
                 if ref not in self.nodes:
                     raise ModelError(

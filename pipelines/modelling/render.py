@@ -92,12 +92,6 @@ def parse_model(model: ModelFile) -> ParsedModel:
         return ""
 
     _render(model, _context(model, ref, source, config, Relation("__this__", model.name), {}))
-    materialized = parsed.config.get("materialized", "table")
-    if materialized not in MATERIALIZATIONS:
-        raise ModelError(
-            f"{model.path}: materialized={materialized!r} is not supported yet; use one of "
-            f"{', '.join(sorted(MATERIALIZATIONS))}"
-        )
     return parsed
 
 

@@ -24,6 +24,7 @@ a malformed one: it becomes null, and the nullable/key checks decide whether tha
 from __future__ import annotations
 
 import math
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,6 +41,15 @@ from pipelines.quality.jsonvalues import dumps
 
 #: Every timestamp leaves the contract in UTC with microsecond precision.
 TIMESTAMP = pa.timestamp("us", tz="UTC")
+
+# pyarrow reads PYARROW_IGNORE_TIMEZONE on every Python -> Arrow conversion (`pa.array`); when it
+# is truthy, an aware datetime's wall clock is stored as if it were UTC (09:15+02:00 becomes 09:15Z).
+# pandera sets it to "1" on import unless it is already set (for pyspark), and validation imports
+# pandera on the first batch it checks, so every later batch of the run would land timestamps with
+# offsets (PostgreSQL timestamptz rows, typed timestamps) shifted by their offset. Setting it to the
+# empty string, which pyarrow reads as false, keeps the offsets and stops pandera from setting it.
+# validation.py imports this module before it imports pandera.
+os.environ["PYARROW_IGNORE_TIMEZONE"] = ""
 
 _NAIVE_US = pa.timestamp("us")
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1

@@ -238,6 +238,7 @@ class Contract:
     ) -> ContractResult:
         """Coerce and validate `batch`; `rejects` are the lines its connector could not parse."""
         at = datetime.now(UTC)
+        batch = self._absent_as_null(batch)
         names = batch.schema.names
         self._require_columns(names)
         coerced, problems = self._check_rows(batch)
@@ -287,6 +288,26 @@ class Contract:
             if not (already_reported and failure.check in ("not_null", "null_key")):
                 problems.setdefault(failure.row, []).append(failure)
         return coerced, problems
+
+    def _absent_as_null(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        """Under schema_policy evolve, a declared nullable column the source dropped reads as NULL.
+
+        Keys and non-nullable columns stay required (their absence is an error naming them).
+        """
+        if self.table.schema_policy != "evolve":
+            return batch
+        present = set(batch.schema.names)
+        for column in self.table.columns:
+            if (
+                column.name in present
+                or not column.nullable
+                or column.name in self.table.primary_key
+            ):
+                continue
+            if any(n.lower() == column.name.lower() for n in present):
+                continue  # a case change is a rename the user must see
+            batch = batch.append_column(column.name, pa.nulls(batch.num_rows))
+        return batch
 
     def _require_columns(self, names: list[str]) -> None:
         present = set(names)

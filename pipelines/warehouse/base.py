@@ -140,5 +140,9 @@ class Warehouse(ABC):
         """
 
     @abstractmethod
-    def append_arrow(self, relation: Relation, table: pa.Table) -> int:
-        """Append rows, creating the table from the Arrow schema if it does not exist."""
+    def append_arrow(self, relation: Relation, table: pa.Table, *, add_columns: bool = False) -> int:
+        """Append rows by column name, creating the table from the Arrow schema if it does not exist.
+
+        Columns the table lacks are an error, or with ``add_columns`` are added first (as
+        nullable columns of the Arrow type); columns the rows lack stay NULL.
+        """

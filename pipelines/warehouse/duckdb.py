@@ -154,12 +154,17 @@ class DuckDBWarehouse(Warehouse):
         import pyarrow as pa
 
         written = 0
+        failure: list[BaseException] = []
 
         def counted() -> Iterator[pa.RecordBatch]:
             nonlocal written
-            for batch in batches:
-                written += batch.num_rows
-                yield batch
+            try:
+                for batch in batches:
+                    written += batch.num_rows
+                    yield batch
+            except BaseException as exc:  # re-raised below as itself, not as a DuckDB error
+                failure.append(exc)
+                raise
 
         reader = pa.RecordBatchReader.from_batches(schema, counted())
         view = self._arrow_view_name()
@@ -174,17 +179,31 @@ class DuckDBWarehouse(Warehouse):
                     expression=exp.select("*").from_(exp.to_identifier(view, quoted=True)),
                 )
             )
+        except WarehouseError:
+            if failure:  # the batches' producer failed (a source error): that is the error
+                raise failure[0] from None
+            raise
         finally:
             self._con.unregister(view)
         return written
 
-    def append_arrow(self, relation: Relation, table: pa.Table) -> int:
+    def append_arrow(self, relation: Relation, table: pa.Table, *, add_columns: bool = False) -> int:
         view = self._arrow_view_name()
         self.ensure_schema(relation.schema)
         self._con.register(view, table)
         try:
             source = exp.select("*").from_(exp.to_identifier(view, quoted=True))
             if self.exists(relation):
+                if add_columns:
+                    present = {name for name, _ in self.columns(relation)}
+                    incoming = self.query(exp.Describe(this=source))
+                    for name, kind in zip(
+                        incoming.column("column_name").to_pylist(),
+                        incoming.column("column_type").to_pylist(),
+                        strict=True,
+                    ):
+                        if name not in present:
+                            self.add_column(relation, name, kind)
                 names = [exp.to_identifier(name, quoted=True) for name in table.column_names]
                 self.execute(
                     exp.Insert(

@@ -127,3 +127,55 @@ def test_the_run_is_in_the_persistent_dagster_instance(built) -> None:
             dg.AssetKey(["conformed", "dim_customer"])
         )
         assert materialized is not None and materialized.run_id == record.run_id
+
+
+def test_lifetime_value_matches_the_shop_per_real_person(built) -> None:
+    """Revenue per person and currency, recomputed from the shop's own tables via the truth."""
+    ws, _, con = built
+    bad_orders = bad_keys(ws.demo, "shop", "orders")
+    bad_lines = bad_keys(ws.demo, "shop", "order_lines")
+    person_of_customer = {
+        r["record_id"]: r["person_id"]
+        for r in read_csv(ws.demo / "truth" / "people.csv")
+        if r["system"] == "shop"
+    }
+    expected: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
+    with sqlite3.connect(ws.demo / "shop.sqlite") as shop:
+        orders = {
+            oid: (str(cid), status.strip().upper(), currency.strip().upper())
+            for oid, cid, status, currency in shop.execute(
+                "select order_id, customer_id, status, currency from orders"
+            )
+            if str(oid) not in bad_orders
+        }
+        for line_id, oid, qty, price in shop.execute(
+            "select order_line_id, order_id, quantity, cast(unit_price as text) from order_lines"
+        ):
+            if str(line_id) in bad_lines or oid not in orders:
+                continue
+            customer, status, currency = orders[oid]
+            if customer in person_of_customer and status not in {"CANCELLED", "REFUNDED"}:
+                amount = Decimal(qty) * Decimal(price).quantize(Decimal("0.01"))
+                expected[(person_of_customer[customer], currency)] += amount
+
+    key_of_person = {}
+    for key, _system, record in con.execute(
+        "select customer_key, source_system, record_id from conformed.int_customer_records where source_system = 'shop'"
+    ).fetchall():
+        key_of_person[person_of_customer[record]] = key
+    actual = {
+        (key, currency): revenue
+        for key, currency, revenue in con.execute(
+            "select customer_key, currency, revenue from marts.customer_lifetime_value"
+        ).fetchall()
+    }
+    expected_by_key = {
+        (key_of_person[p], c): v
+        for (p, c), v in expected.items()
+        if v or (key_of_person[p], c) in actual
+    }
+    assert {k: v for k, v in actual.items() if v} == {k: v for k, v in expected_by_key.items() if v}
+    negative = con.execute(
+        "select count(*) from marts.customer_lifetime_value where outstanding < 0"
+    ).fetchone()[0]
+    assert negative == 0  # nobody paid more than they were charged

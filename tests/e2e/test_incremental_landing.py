@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+
 import duckdb
 import pytest
 
@@ -28,6 +30,23 @@ def contents(path) -> dict[str, tuple[int, int]]:
             ).fetchone()
             for name in COMPARED
         }
+
+
+def quarantined(path) -> dict[tuple[str, str], int]:
+    with duckdb.connect(str(path), read_only=True) as con:
+        rows = con.execute(
+            'select source, "table", count(*) from ssot_meta.quarantine group by all'
+        ).fetchall()
+    return {(s, t): n for s, t, n in rows}
+
+
+def truth_bad(demo) -> dict[tuple[str, str], int]:
+    counts: dict[tuple[str, str], int] = {}
+    with (demo / "truth" / "bad_records.csv").open(newline="") as handle:
+        for row in csv.DictReader(handle):
+            key = (row["system"], row["table"])
+            counts[key] = counts.get(key, 0) + 1
+    return counts
 
 
 def load_stats(path) -> dict[str, tuple[int, int, str]]:
@@ -64,6 +83,8 @@ def test_incremental_days_equal_a_full_pull(project_copy) -> None:
     assert full.ssot("run").returncode == 0
 
     assert contents(daily.warehouse) == contents(full.warehouse)
+    # each bad record is quarantined exactly once, however many runs read it
+    assert quarantined(daily.warehouse) == quarantined(full.warehouse) == truth_bad(full.demo)
 
     with duckdb.connect(str(daily.warehouse), read_only=True) as con:
         tombstones = con.execute(

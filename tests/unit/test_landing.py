@@ -5,7 +5,8 @@ import sqlite3
 
 import pytest
 
-from pipelines.errors import TerminalSourceError
+from pipelines.errors import TransientSourceError
+from pipelines.extract import connector_for
 from pipelines.landing import BATCH_ID_COLUMN, land_table
 from pipelines.project import load_project
 from pipelines.warehouse.base import Relation
@@ -95,15 +96,51 @@ def test_a_new_source_column_lands_and_is_reported(app) -> None:
     assert "new columns: job_title" in warehouse.scalar("select detail from ssot_meta.audit")
 
 
-def test_a_failed_load_keeps_the_previous_raw_table(app) -> None:
+def test_a_load_failing_mid_stream_rolls_back_everything(app, monkeypatch) -> None:
     project, warehouse, root = app
     source = project.sources["app"]
-    land_table(project, warehouse, source, source.table("users"), run_id="r1")
-    (root / "data" / "app.sqlite").unlink()
-    with pytest.raises(TerminalSourceError):
-        land_table(project, warehouse, source, source.table("users"), run_id="r2")
+    table = source.table("users")
+    land_table(project, warehouse, source, table, run_id="r1")
+    state_before = warehouse.query("select * from ssot_meta.load_state").to_pylist()
+    with sqlite3.connect(root / "data" / "app.sqlite") as con:
+        con.executemany(
+            "insert into users values (?, ?, ?)", [(i, f"u{i}@x.com", None) for i in range(10, 40)]
+        )
+
+    real = connector_for
+
+    class DiesAfterOneBatch:
+        def __init__(self, *args, **kwargs) -> None:
+            self.inner = real(*args, **kwargs)
+
+        def read(self, table, **kwargs):
+            units = self.inner.read(table, **{**kwargs, "batch_rows": 5})
+            yield next(units)
+            raise TransientSourceError("connection reset by peer")
+
+    monkeypatch.setattr("pipelines.landing.connector_for", DiesAfterOneBatch)
+    with pytest.raises(TransientSourceError, match="connection reset"):
+        land_table(project, warehouse, source, table, run_id="r2", batch_rows=5)
     assert warehouse.row_count(Relation("raw", "app__users")) == 2
     assert warehouse.scalar("select count(*) from ssot_meta.audit") == 1
+    assert warehouse.query("select * from ssot_meta.load_state").to_pylist() == state_before
+
+
+def test_rerunning_a_load_lands_nothing_twice(app) -> None:
+    project, warehouse, root = app
+    source = project.sources["app"]
+    table = source.table("users")
+    first = land_table(project, warehouse, source, table, run_id="r1")
+    again = land_table(project, warehouse, source, table, run_id="r2", full_refresh=True)
+    assert (first.rows_landed, again.rows_landed, again.rows_unchanged) == (2, 0, 2)
+    assert warehouse.row_count(Relation("raw", "app__users")) == 2
+    # the same bad rows are read again, but each stays in the quarantine once
+    assert warehouse.scalar("select count(*) from ssot_meta.quarantine") == 3
+    with sqlite3.connect(root / "data" / "app.sqlite") as con:
+        con.execute("update users set email = 'new@x.com' where id = 5")
+    changed = land_table(project, warehouse, source, table, run_id="r3")
+    assert (changed.rows_landed, changed.rows_unchanged) == (1, 1)
+    assert warehouse.row_count(Relation("raw", "app__users")) == 3
 
 
 def test_many_small_files_are_coalesced_and_nothing_is_lost(app) -> None:

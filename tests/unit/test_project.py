@@ -88,6 +88,17 @@ def test_dbt_test_spellings_are_normalized(make_project) -> None:
     assert tests[2].check_name == "relationships__id__ref_b"
 
 
+def test_a_typo_in_a_models_yml_is_an_error_not_a_silently_dropped_test(make_project) -> None:
+    root = make_project(
+        {
+            "models/staging/a.sql": "select 1 as id",
+            "models/staging/a.yml": "models:\n  - name: a\n    colums:\n      - name: id\n        tests: [unique]\n",
+        }
+    )
+    with pytest.raises(ConfigError, match=r"(?s)a\.yml.*models\.0\.colums"):
+        load_project(root)
+
+
 def test_unknown_target_is_a_config_error(make_project, monkeypatch) -> None:
     project = load_project(make_project())
     monkeypatch.setenv("SSOT_TARGET", "prod")

@@ -28,3 +28,16 @@ def test_mysql_args_decode_the_url() -> None:
         "charset": "utf8mb4",
     }
     assert mysql_connect_args("mysql://root@127.0.0.1/")["database"] is None
+
+
+def test_credentials_in_query_parameters_are_masked() -> None:
+    url = "postgresql://app@127.0.0.1:5432/crm?password=s3cret&sslmode=require&sslpassword=k3y"
+    assert (
+        redact_url(url)
+        == "postgresql://app@127.0.0.1:5432/crm?password=***&sslmode=require&sslpassword=***"
+    )
+    assert "s3cret" not in strip_password(url)
+
+
+def test_an_unparseable_url_is_reduced_to_its_scheme() -> None:
+    assert redact_url("postgresql://app:s3cret@host:54x2/crm") == "postgresql://***"

@@ -57,6 +57,25 @@ def test_csv_broken_lines_become_rejects_with_location(tmp_path: Path) -> None:
     assert len(rows) + len(rejects) == 6
 
 
+def test_csv_values_read_the_same_on_the_fast_and_the_line_by_line_path(tmp_path: Path) -> None:
+    body = 'id,v\n1,NA\n2,""\n3,null\n4,\n'
+    (tmp_path / "good.csv").write_text(body)
+    (tmp_path / "bad.csv").write_text(body + "5,too,many\n")  # one broken line: slow path
+    good, _ = read_all(tmp_path, table_spec("good.csv"))
+    bad, rejects = read_all(tmp_path, table_spec("bad.csv"))
+    assert (
+        good
+        == bad[:4]
+        == [
+            {"id": "1", "v": "NA"},
+            {"id": "2", "v": None},
+            {"id": "3", "v": "null"},
+            {"id": "4", "v": None},
+        ]
+    )
+    assert len(rejects) == 1
+
+
 def test_csv_glob_over_many_files_and_gzip(tmp_path: Path) -> None:
     (tmp_path / "d").mkdir()
     (tmp_path / "d" / "2026-01-01.csv").write_text("id,v\n1,a\n")

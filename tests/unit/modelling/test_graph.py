@@ -111,3 +111,14 @@ def test_every_demo_model_compiles_to_bigquery_and_parses_back() -> None:
         sql = graph.compile(name, "bigquery")
         assert sqlglot.parse_one(sql, read="bigquery") is not None, name
         assert "`" in sql  # identifiers are quoted for BigQuery
+
+
+def test_unknown_materialization_in_yml_is_rejected_naming_the_yml(make_project) -> None:
+    with pytest.raises(ModelError, match=r"s\.yml: model 'f' has materialized='incremental'"):
+        graph_of(
+            make_project,
+            {
+                "models/staging/f.sql": "select 1 as id",
+                "models/staging/s.yml": "models:\n  - name: f\n    config: {materialized: incremental}\n",
+            },
+        )

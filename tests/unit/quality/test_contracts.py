@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -124,6 +124,22 @@ def test_valid_rows_come_out_typed() -> None:
     assert row["amount"] == Decimal("7.00")
     assert row["issued_at"] == datetime(2026, 1, 3, 7, 15, tzinfo=UTC)
     assert row["exported_at"] == datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def test_offsets_survive_validation_importing_pandera() -> None:
+    # Validating a batch imports pandera, which (unless it is already set) sets
+    # PYARROW_IGNORE_TIMEZONE=1 for the whole process; pyarrow then stores an aware datetime's
+    # wall clock as UTC. Later batches of the run, built from driver datetimes with offsets
+    # (PostgreSQL timestamptz), must still land the right instant.
+    contract = Contract(
+        "shop", spec({"name": "id", "type": "integer"}, {"name": "at", "type": "timestamp"})
+    )
+    first = contract.apply(pa.record_batch({"id": [1], "at": ["2026-01-03T09:15:00Z"]}), "b1")
+    assert "pandera" in sys.modules
+    assert first.valid.column("at").to_pylist() == [datetime(2026, 1, 3, 9, 15, tzinfo=UTC)]
+    berlin = datetime(2026, 1, 3, 9, 15, tzinfo=timezone(timedelta(hours=2)))
+    second = contract.apply(pa.record_batch({"id": [2], "at": pa.array([berlin])}), "b2")
+    assert second.valid.column("at").to_pylist() == [datetime(2026, 1, 3, 7, 15, tzinfo=UTC)]
 
 
 def test_duplicate_keys_in_one_batch_are_kept() -> None:
