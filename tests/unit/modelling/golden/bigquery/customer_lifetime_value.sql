@@ -1,0 +1,43 @@
+/* Customer lifetime value per currency: what each real customer ordered and paid, all time. */
+/* Cancelled and refunded orders count neither as revenue nor as paid (their money went back). */
+WITH orders AS (
+  SELECT
+    customer_key,
+    currency,
+    COUNT(*) AS orders,
+    SUM(CASE WHEN status IN ('CANCELLED', 'REFUNDED') THEN 0 ELSE order_total END) AS revenue,
+    MIN(ordered_at) AS first_order_at,
+    MAX(ordered_at) AS last_order_at
+  FROM `conformed`.`fct_orders`
+  WHERE
+    NOT customer_key IS NULL
+  GROUP BY
+    customer_key,
+    currency
+), payments AS (
+  SELECT
+    customer_key,
+    currency,
+    SUM(amount) AS paid
+  FROM `conformed`.`fct_payments`
+  WHERE
+    NOT customer_key IS NULL AND NOT order_status IN ('CANCELLED', 'REFUNDED')
+  GROUP BY
+    customer_key,
+    currency
+)
+SELECT
+  c.customer_key,
+  c.email,
+  o.currency,
+  o.orders,
+  CAST(o.revenue AS NUMERIC) AS revenue,
+  CAST(COALESCE(p.paid, 0) AS NUMERIC) AS paid,
+  CAST(o.revenue - COALESCE(p.paid, 0) AS NUMERIC) AS outstanding,
+  o.first_order_at,
+  o.last_order_at
+FROM orders AS o
+JOIN `conformed`.`dim_customer` AS c
+  ON c.customer_key = o.customer_key
+LEFT JOIN payments AS p
+  ON p.customer_key = o.customer_key AND p.currency = o.currency

@@ -1,0 +1,39 @@
+/* One row per real person across CRM and shop: the golden record. */
+/* Names come from the person's most recently updated record. Email is the person's one */
+/* normalized email (the match key); phone and country are the greatest value among the */
+/* person's records, so the choice is deterministic. */
+WITH ranked AS (
+  SELECT
+    *,
+    ROW_NUMBER() OVER (
+      PARTITION BY customer_key
+      ORDER BY updated_at DESC, source_system NULLS LAST, record_id NULLS LAST
+    ) AS recency
+  FROM `conformed`.`int_customer_records`
+), latest AS (
+  SELECT
+    customer_key,
+    first_name,
+    last_name
+  FROM ranked
+  WHERE
+    recency = 1
+)
+SELECT
+  k.customer_key,
+  MAX(k.email) AS email,
+  MAX(k.phone) AS phone,
+  l.first_name,
+  l.last_name,
+  MAX(k.country_code) AS country_code,
+  COUNTIF(k.source_system = 'crm') AS crm_records,
+  COUNTIF(k.source_system = 'shop') AS shop_records,
+  MIN(k.created_at) AS first_seen_at,
+  MAX(k.updated_at) AS updated_at
+FROM `conformed`.`int_customer_records` AS k
+JOIN latest AS l
+  ON l.customer_key = k.customer_key
+GROUP BY
+  k.customer_key,
+  l.first_name,
+  l.last_name

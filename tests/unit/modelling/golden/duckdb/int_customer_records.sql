@@ -1,0 +1,62 @@
+/* Every live person record from the CRM and the shop with the key of the real person it belongs to. */
+/* Matching rule (deterministic): records with the same normalized email are one person; a */
+/* record without an email joins the person whose record has the same normalized phone; a */
+/* record with neither stays a person of its own. */
+WITH records AS (
+  SELECT
+    'crm' AS source_system,
+    contact_id AS record_id,
+    email,
+    phone,
+    first_name,
+    last_name,
+    country_code,
+    created_at,
+    updated_at
+  FROM "staging"."stg_crm__contacts"
+  UNION ALL
+  SELECT
+    'shop' AS source_system,
+    CAST(customer_id AS TEXT) AS record_id,
+    email,
+    phone,
+    first_name,
+    last_name,
+    CAST(NULL AS TEXT) AS country_code,
+    created_at,
+    updated_at
+  FROM "staging"."stg_shop__customers"
+), email_by_phone AS (
+  SELECT
+    phone,
+    MIN(email) AS email
+  FROM records
+  WHERE
+    NOT email IS NULL AND NOT phone IS NULL
+  GROUP BY
+    phone
+), keyed AS (
+  SELECT
+    r.*,
+    COALESCE(
+      r.email,
+      p.email,
+      'phone:' || r.phone,
+      'record:' || r.source_system || ':' || r.record_id
+    ) AS person_key
+  FROM records AS r
+  LEFT JOIN email_by_phone AS p
+    ON r.email IS NULL AND r.phone = p.phone
+)
+SELECT
+  MD5(person_key) AS customer_key,
+  source_system,
+  record_id,
+  email,
+  phone,
+  first_name,
+  last_name,
+  country_code,
+  created_at,
+  updated_at
+FROM keyed
