@@ -247,7 +247,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 project,
                 instance,
                 on_event=reporter,
-                full_refresh=_full_refresh_tables(project, args.full_refresh),
+                full_refresh=_source_tables(project, args.full_refresh, "--full-refresh"),
             )
     finally:
         stop.set()
@@ -282,8 +282,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _full_refresh_tables(project: Project, names: list[str] | None) -> list[tuple[str, str]]:
-    """`--full-refresh` arguments -> (source, table) pairs; no names = every source table."""
+def _source_tables(project: Project, names: list[str] | None, option: str) -> list[tuple[str, str]]:
+    """`SOURCE[.TABLE]` arguments -> (source, table) pairs; an empty list = every source table."""
     from pipelines.errors import ConfigError
 
     if names is None:
@@ -297,7 +297,7 @@ def _full_refresh_tables(project: Project, names: list[str] | None) -> list[tupl
         matches = [(s, t) for s, t in everything if s == source and (not table or t == table)]
         if not matches:
             known = ", ".join(f"{s}.{t}" for s, t in everything)
-            raise ConfigError(f"--full-refresh {name}: no such source or table (known: {known})")
+            raise ConfigError(f"{option} {name}: no such source or table (known: {known})")
         chosen += [m for m in matches if m not in chosen]
     return chosen
 
@@ -459,6 +459,57 @@ def cmd_query(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------------------------
 
 
+def cmd_quarantine_list(args: argparse.Namespace) -> int:
+    from pipelines import quarantine
+    from pipelines.project import load_project
+    from pipelines.warehouse import open_warehouse
+
+    project = load_project()
+    with open_warehouse(project) as warehouse:
+        result = quarantine.summary(warehouse, args.source, args.table)
+    if not result.num_rows:
+        console.print("the quarantine is empty")
+        return 0
+    table = Table(title="Quarantine (rows held back by the source contracts)")
+    for name in ("source", "table", "failed checks", "pending", "replayed"):
+        table.add_column(name, justify="right" if name in ("pending", "replayed") else "left")
+    for row in result.to_pylist():
+        table.add_row(
+            Text(row["source"]),
+            Text(row["table"]),
+            Text(row["check"]),
+            f"{row['pending']:,}",
+            f"{row['replayed']:,}",
+        )
+    console.print(table)
+    console.print(
+        "rows: select * from ssot_meta.quarantine; replay after a fix: ssot quarantine replay"
+    )
+    return 0
+
+
+def cmd_quarantine_replay(args: argparse.Namespace) -> int:
+    from pipelines import quarantine
+    from pipelines.project import load_project
+    from pipelines.warehouse import open_warehouse
+
+    project = load_project()
+    validate_project(project)
+    chosen = _source_tables(project, args.tables, "replay")
+    with open_warehouse(project) as warehouse:
+        for source_name, table_name in chosen:
+            source = project.sources[source_name]
+            result = quarantine.replay(project, warehouse, source, source.table(table_name))
+            if result.pending:
+                console.print(
+                    f"{source_name}.{table_name}: {result.pending:,} pending, {result.landed:,} now pass "
+                    f"and landed, {result.still_failing:,} still fail, {result.unparseable:,} unparseable "
+                    "(fix the file; it is read again when it changes)"
+                )
+    console.print("replay done; `ssot run` builds the models on top of what landed")
+    return 0
+
+
 def cmd_ui(args: argparse.Namespace) -> int:
     """Start `dagster dev` on the project's workspace and its persistent instance."""
     import os
@@ -533,6 +584,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     validate = commands.add_parser("validate", help="load sources, models and Dagster definitions")
     validate.set_defaults(func=cmd_validate)
+
+    quarantine = commands.add_parser("quarantine", help="rows held back by the source contracts")
+    quarantine_commands = quarantine.add_subparsers(dest="quarantine_command", required=True)
+    q_list = quarantine_commands.add_parser(
+        "list", help="pending and replayed rows per table and check"
+    )
+    q_list.add_argument("--source")
+    q_list.add_argument("--table")
+    q_list.set_defaults(func=cmd_quarantine_list)
+    q_replay = quarantine_commands.add_parser(
+        "replay", help="re-validate pending rows against the current contracts; land what passes"
+    )
+    q_replay.add_argument(
+        "tables", nargs="*", metavar="SOURCE[.TABLE]", help="default: every table"
+    )
+    q_replay.set_defaults(func=cmd_quarantine_replay)
 
     ui = commands.add_parser("ui", help="open the Dagster UI (dagster dev) on this project")
     ui.add_argument("--host", default="127.0.0.1")

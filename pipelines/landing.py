@@ -79,8 +79,13 @@ def land_table(
     full_refresh: bool = False,
     batch_rows: int = DEFAULT_BATCH_ROWS,
     on_batch: Callable[[int], None] | None = None,
+    replay: Iterable[Extracted] | None = None,
 ) -> LoadResult:
-    """Append what is new in the source table to raw; quarantine what fails the contract."""
+    """Append what is new in the source table to raw; quarantine what fails the contract.
+
+    ``replay`` lands these rows (quarantined rows given another chance) instead of pulling
+    from the source; the table's cursor and file state are left as they are.
+    """
     import pyarrow as pa
 
     started = time.perf_counter()
@@ -95,11 +100,14 @@ def land_table(
     if previous.batch_id is not None and not warehouse.exists(relation):
         previous = LoadState()  # raw was dropped by hand: pull everything again
     pull = _pull_for(table, previous)
+    source_units = (
+        connector.read(table, batch_rows=batch_rows, pull=pull) if replay is None else replay
+    )
 
     counts = {"read": 0, "valid": 0, "quarantined": 0}
     quarantine: list[pa.Table] = []
     files: dict[str, str] = dict(previous.files or {})
-    units = coalesce(connector.read(table, batch_rows=batch_rows, pull=pull), batch_rows)
+    units = coalesce(source_units, batch_rows)
 
     def validated() -> Iterator[pa.RecordBatch]:
         for unit in units:
@@ -154,7 +162,7 @@ def land_table(
         _reconcile_schema(warehouse, relation, candidate, source, table, declared.names)
         landed = _append_changed(warehouse, relation, candidate, table, data_columns, batch_id)
         deleted = 0
-        if table.delete_detection == "key_diff":
+        if table.delete_detection == "key_diff" and replay is None:
             deleted = _land_tombstones(
                 warehouse,
                 relation,
@@ -174,24 +182,27 @@ def land_table(
                 f"load of {source.name}.{table.name} does not reconcile: read {counts['read']}, "
                 f"valid {valid}, quarantined {counts['quarantined']}"
             )
-        write_load_state(
-            warehouse,
-            source.name,
-            table.name,
-            _next_state(warehouse, candidate, table, previous, files, batch_id),
-        )
+        if replay is None:
+            write_load_state(
+                warehouse,
+                source.name,
+                table.name,
+                _next_state(warehouse, candidate, table, previous, files, batch_id),
+            )
         record_audit(
             warehouse,
             AuditEntry(
                 run_id=run_id,
                 asset=f"raw/{source.name}/{table.name}",
-                kind="load",
+                kind="load" if replay is None else "replay",
                 rows_in=counts["read"],
                 rows_out=landed,
                 rows_quarantined=counts["quarantined"],
                 duration_s=time.perf_counter() - started,
                 outcome="success",
-                detail=_detail(unchanged, deleted, extras, pull),
+                detail=_detail(unchanged, deleted, extras, pull)
+                if replay is None
+                else f"unchanged {unchanged}",
             ),
         )
         warehouse.drop(candidate)
@@ -204,7 +215,7 @@ def land_table(
         rows_quarantined=counts["quarantined"],
         rows_deleted=deleted,
         extra_columns=extras,
-        incremental=not pull.is_full,
+        incremental=replay is None and not pull.is_full,
         duration_s=time.perf_counter() - started,
     )
 

@@ -165,3 +165,33 @@ def test_many_small_files_are_coalesced_and_nothing_is_lost(app) -> None:
         warehouse.query("select original_row from ssot_meta.quarantine").column(0).to_pylist()
     )
     assert sum('"location": "d00.csv:7"' in row for row in locations) == 1
+
+
+def test_replay_lands_what_passes_after_a_contract_fix(app, make_project) -> None:
+    from pipelines import quarantine
+
+    project, warehouse, root = app
+    source = project.sources["app"]
+    land_table(project, warehouse, source, source.table("users"), run_id="r1")
+    assert quarantine.summary(warehouse).column("pending").to_pylist() == [1, 1, 1]
+
+    # loosen the contract: any email text is fine now; bad timestamps and null keys still fail
+    path = root / "sources" / "app.yml"
+    path.write_text(path.read_text().replace(", pattern: '^[^@]+@[^@]+$'", ""))
+    fixed = load_project(root)
+    source = fixed.sources["app"]
+    result = quarantine.replay(fixed, warehouse, source, source.table("users"))
+    assert (result.pending, result.landed, result.still_failing, result.unparseable) == (3, 1, 2, 0)
+    emails = warehouse.query("select email from raw.app__users order by id").column(0).to_pylist()
+    assert emails == ["a@x.com", "not-an-email", None]
+    summary = {
+        (r["source"], r["table"], r["check"]): (r["pending"], r["replayed"])
+        for r in quarantine.summary(warehouse).to_pylist()
+    }
+    assert summary[("app", "users", "email:pattern")] == (0, 1)
+    # nothing is deleted, and a second replay has nothing new to land
+    assert warehouse.scalar("select count(*) from ssot_meta.quarantine") == 3
+    again = quarantine.replay(fixed, warehouse, source, source.table("users"))
+    assert (again.pending, again.landed) == (2, 0)
+    # every replay is in the audit log, even one that landed nothing
+    assert warehouse.scalar("select count(*) from ssot_meta.audit where kind = 'replay'") == 2
