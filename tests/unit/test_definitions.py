@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
@@ -90,3 +91,15 @@ def test_dagster_cli_validates_the_workspace(tmp_path) -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_schedule_tick_requests_a_run_of_the_whole_job(defs: dg.Definitions) -> None:
+    schedule = defs.resolve_schedule_def("ssot_all_daily")
+    with dg.instance_for_test() as instance:
+        context = dg.build_schedule_context(
+            instance=instance, scheduled_execution_time=datetime(2026, 11, 27, 3, 0, tzinfo=UTC)
+        )
+        result = schedule.evaluate_tick(context)
+    (request,) = result.run_requests or []
+    assert request.asset_selection is None  # the job's own selection: every asset
+    assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
