@@ -43,6 +43,34 @@ def strip_password(url: str) -> str:
     )
 
 
+def scrub(text: str, url: str) -> str:
+    """``text`` (an error message from a driver) with the URL's secrets masked wherever they appear."""
+    secrets: set[str] = set()
+    try:
+        parts = urlsplit(url)
+        if parts.password:
+            secrets |= {parts.password, unquote(parts.password)}
+        for piece in parts.query.split("&") if parts.query else []:
+            name, equals, value = piece.partition("=")
+            if equals and value and SENSITIVE_PARAM.search(unquote(name)):
+                secrets |= {value, unquote(value)}
+    except ValueError:
+        return "*** (an error whose text may hold the connection URL was hidden)"
+    text = text.replace(url, redact_url(url))
+    for secret in sorted(secrets, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
+
+
+def with_query_param(url: str, name: str, value: str) -> str:
+    """The URL with one more query parameter (URL-encoded)."""
+    from urllib.parse import quote, urlencode
+
+    parts = urlsplit(url)
+    extra = urlencode({name: value}, quote_via=quote)  # %20, not '+': libpq reads URIs literally
+    return urlunsplit(parts._replace(query=f"{parts.query}&{extra}" if parts.query else extra))
+
+
 def _redact_pair(piece: str) -> str:
     name, equals, _ = piece.partition("=")
     if equals and SENSITIVE_PARAM.search(unquote(name.replace("+", " "))):

@@ -7,9 +7,10 @@ column the contract does not declare yet is seen and reported, not silently igno
 
 from __future__ import annotations
 
+import os
 import time
 from abc import abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -20,7 +21,7 @@ from sqlglot import exp
 
 from pipelines.errors import SourceError, TerminalSourceError, TransientSourceError
 from pipelines.extract.base import DEFAULT_BATCH_ROWS, Connector, CursorValue, Extracted, Pull
-from pipelines.urls import mysql_connect_args, redact_url
+from pipelines.urls import mysql_connect_args, redact_url, scrub, with_query_param
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -178,9 +179,103 @@ class SqliteConnector(SqlConnector):
         )
 
 
+#: `dbapi` forces the DB-API path for databases DuckDB could scan (for comparison or debugging).
+ENGINE_ENV = "SSOT_EXTRACT_ENGINE"
+
+
 class PostgresConnector(SqlConnector):
+    """PostgreSQL: read through DuckDB's parallel postgres scanner when it is installed (the
+    project pins its wheel), else through a psycopg server-side cursor."""
+
     schemes = ("postgresql", "postgres")
     dialect = "postgres"
+
+    def _scanner_url(self, table: SourceTableSpec) -> str:
+        # Naive timestamps compare in the cursor column's zone (see _timestamp_at_or_after).
+        zone = table.column(table.cursor).timezone if table.cursor else "UTC"
+        return with_query_param(self.url, "options", f"-c TimeZone={zone}")
+
+    def _use_scanner(self) -> bool:
+        from pipelines.warehouse.duckdb import scanner_available
+
+        return os.environ.get(ENGINE_ENV, "auto") != "dbapi" and scanner_available("postgres")
+
+    def _open_scanner(self, table: SourceTableSpec) -> Any:
+        from pipelines.errors import TransientWarehouseError, WarehouseError
+        from pipelines.warehouse.duckdb import SourceScanner
+
+        delay = BACKOFF_SECONDS
+        for attempt in range(1, CONNECT_ATTEMPTS + 1):
+            try:
+                return SourceScanner("postgres", self._scanner_url(table))
+            except WarehouseError as exc:
+                message = scrub(str(exc), self._scanner_url(table))
+                where = f"source {self.source!r} at {redact_url(self.url)}"
+                unreachable = (
+                    "could not connect" in message.lower()
+                    or "connection refused" in message.lower()
+                )
+                if not (unreachable or isinstance(exc, TransientWarehouseError)):
+                    raise TerminalSourceError(f"cannot read {where}: {message}") from None
+                if attempt == CONNECT_ATTEMPTS:
+                    raise TransientSourceError(
+                        f"cannot reach {where} after {attempt} attempts: {message}. "
+                        "Check that the server is running and the URL env var is right."
+                    ) from None
+                time.sleep(delay)
+                delay *= 2
+        raise AssertionError("unreachable")
+
+    def _scan(
+        self, table: SourceTableSpec, batches: Callable[[Any], Iterator[pa.RecordBatch]]
+    ) -> Iterator[Extracted]:
+        from pipelines.errors import WarehouseError
+
+        scanner = self._open_scanner(table)
+        try:
+            for batch in batches(scanner):
+                yield Extracted(batch)
+        except WarehouseError as exc:
+            raise TerminalSourceError(
+                f"source {self.source!r}: cannot read table {table.source_identifier!r}: "
+                f"{scrub(str(exc), self._scanner_url(table))}; check `tables` in sources/{self.source}.yml"
+            ) from None
+        finally:
+            scanner.close()
+
+    def read(
+        self,
+        table: SourceTableSpec,
+        *,
+        batch_rows: int = DEFAULT_BATCH_ROWS,
+        pull: Pull | None = None,
+    ) -> Iterator[Extracted]:
+        if not self._use_scanner():
+            yield from super().read(table, batch_rows=batch_rows, pull=pull)
+            return
+        if pull is None or pull.cursor_floor is None or not table.cursor:
+            # a full pull: DuckDB scans the table with parallel connections
+            yield from self._scan(
+                table, lambda s: s.table_batches(table.source_identifier, batch_rows)
+            )
+            return
+        # incremental: the source filters by the cursor itself
+        sql = self.select_query(table, pull).sql(dialect=self.dialect)
+        yield from self._scan(table, lambda s: s.query_batches(sql, batch_rows))
+
+    def read_keys(
+        self, table: SourceTableSpec, *, batch_rows: int = DEFAULT_BATCH_ROWS
+    ) -> Iterator[Extracted]:
+        if not self._use_scanner():
+            yield from super().read_keys(table, batch_rows=batch_rows)
+            return
+        keys = [exp.column(k, quoted=True) for k in table.primary_key]
+        sql = (
+            exp.select(*keys)
+            .from_(exp.to_identifier(table.source_identifier, quoted=True))
+            .sql(self.dialect)
+        )
+        yield from self._scan(table, lambda s: s.query_batches(sql, batch_rows))
 
     def _connect(self) -> Any:
         import psycopg
