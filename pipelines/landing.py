@@ -107,7 +107,7 @@ def land_table(
     counts = {"read": 0, "valid": 0, "quarantined": 0}
     quarantine: list[pa.Table] = []
     files: dict[str, str] = dict(previous.files or {})
-    units = coalesce(source_units, batch_rows)
+    units = coalesce(prefetch(source_units), batch_rows)
 
     def validated() -> Iterator[pa.RecordBatch]:
         for unit in units:
@@ -375,15 +375,17 @@ def _append_changed(
         ),
     )
     columns = [*data_columns, BATCH_ID_COLUMN, LOADED_AT_COLUMN, OP_COLUMN]
-    select = (
-        exp.select(
-            *[exp.column(n, table="c", quoted=True) for n in columns],
-            fingerprint.as_(ROW_HASH_COLUMN),
-        )
-        .from_(exp.alias_(candidate.to_table(), "c"))
-        .where(exp.Not(this=exp.paren(unchanged)))
-        .qualify(exp.EQ(this=dedupe, expression=exp.Literal.number(1)))
-    )
+    select = exp.select(
+        *[exp.column(n, table="c", quoted=True) for n in columns],
+        fingerprint.as_(ROW_HASH_COLUMN),
+    ).from_(exp.alias_(candidate.to_table(), "c"))
+    # The two filters cost a join and a sort; skip each when it cannot remove anything: the
+    # first load of a table has nothing to compare with, and a pull whose keys are unique (any
+    # database table) holds no duplicate versions.
+    if warehouse.row_count(relation):
+        select = select.where(exp.Not(this=exp.paren(unchanged)))
+    if _has_repeated_keys(warehouse, candidate, table):
+        select = select.qualify(exp.EQ(this=dedupe, expression=exp.Literal.number(1)))
     warehouse.insert_select(relation, [*columns, ROW_HASH_COLUMN], select)
     return int(
         warehouse.scalar(
@@ -394,6 +396,17 @@ def _append_changed(
         )
         or 0
     )
+
+
+def _has_repeated_keys(warehouse: Warehouse, candidate: Relation, table: SourceTableSpec) -> bool:
+    keys = _key_columns(table)
+    distinct = exp.Count(
+        this=exp.Distinct(expressions=[exp.Tuple(expressions=keys)] if len(keys) > 1 else keys)
+    )
+    query = exp.select(exp.Sub(this=exp.Count(this=exp.Star()), expression=distinct)).from_(
+        candidate.to_table()
+    )
+    return bool(warehouse.scalar(query))
 
 
 def _land_tombstones(
@@ -577,6 +590,48 @@ def coalesce(units: Iterable[Extracted], batch_rows: int) -> Iterator[Extracted]
         if rows + len(rejects) >= batch_rows:
             yield from flush()
     yield from flush()
+
+
+def prefetch(units: Iterable[Extracted], depth: int = 2) -> Iterator[Extracted]:
+    """Read ahead in a thread: the source (a driver or DuckDB's scanner, both releasing the GIL
+    while they wait or work) produces the next batches while this thread validates and lands
+    the current one. At most ``depth`` batches wait, so memory stays bounded; an error in the
+    reader is raised here, in order, as itself."""
+    import queue
+    import threading
+
+    done = object()
+    slots: queue.Queue[object] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for unit in units:
+                while not stop.is_set():
+                    try:
+                        slots.put(unit, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            slots.put(done)
+        except BaseException as exc:  # handed to the consumer, raised there
+            slots.put(exc)
+
+    reader = threading.Thread(target=produce, name="ssot-extract", daemon=True)
+    reader.start()
+    try:
+        while True:
+            item = slots.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item  # type: ignore[misc]
+    finally:
+        stop.set()
+        reader.join(timeout=30)
 
 
 def _chain(
