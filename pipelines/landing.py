@@ -144,21 +144,24 @@ def land_table(
         )
 
     candidate = Relation(META_SCHEMA, f"_landing__{source.name}__{table.name}")
+    # The candidate is scratch space, written outside the transaction: DuckDB keeps a
+    # transaction's small appends in memory until commit, and a load must not grow with the
+    # table. Only what readers see (raw, quarantine, state, audit) commits atomically below.
+    warehouse.drop(candidate)
+    # Batches append one by one (bounded memory); a column that appears in a later batch
+    # (a newer file, schema drift) is added to the candidate as it comes.
+    seen: list[str] = []
+    valid = 0
+    for batch in validated():
+        valid += warehouse.append_arrow(candidate, with_load_columns(batch), add_columns=True)
+        seen += [name for name in batch.schema.names if name not in seen]
+    if not seen:  # nothing new: an empty candidate with the contract's columns
+        empty = pa.RecordBatch.from_pylist([], schema=declared)
+        warehouse.append_arrow(candidate, with_load_columns(empty), add_columns=True)
+        seen = list(declared.names)
+    extras = tuple(n for n in seen if n not in declared.names)
+    data_columns = [*declared.names, *extras]
     with warehouse.transaction():
-        warehouse.drop(candidate)
-        # Batches append one by one (bounded memory); a column that appears in a later batch
-        # (a newer file, schema drift) is added to the candidate as it comes.
-        seen: list[str] = []
-        valid = 0
-        for batch in validated():
-            valid += warehouse.append_arrow(candidate, with_load_columns(batch), add_columns=True)
-            seen += [name for name in batch.schema.names if name not in seen]
-        if not seen:  # nothing new: an empty candidate with the contract's columns
-            empty = pa.RecordBatch.from_pylist([], schema=declared)
-            warehouse.append_arrow(candidate, with_load_columns(empty), add_columns=True)
-            seen = list(declared.names)
-        extras = tuple(n for n in seen if n not in declared.names)
-        data_columns = [*declared.names, *extras]
         _reconcile_schema(warehouse, relation, candidate, source, table, declared.names)
         landed = _append_changed(warehouse, relation, candidate, table, data_columns, batch_id)
         deleted = 0
