@@ -48,8 +48,13 @@ format: $(STAMP) ## apply ruff's formatting and safe fixes
 ui: $(STAMP) ## open the Dagster UI on http://127.0.0.1:3000 (lineage, runs, re-execution)
 	$(BIN)/ssot ui --port 3000
 
-bench: $(STAMP) ## benchmarks (not part of the tests)
+bench: $(STAMP) ## benchmarks (not part of the tests): demo generator, PostgreSQL extraction
 	$(BIN)/python bench/demo_scale.py
+	$(BIN)/python bench/extract.py $(EXTRACT_ARGS)
+
+.PHONY: bench-extract
+bench-extract: $(STAMP) ## extraction benchmark only (PostgreSQL on 127.0.0.1:5432; EXTRACT_ARGS=...)
+	$(BIN)/python bench/extract.py $(EXTRACT_ARGS)
 
 clean: ## remove the generated demo data, warehouse and Dagster history
 	rm -rf demo_data warehouse .dagster target
