@@ -89,6 +89,18 @@ class Workspace:
 
         return dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(self.root / ".dagster")))
 
+    def fingerprints(self, tables: list[str]) -> dict[str, tuple[int, int]]:
+        """(row count, order-independent hash of all rows) per table of the built warehouse."""
+        import duckdb
+
+        with duckdb.connect(str(self.warehouse), read_only=True) as con:
+            return {
+                name: con.execute(
+                    f"select count(*), coalesce(sum(hash(t)::hugeint), 0) from {name} as t"
+                ).fetchone()
+                for name in tables
+            }
+
     @property
     def warehouse(self) -> Path:
         return self.root / "warehouse" / "ssot.duckdb"

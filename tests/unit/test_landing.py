@@ -5,7 +5,7 @@ import sqlite3
 
 import pytest
 
-from pipelines.errors import TransientSourceError
+from pipelines.errors import TerminalSourceError, TransientSourceError
 from pipelines.extract import connector_for
 from pipelines.landing import BATCH_ID_COLUMN, land_table
 from pipelines.project import load_project
@@ -195,3 +195,65 @@ def test_replay_lands_what_passes_after_a_contract_fix(app, make_project) -> Non
     assert (again.pending, again.landed) == (2, 0)
     # every replay is in the audit log, even one that landed nothing
     assert warehouse.scalar("select count(*) from ssot_meta.audit where kind = 'replay'") == 2
+
+
+def test_a_retyped_column_is_an_error_naming_old_and_new_type(app) -> None:
+    project, warehouse, root = app
+    with sqlite3.connect(root / "data" / "app.sqlite") as con:
+        con.execute("alter table users add column score integer")
+        con.execute("update users set score = 1")
+    source = project.sources["app"]
+    land_table(project, warehouse, source, source.table("users"), run_id="r1")
+    with sqlite3.connect(root / "data" / "app.sqlite") as con:
+        con.execute("update users set score = 'high', email = email || 'x' where id = 1")
+        con.execute("update users set score = null where id <> 1")
+    with pytest.raises(TerminalSourceError) as info:
+        land_table(
+            project, warehouse, source, source.table("users"), run_id="r2", full_refresh=True
+        )
+    message = str(info.value)
+    assert "app.yml" in message and "'users'" in message and "'score'" in message
+    assert "BIGINT" in message and "VARCHAR" in message
+
+
+def test_freeze_policy_refuses_a_new_column(app) -> None:
+    project, warehouse, root = app
+    path = root / "sources" / "app.yml"
+    path.write_text(
+        path.read_text().replace(
+            "    primary_key: [id]", "    primary_key: [id]\n    schema_policy: freeze"
+        )
+    )
+    frozen = load_project(root)
+    source = frozen.sources["app"]
+    land_table(frozen, warehouse, source, source.table("users"), run_id="r1")
+    with sqlite3.connect(root / "data" / "app.sqlite") as con:
+        con.execute("alter table users add column nickname text")
+        con.execute("update users set nickname = 'n'")
+    with pytest.raises(
+        TerminalSourceError, match=r"schema_policy is freeze.*new column 'nickname'"
+    ):
+        land_table(frozen, warehouse, source, source.table("users"), run_id="r2", full_refresh=True)
+
+
+def test_duplicate_keys_inside_one_batch_all_land_as_versions(app) -> None:
+    project, warehouse, root = app
+    with sqlite3.connect(root / "data" / "app.sqlite") as con:
+        con.executemany(
+            "insert into users values (?, ?, ?)",
+            [
+                (7, "v1@x.com", "2026-01-01T00:00:00Z"),
+                (7, "v2@x.com", "2026-01-02T00:00:00Z"),
+                (7, "v2@x.com", "2026-01-02T00:00:00Z"),
+            ],
+        )
+    source = project.sources["app"]
+    result = land_table(project, warehouse, source, source.table("users"), run_id="r1")
+    # two distinct versions of key 7 land, the exact repeat once; nothing is quarantined for it
+    versions = (
+        warehouse.query("select email from raw.app__users where id = 7 order by email")
+        .column(0)
+        .to_pylist()
+    )
+    assert versions == ["v1@x.com", "v2@x.com"]
+    assert result.rows_read == 8 and result.rows_quarantined == 3 and result.rows_landed == 4
