@@ -217,7 +217,7 @@ def test_a_retyped_column_is_an_error_naming_old_and_new_type(app) -> None:
 
 
 def test_freeze_policy_refuses_a_new_column(app) -> None:
-    project, warehouse, root = app
+    _, warehouse, root = app
     path = root / "sources" / "app.yml"
     path.write_text(
         path.read_text().replace(
