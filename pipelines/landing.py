@@ -13,6 +13,7 @@ rows read == rows landed + rows unchanged + rows quarantined, or the load fails 
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlglot import exp
 
-from pipelines.errors import SourceError, SsotError, TerminalSourceError
+from pipelines.errors import SourceError, SsotError, TerminalSourceError, WarehouseError
 from pipelines.extract import DEFAULT_BATCH_ROWS, Extracted, Pull, connector_for
 from pipelines.meta import (
     QUARANTINE,
@@ -36,6 +37,7 @@ from pipelines.meta import (
 from pipelines.modelling.graph import source_relation
 from pipelines.project import META_SCHEMA
 from pipelines.quality.contracts import Contract, Reject, contract_schema, quarantine_rows
+from pipelines.urls import scrub
 from pipelines.warehouse.base import Relation
 
 if TYPE_CHECKING:
@@ -84,8 +86,56 @@ def land_table(
     """Append what is new in the source table to raw; quarantine what fails the contract.
 
     ``replay`` lands these rows (quarantined rows given another chance) instead of pulling
-    from the source; the table's cursor and file state are left as they are.
+    from the source; the table's cursor and file state are left as they are. A load that fails
+    leaves raw, the quarantine and the state untouched and is recorded in the audit log as
+    failed, with its (password-free) reason.
     """
+    started = time.perf_counter()
+    try:
+        return _land_table(
+            project,
+            warehouse,
+            source,
+            table,
+            run_id=run_id,
+            full_refresh=full_refresh,
+            batch_rows=batch_rows,
+            on_batch=on_batch,
+            replay=replay,
+        )
+    except Exception as exc:
+        reason = scrub(f"{type(exc).__name__}: {exc}", project.source_url(source))
+        # the warehouse itself may be what failed: the load's own error matters more
+        with contextlib.suppress(WarehouseError):
+            record_audit(
+                warehouse,
+                AuditEntry(
+                    run_id=run_id,
+                    asset=f"raw/{source.name}/{table.name}",
+                    kind="load" if replay is None else "replay",
+                    rows_in=0,
+                    rows_out=0,
+                    rows_quarantined=0,
+                    duration_s=time.perf_counter() - started,
+                    outcome="failed",
+                    detail=reason[:2000],
+                ),
+            )
+        raise
+
+
+def _land_table(
+    project: Project,
+    warehouse: Warehouse,
+    source: SourceSpec,
+    table: SourceTableSpec,
+    *,
+    run_id: str,
+    full_refresh: bool = False,
+    batch_rows: int = DEFAULT_BATCH_ROWS,
+    on_batch: Callable[[int], None] | None = None,
+    replay: Iterable[Extracted] | None = None,
+) -> LoadResult:
     import pyarrow as pa
 
     started = time.perf_counter()

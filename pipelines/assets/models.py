@@ -3,6 +3,7 @@
 # No `from __future__ import annotations` here: Dagster reads the asset functions'
 # annotations (context type, resources) at definition time and needs real classes.
 
+import contextlib
 import json
 import time
 from collections.abc import Iterator
@@ -117,25 +118,51 @@ def build_model_asset(graph: ModelGraph, node: ModelNode) -> dg.AssetsDefinition
     ) -> dg.MaterializeResult:  # type: ignore[type-arg]
         session = warehouse.session
         started = time.perf_counter()
-        query = graph.query(node.name)
-        with session.transaction():
-            materialize(session, node.relation, query, node.materialized)
-            rows = session.row_count(node.relation)
+
+        def audit(kind: str, rows: int, outcome: str, detail: str = "") -> None:
             record_audit(
                 session,
                 AuditEntry(
                     run_id=context.run.run_id,
                     asset=key.to_user_string(),
-                    kind="build",
+                    kind=kind,
                     rows_in=0,
                     rows_out=rows,
                     rows_quarantined=0,
                     duration_s=time.perf_counter() - started,
-                    outcome="success",
+                    outcome=outcome,
+                    detail=detail,
                 ),
             )
-        built_s = time.perf_counter() - started
-        results = list(evaluate_tests(session, graph, node))
+
+        try:
+            query = graph.query(node.name)
+            with session.transaction():
+                materialize(session, node.relation, query, node.materialized)
+                rows = session.row_count(node.relation)
+                audit("build", rows, "success")
+            built_s = time.perf_counter() - started
+            results = list(evaluate_tests(session, graph, node))
+        except Exception as exc:
+            with contextlib.suppress(WarehouseError):  # the build's own error matters more
+                audit("build", 0, "failed", f"{type(exc).__name__}: {exc}"[:2000])
+            raise
+        failed = [
+            r.check_name
+            for r in results
+            if not r.passed and r.severity == dg.AssetCheckSeverity.ERROR
+        ]
+        warned = [
+            r.check_name
+            for r in results
+            if not r.passed and r.severity == dg.AssetCheckSeverity.WARN
+        ]
+        audit(
+            "checks",
+            rows,
+            "failed" if failed else "success",
+            "; ".join([*(f"failed: {n}" for n in failed), *(f"warned: {n}" for n in warned)]),
+        )
         return dg.MaterializeResult(
             metadata={
                 "dagster/row_count": rows,

@@ -59,6 +59,12 @@ def test_blocking_check_stops_the_run_and_the_ui_reexecutes_from_failure(project
     assert "blocking check failed: conformed/dim_customer: unique__customer_key" in run.stdout
     assert "not run" in run.stdout and "marts/customer_lifetime_value" in run.stdout
     assert marts_tables(ws.warehouse) == 0  # downstream of the failed check was never built
+    with duckdb.connect(str(ws.warehouse), read_only=True) as con:
+        audit = con.execute(
+            "select outcome, detail from ssot_meta.audit "
+            "where asset = 'conformed/dim_customer' and kind = 'checks'"
+        ).fetchall()
+    assert audit == [("failed", "failed: unique__customer_key")]
 
     # Fix the model, open the UI's server on the same instance, re-execute from failure.
     model.write_text(original)

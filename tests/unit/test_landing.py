@@ -122,8 +122,12 @@ def test_a_load_failing_mid_stream_rolls_back_everything(app, monkeypatch) -> No
     with pytest.raises(TransientSourceError, match="connection reset"):
         land_table(project, warehouse, source, table, run_id="r2", batch_rows=5)
     assert warehouse.row_count(Relation("raw", "app__users")) == 2
-    assert warehouse.scalar("select count(*) from ssot_meta.audit") == 1
     assert warehouse.query("select * from ssot_meta.load_state").to_pylist() == state_before
+    outcomes = warehouse.query(
+        "select outcome, detail from ssot_meta.audit order by recorded_at"
+    ).to_pylist()
+    assert [o["outcome"] for o in outcomes] == ["success", "failed"]
+    assert "connection reset by peer" in outcomes[1]["detail"]
 
 
 def test_rerunning_a_load_lands_nothing_twice(app) -> None:
