@@ -444,7 +444,7 @@ def cmd_query(args: argparse.Namespace) -> int:
     except WarehouseError as exc:
         raise WarehouseError(f"{exc}\nhint: build the warehouse first with `ssot run`") from None
     with warehouse:
-        result = warehouse.query(args.sql)
+        result = warehouse.query(_limited(args.sql, args.limit + 1, warehouse.dialect))
     table = Table(show_lines=False)
     for name in result.column_names:
         table.add_column(name)
@@ -452,8 +452,25 @@ def cmd_query(args: argparse.Namespace) -> int:
         table.add_row(*(Text("NULL" if v is None else str(v)) for v in row.values()))
     console.print(table)
     if result.num_rows > args.limit:
-        console.print(f"({result.num_rows:,} rows, first {args.limit} shown)")
+        console.print(
+            f"(more than {args.limit} rows; first {args.limit} shown, --limit N for more)"
+        )
     return 0
+
+
+def _limited(sql: str, rows: int, dialect: str) -> str:
+    """A SELECT wrapped so the warehouse returns at most ``rows`` rows; other statements as given."""
+    import sqlglot
+    from sqlglot import exp
+    from sqlglot.errors import ParseError
+
+    try:
+        statements = sqlglot.parse(sql, read=dialect)
+    except ParseError:
+        return sql  # the warehouse reports the syntax error in its own words
+    if len(statements) != 1 or not isinstance(statements[0], exp.Query):
+        return sql
+    return exp.select("*").from_(statements[0].subquery("q")).limit(rows).sql(dialect=dialect)
 
 
 # ---------------------------------------------------------------------------------------------

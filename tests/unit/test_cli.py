@@ -48,3 +48,14 @@ def test_reporter_maps_steps_of_double_underscore_models_to_their_keys() -> None
     reporter = RunReporter(["raw/crm/contacts", "staging/stg_crm__contacts"])
     assert reporter._by_step["staging__stg_crm__contacts"] == "staging/stg_crm__contacts"
     assert reporter._by_step["raw__crm__contacts"] == "raw/crm/contacts"
+
+
+def test_query_fetches_only_the_rows_it_prints() -> None:
+    from pipelines.cli import _limited
+
+    assert (
+        _limited("select a from t order by a", 21, "duckdb")
+        == "SELECT * FROM (SELECT a FROM t ORDER BY a) AS q LIMIT 21"
+    )
+    assert _limited("describe t", 21, "duckdb") == "describe t"  # not a query: as given
+    assert _limited("select from (", 21, "duckdb") == "select from ("  # the warehouse reports it
