@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -95,11 +95,10 @@ def project_instance(project: Project) -> Iterator[dg.DagsterInstance]:
             os.environ["DAGSTER_HOME"] = previous
 
 
-@dataclass
+@dataclass(frozen=True)
 class RunOutcome:
     run_id: str
     success: bool
-    events: list[dg.DagsterEvent] = field(default_factory=list)
 
 
 def run_job(
@@ -114,7 +113,6 @@ def run_job(
 
     ``full_refresh`` names (source, table) pairs whose loads ignore their stored cursor.
     """
-    run_config = run_config_for(full_refresh)
     from dagster._core.execution.api import execute_run_iterator
     from dagster._core.origin import JobPythonOrigin
     from dagster._core.remote_origin import InProcessCodeLocationOrigin
@@ -122,6 +120,7 @@ def run_job(
     from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
     from dagster._utils.hosted_user_process import recon_job_from_origin
 
+    run_config = run_config_for(full_refresh)
     origin = InProcessCodeLocationOrigin(
         loadable_target_origin=LoadableTargetOrigin(
             executable_path=sys.executable,
@@ -133,6 +132,7 @@ def run_job(
     with origin.create_location(instance) as code_location:
         (repo,) = code_location.get_repositories().values()
         remote_job: RemoteJob = repo.get_full_job(JOB_NAME)
+        python_origin: JobPythonOrigin = remote_job.get_python_origin()
         plan = code_location.get_execution_plan(
             remote_job,
             run_config=run_config,
@@ -155,18 +155,14 @@ def run_job(
             execution_plan_snapshot=plan.execution_plan_snapshot,
             parent_job_snapshot=remote_job.parent_job_snapshot,
             remote_job_origin=remote_job.get_remote_origin(),
-            job_code_origin=remote_job.get_python_origin(),
+            job_code_origin=python_origin,
             asset_selection=None,
             asset_check_selection=None,
             asset_graph=repo.asset_graph,
         )
-        python_origin: JobPythonOrigin = remote_job.get_python_origin()
     recon_job = recon_job_from_origin(python_origin)
-    outcome = RunOutcome(run_id=run.run_id, success=False)
     for event in execute_run_iterator(recon_job, run, instance):
-        outcome.events.append(event)
         if on_event is not None:
             on_event(event)
     final = instance.get_run_by_id(run.run_id)
-    outcome.success = final is not None and final.is_success
-    return outcome
+    return RunOutcome(run_id=run.run_id, success=final is not None and final.is_success)
