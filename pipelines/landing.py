@@ -213,7 +213,7 @@ def _land_table(
     data_columns = [*declared.names, *extras]
     with warehouse.transaction():
         _reconcile_schema(warehouse, relation, candidate, source, table, declared.names)
-        landed = _append_changed(warehouse, relation, candidate, table, data_columns, batch_id)
+        landed = _append_changed(warehouse, relation, candidate, table, data_columns)
         deleted = 0
         if table.delete_detection == "key_diff" and replay is None:
             deleted = _land_tombstones(
@@ -383,7 +383,6 @@ def _append_changed(
     candidate: Relation,
     table: SourceTableSpec,
     data_columns: list[str],
-    batch_id: str,
 ) -> int:
     """Append candidate rows that raw does not hold yet: a new key, or a version never landed.
 
@@ -439,16 +438,7 @@ def _append_changed(
         select = select.where(exp.Not(this=exp.paren(unchanged)))
     if _has_repeated_keys(warehouse, candidate, table):
         select = select.qualify(exp.EQ(this=dedupe, expression=exp.Literal.number(1)))
-    warehouse.insert_select(relation, [*columns, ROW_HASH_COLUMN], select)
-    return int(
-        warehouse.scalar(
-            exp.select(exp.Count(this=exp.Star()))
-            .from_(relation.to_table())
-            .where(exp.column(BATCH_ID_COLUMN, quoted=True).eq(exp.Literal.string(batch_id)))
-            .where(exp.column(OP_COLUMN, quoted=True).eq(exp.Literal.string("upsert")))
-        )
-        or 0
-    )
+    return warehouse.insert_select(relation, [*columns, ROW_HASH_COLUMN], select)
 
 
 def _has_repeated_keys(warehouse: Warehouse, candidate: Relation, table: SourceTableSpec) -> bool:
@@ -520,20 +510,12 @@ def _land_tombstones(
         .where(exp.column(OP_COLUMN, table="l", quoted=True).eq(exp.Literal.string("upsert")))
         .where(exp.Not(this=exp.Exists(this=present)))
     )
-    warehouse.insert_select(
+    deleted = warehouse.insert_select(
         relation, [*table.primary_key, BATCH_ID_COLUMN, LOADED_AT_COLUMN, OP_COLUMN], select
     )
     if keys_relation is not candidate:
         warehouse.drop(keys_relation)
-    return int(
-        warehouse.scalar(
-            exp.select(exp.Count(this=exp.Star()))
-            .from_(relation.to_table())
-            .where(exp.column(BATCH_ID_COLUMN, quoted=True).eq(exp.Literal.string(batch_id)))
-            .where(exp.column(OP_COLUMN, quoted=True).eq(exp.Literal.string("delete")))
-        )
-        or 0
-    )
+    return deleted
 
 
 def _append_new_quarantine(warehouse: Warehouse, rows: pa.Table) -> None:

@@ -104,12 +104,14 @@ class Warehouse(ABC):
             exp.Create(this=relation.to_table(), kind=kind, replace=True, expression=select)
         )
 
-    def insert_select(self, relation: Relation, columns: Sequence[str], select: exp.Query) -> None:
-        """INSERT INTO relation (columns) <select>; columns not named stay NULL."""
+    @abstractmethod
+    def insert_select(self, relation: Relation, columns: Sequence[str], select: exp.Query) -> int:
+        """INSERT INTO relation (columns) <select>; columns not named stay NULL. Returns rows inserted."""
+
+    @staticmethod
+    def _insert(relation: Relation, columns: Sequence[str], select: exp.Query) -> exp.Insert:
         names = [exp.to_identifier(name, quoted=True) for name in columns]
-        self.execute(
-            exp.Insert(this=exp.Schema(this=relation.to_table(), expressions=names), expression=select)
-        )
+        return exp.Insert(this=exp.Schema(this=relation.to_table(), expressions=names), expression=select)
 
     def add_column(self, relation: Relation, name: str, type_sql: str) -> None:
         """ALTER TABLE ... ADD COLUMN; ``type_sql`` as :meth:`columns` reports it."""

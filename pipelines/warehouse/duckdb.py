@@ -144,6 +144,10 @@ class DuckDBWarehouse(Warehouse):
         rows = self.query(query).to_pylist()
         return [(row["column_name"], row["data_type"]) for row in rows]
 
+    def insert_select(self, relation: Relation, columns: Sequence[str], select: exp.Query) -> int:
+        # DuckDB answers an INSERT with one row holding the number of rows it inserted.
+        return int(self.scalar(self._insert(relation, columns, select)) or 0)
+
     def row_hash(self, columns: Sequence[exp.Expression]) -> exp.Expression:
         # DuckDB's hash() combines any number of values of any type, NULLs included.
         return exp.Anonymous(this="hash", expressions=list(columns))
