@@ -13,7 +13,7 @@ from abc import abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 from urllib.parse import unquote
 from zoneinfo import ZoneInfo
 
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from pipelines.config import ColumnSpec, SourceTableSpec
 
 CONNECT_ATTEMPTS = 4
+T = TypeVar("T")
 BACKOFF_SECONDS = 0.5
 
 
@@ -64,19 +65,26 @@ class SqlConnector(Connector):
         return False
 
     def _open(self) -> Any:
+        return self._with_retries(self._connect, self._is_transient, self.url)
+
+    def _with_retries(
+        self, connect: Callable[[], T], is_transient: Callable[[Exception], bool], url: str
+    ) -> T:
+        """Connect, retrying transient failures with exponential backoff; errors carry no secret."""
         delay = BACKOFF_SECONDS
+        where = f"source {self.source!r} at {redact_url(self.url)}"
         for attempt in range(1, CONNECT_ATTEMPTS + 1):
             try:
-                return self._connect()
+                return connect()
             except SourceError:
                 raise
             except Exception as exc:
-                where = f"source {self.source!r} at {redact_url(self.url)}"
-                if not self._is_transient(exc):
-                    raise TerminalSourceError(f"cannot connect to {where}: {exc}") from None
+                message = scrub(str(exc), url)
+                if not is_transient(exc):
+                    raise TerminalSourceError(f"cannot connect to {where}: {message}") from None
                 if attempt == CONNECT_ATTEMPTS:
                     raise TransientSourceError(
-                        f"cannot reach {where} after {attempt} attempts: {exc}. "
+                        f"cannot reach {where} after {attempt} attempts: {message}. "
                         "Check that the server is running and the URL env var is right."
                     ) from None
                 time.sleep(delay)
@@ -201,30 +209,17 @@ class PostgresConnector(SqlConnector):
         return os.environ.get(ENGINE_ENV, "auto") != "dbapi" and scanner_available("postgres")
 
     def _open_scanner(self, table: SourceTableSpec) -> Any:
-        from pipelines.errors import TransientWarehouseError, WarehouseError
+        from pipelines.errors import TransientWarehouseError
         from pipelines.warehouse.duckdb import SourceScanner
 
-        delay = BACKOFF_SECONDS
-        for attempt in range(1, CONNECT_ATTEMPTS + 1):
-            try:
-                return SourceScanner("postgres", self._scanner_url(table))
-            except WarehouseError as exc:
-                message = scrub(str(exc), self._scanner_url(table))
-                where = f"source {self.source!r} at {redact_url(self.url)}"
-                unreachable = (
-                    "could not connect" in message.lower()
-                    or "connection refused" in message.lower()
-                )
-                if not (unreachable or isinstance(exc, TransientWarehouseError)):
-                    raise TerminalSourceError(f"cannot read {where}: {message}") from None
-                if attempt == CONNECT_ATTEMPTS:
-                    raise TransientSourceError(
-                        f"cannot reach {where} after {attempt} attempts: {message}. "
-                        "Check that the server is running and the URL env var is right."
-                    ) from None
-                time.sleep(delay)
-                delay *= 2
-        raise AssertionError("unreachable")
+        url = self._scanner_url(table)
+
+        def is_transient(exc: Exception) -> bool:
+            text = str(exc).lower()
+            unreachable = "could not connect" in text or "connection refused" in text
+            return unreachable or isinstance(exc, TransientWarehouseError)
+
+        return self._with_retries(lambda: SourceScanner("postgres", url), is_transient, url)
 
     def _scan(
         self, table: SourceTableSpec, batches: Callable[[Any], Iterator[pa.RecordBatch]]
