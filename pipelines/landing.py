@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -80,7 +80,6 @@ def land_table(
     run_id: str,
     full_refresh: bool = False,
     batch_rows: int = DEFAULT_BATCH_ROWS,
-    on_batch: Callable[[int], None] | None = None,
     replay: Iterable[Extracted] | None = None,
 ) -> LoadResult:
     """Append what is new in the source table to raw; quarantine what fails the contract.
@@ -100,7 +99,6 @@ def land_table(
             run_id=run_id,
             full_refresh=full_refresh,
             batch_rows=batch_rows,
-            on_batch=on_batch,
             replay=replay,
         )
     except Exception as exc:
@@ -133,7 +131,6 @@ def _land_table(
     run_id: str,
     full_refresh: bool = False,
     batch_rows: int = DEFAULT_BATCH_ROWS,
-    on_batch: Callable[[int], None] | None = None,
     replay: Iterable[Extracted] | None = None,
 ) -> LoadResult:
     import pyarrow as pa
@@ -177,8 +174,6 @@ def _land_table(
             if result.valid.num_rows:
                 counts["valid"] += result.valid.num_rows
                 yield _text_for_null_columns(result.valid)
-            if on_batch is not None:
-                on_batch(counts["read"])
 
     def with_load_columns(batch: pa.RecordBatch) -> pa.Table:
         n = batch.num_rows
@@ -667,14 +662,6 @@ def prefetch(units: Iterable[Extracted], depth: int = 2) -> Iterator[Extracted]:
     finally:
         stop.set()
         reader.join(timeout=30)
-
-
-def _chain(
-    first: pa.RecordBatch | None, rest: Iterator[pa.RecordBatch]
-) -> Iterator[pa.RecordBatch]:
-    if first is not None:
-        yield first
-    yield from rest
 
 
 __all__ = ["LANDING_COLUMNS", "LoadResult", "SourceError", "land_table", "latest_versions"]
