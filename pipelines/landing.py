@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from sqlglot import exp
 
 from pipelines.errors import SourceError, SsotError, TerminalSourceError, WarehouseError
-from pipelines.extract import DEFAULT_BATCH_ROWS, Extracted, Pull, connector_for
+from pipelines.extract import DEFAULT_BATCH_ROWS, Connector, Extracted, Pull, connector_for
 from pipelines.meta import (
     QUARANTINE,
     AuditEntry,
@@ -65,6 +65,8 @@ class LoadResult:
     rows_deleted: int
     extra_columns: tuple[str, ...]
     incremental: bool
+    #: "streamed" (source -> raw in one statement) or "staged" (through a scratch table)
+    path: str
     duration_s: float
 
 
@@ -133,144 +135,320 @@ def _land_table(
     batch_rows: int = DEFAULT_BATCH_ROWS,
     replay: Iterable[Extracted] | None = None,
 ) -> LoadResult:
-    import pyarrow as pa
-
     started = time.perf_counter()
-    relation = source_relation(source.name, table.name)
-    batch_id = f"{run_id}:{source.name}.{table.name}:{uuid.uuid4().hex[:8]}"
-    loaded_at = pa.scalar(datetime.now(UTC), pa.timestamp("us", tz="UTC"))
-    contract = Contract(source.name, table)
-    declared = contract_schema(table)
     connector = connector_for(project.source_url(source), source=source.name, root=project.root)
-
+    relation = source_relation(source.name, table.name)
     previous = LoadState() if full_refresh else read_load_state(warehouse, source.name, table.name)
     if previous.batch_id is not None and not warehouse.exists(relation):
         previous = LoadState()  # raw was dropped by hand: pull everything again
-    pull = _pull_for(table, previous)
-    source_units = (
-        connector.read(table, batch_rows=batch_rows, pull=pull) if replay is None else replay
-    )
+    # A database read keeps one shape from its first batch to its last: its rows stream
+    # straight into raw, written once. Files and APIs may change shape mid-read, and a replay
+    # mixes records of many loads: those land through a scratch table first.
+    if replay is None and connector.stable_schema:
+        try:
+            return _Load(warehouse, source, table, previous, run_id, started).streamed(
+                connector, batch_rows
+            )
+        except _RepeatedVersions:
+            pass  # rolled back: land again through the scratch table, which removes them
+    load = _Load(warehouse, source, table, previous, run_id, started)
+    return load.staged(connector, batch_rows, replay)
 
-    counts = {"read": 0, "valid": 0, "quarantined": 0}
-    quarantine: list[pa.Table] = []
-    files: dict[str, str] = dict(previous.files or {})
-    units = coalesce(prefetch(source_units), batch_rows)
 
-    def validated() -> Iterator[pa.RecordBatch]:
+class _RepeatedVersions(Exception):
+    """A streamed pull held the same version of a key twice (the source has duplicate rows)."""
+
+
+class _Load:
+    """One load of one source table: its identity, its running counts, and its two paths."""
+
+    def __init__(
+        self,
+        warehouse: Warehouse,
+        source: SourceSpec,
+        table: SourceTableSpec,
+        previous: LoadState,
+        run_id: str,
+        started: float,
+    ) -> None:
+        self.warehouse = warehouse
+        self.source = source
+        self.table = table
+        self.previous = previous
+        self.run_id = run_id
+        self.started = started
+        self.relation = source_relation(source.name, table.name)
+        self.batch_id = f"{run_id}:{source.name}.{table.name}:{uuid.uuid4().hex[:8]}"
+        self.loaded_at = datetime.now(UTC)
+        self.contract = Contract(source.name, table)
+        self.declared = contract_schema(table)
+        self.pull = _pull_for(table, previous)
+        self.files: dict[str, str] = dict(previous.files or {})
+        self.read = self.valid = self.quarantined = 0
+        self.quarantine: list[pa.Table] = []
+        self.top_cursor: Any = None
+        self.scratch = Relation(META_SCHEMA, f"_landing__{source.name}__{table.name}")
+        self.names: list[str] = []  # the columns this load read, in order
+        self.path = "staged"
+
+    # -- the two paths ------------------------------------------------------------------------
+    def streamed(self, connector: Connector, batch_rows: int) -> LoadResult:
+        """Source -> contract -> raw in one statement: each row is written once."""
+        self.path = "streamed"
+        unique = connector.keys_are_unique(self.table)
+        units = connector.read(self.table, batch_rows=batch_rows, pull=self.pull)
+        schema, batches = _first_shape(
+            self.validated(coalesce(prefetch(units), batch_rows)), self.declared
+        )
+        self.names = list(schema.names)
+        warehouse = self.warehouse
+        try:
+            # no rows: the incoming columns and their warehouse types, for the schema checks
+            warehouse.replace_from_arrow(self.scratch, schema, ())
+            with warehouse.transaction():
+                self._reconcile_schema(self.scratch)
+                with warehouse.arrow_source(schema, self._same_shape(schema, batches)) as rows:
+                    landed = self._append_changed(rows, schema.names, dedupe=False)
+                # A source that cannot repeat a key needs no check (it costs a pass over the rows).
+                if landed and not unique and self._repeated_versions():
+                    raise _RepeatedVersions
+                deleted = self._finish(connector, landed, keys=None, replay=False)
+        finally:
+            warehouse.drop(self.scratch)
+        return self._result(landed, deleted, replay=False)
+
+    def staged(
+        self, connector: Connector, batch_rows: int, replay: Iterable[Extracted] | None
+    ) -> LoadResult:
+        """Source -> contract -> scratch table -> raw: for sources whose shape may change."""
+        import pyarrow as pa
+
+        units = (
+            connector.read(self.table, batch_rows=batch_rows, pull=self.pull)
+            if replay is None
+            else replay
+        )
+        warehouse = self.warehouse
+        # The scratch table is written outside the transaction: DuckDB keeps a transaction's
+        # small appends in memory until commit, and a load must not grow with the table. Only
+        # what readers see (raw, quarantine, state, audit) commits atomically below.
+        warehouse.drop(self.scratch)
+        try:
+            # Batches append one by one (bounded memory); a column that appears in a later
+            # batch (a newer file, schema drift) is added to the scratch table as it comes.
+            names = self.names
+            for batch in self.validated(coalesce(prefetch(units), batch_rows)):
+                warehouse.append_arrow(
+                    self.scratch, pa.Table.from_batches([batch]), add_columns=True
+                )
+                names += [name for name in batch.schema.names if name not in names]
+            if not names:  # nothing new: an empty scratch table with the contract's columns
+                warehouse.replace_from_arrow(self.scratch, self.declared, ())
+                names += self.declared.names
+            with warehouse.transaction():
+                self._reconcile_schema(self.scratch)
+                landed = self._append_changed(
+                    self.scratch.to_table(), names, dedupe=self._has_repeated_keys(self.scratch)
+                )
+                deleted = self._finish(
+                    connector,
+                    landed,
+                    keys=self.scratch if self.pull.is_full else None,
+                    replay=replay is not None,
+                )
+        finally:
+            warehouse.drop(self.scratch)
+        return self._result(landed, deleted, replay=replay is not None)
+
+    # -- reading ------------------------------------------------------------------------------
+    def validated(self, units: Iterable[Extracted]) -> Iterator[pa.RecordBatch]:
+        """The rows that pass the contract; the others are kept for the quarantine."""
+        import pyarrow.compute as pc
+
         for unit in units:
-            files.update(unit.files)
+            self.files.update(unit.files)
             if unit.batch is None:
                 if unit.rejects:
-                    rejected = quarantine_rows(source.name, table.name, batch_id, unit.rejects)
-                    counts["read"] += rejected.num_rows
-                    counts["quarantined"] += rejected.num_rows
-                    quarantine.append(rejected)
+                    rejected = quarantine_rows(
+                        self.source.name, self.table.name, self.batch_id, unit.rejects
+                    )
+                    self.read += rejected.num_rows
+                    self.quarantined += rejected.num_rows
+                    self.quarantine.append(rejected)
                 continue
-            result = contract.apply(unit.batch, batch_id, unit.rejects)
-            counts["read"] += result.rows_in
-            counts["quarantined"] += result.rows_rejected
+            result = self.contract.apply(unit.batch, self.batch_id, unit.rejects)
+            self.read += result.rows_in
+            self.quarantined += result.rows_rejected
             if result.quarantine.num_rows:
-                quarantine.append(result.quarantine)
+                self.quarantine.append(result.quarantine)
             if result.valid.num_rows:
-                counts["valid"] += result.valid.num_rows
+                self.valid += result.valid.num_rows
+                if self.table.cursor:
+                    top = pc.max(result.valid.column(self.table.cursor)).as_py()
+                    if top is not None and (self.top_cursor is None or top > self.top_cursor):
+                        self.top_cursor = top
                 yield _text_for_null_columns(result.valid)
 
-    def with_load_columns(batch: pa.RecordBatch) -> pa.Table:
-        n = batch.num_rows
-        return (
-            pa.Table.from_batches([batch])
-            .append_column(
-                pa.field(BATCH_ID_COLUMN, pa.string()), pa.repeat(pa.scalar(batch_id), n)
-            )
-            .append_column(
-                pa.field(LOADED_AT_COLUMN, pa.timestamp("us", tz="UTC")), pa.repeat(loaded_at, n)
-            )
-            .append_column(pa.field(OP_COLUMN, pa.string()), pa.repeat(pa.scalar("upsert"), n))
+    def _same_shape(
+        self, schema: pa.Schema, batches: Iterable[pa.RecordBatch]
+    ) -> Iterator[pa.RecordBatch]:
+        import pyarrow as pa
+
+        for batch in batches:
+            if batch.schema.equals(schema):
+                yield batch
+                continue
+            try:
+                yield batch.select(schema.names).cast(schema)
+            except (KeyError, pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                raise TerminalSourceError(
+                    f"sources/{self.source.name}.yml, table {self.table.name!r}: the source "
+                    f"changed its columns in the middle of a read ({exc}). Declare every "
+                    "column with its type under `columns`."
+                ) from None
+
+    # -- SQL of a load (engine-neutral: sqlglot expressions, the backend renders them) --------
+    def _landing_values(self) -> list[exp.Expression]:
+        """_ssot_batch_id, _ssot_loaded_at and _ssot_op of the rows this load appends."""
+        return [
+            exp.Literal.string(self.batch_id),
+            _timestamp_literal(self.loaded_at),
+            exp.Literal.string("upsert"),
+        ]
+
+    def _reconcile_schema(self, incoming_relation: Relation) -> None:
+        _reconcile_schema(
+            self.warehouse,
+            self.relation,
+            incoming_relation,
+            self.source,
+            self.table,
+            self.declared.names,
         )
 
-    candidate = Relation(META_SCHEMA, f"_landing__{source.name}__{table.name}")
-    # The candidate is scratch space, written outside the transaction: DuckDB keeps a
-    # transaction's small appends in memory until commit, and a load must not grow with the
-    # table. Only what readers see (raw, quarantine, state, audit) commits atomically below.
-    warehouse.drop(candidate)
-    # Batches append one by one (bounded memory); a column that appears in a later batch
-    # (a newer file, schema drift) is added to the candidate as it comes.
-    seen: list[str] = []
-    valid = 0
-    for batch in validated():
-        valid += warehouse.append_arrow(candidate, with_load_columns(batch), add_columns=True)
-        seen += [name for name in batch.schema.names if name not in seen]
-    if not seen:  # nothing new: an empty candidate with the contract's columns
-        empty = pa.RecordBatch.from_pylist([], schema=declared)
-        warehouse.append_arrow(candidate, with_load_columns(empty), add_columns=True)
-        seen = list(declared.names)
-    extras = tuple(n for n in seen if n not in declared.names)
-    data_columns = [*declared.names, *extras]
-    with warehouse.transaction():
-        _reconcile_schema(warehouse, relation, candidate, source, table, declared.names)
-        landed = _append_changed(warehouse, relation, candidate, table, data_columns)
+    def _append_changed(self, rows: exp.Table, names: list[str], *, dedupe: bool) -> int:
+        return _append_changed(
+            self.warehouse, self.relation, rows, self.table, names, self._landing_values(), dedupe
+        )
+
+    def _has_repeated_keys(self, relation: Relation) -> bool:
+        return _has_repeated_keys(self.warehouse, relation, self.table)
+
+    def _repeated_versions(self) -> bool:
+        """Did this load append some (key, fingerprint) twice? (Only a source's duplicate rows.)"""
+        keys = [*_key_columns(self.table), exp.column(ROW_HASH_COLUMN, quoted=True)]
+        query = exp.select(exp.Count(this=exp.Star())).from_(
+            exp.select(*keys)
+            .from_(self.relation.to_table())
+            .where(exp.column(BATCH_ID_COLUMN, quoted=True).eq(exp.Literal.string(self.batch_id)))
+            .group_by(*keys)
+            .having(exp.GT(this=exp.Count(this=exp.Star()), expression=exp.Literal.number(1)))
+            .subquery("repeated")
+        )
+        return bool(self.warehouse.scalar(query))
+
+    def _finish(
+        self, connector: Connector, landed: int, *, keys: Relation | None, replay: bool
+    ) -> int:
+        """Tombstones, quarantine, the reconciliation, the state and the audit entry."""
+        import pyarrow as pa
+
+        warehouse, table, source = self.warehouse, self.table, self.source
         deleted = 0
-        if table.delete_detection == "key_diff" and replay is None:
+        if table.delete_detection == "key_diff" and not replay:
             deleted = _land_tombstones(
                 warehouse,
-                relation,
-                candidate,
+                self.relation,
+                keys,
                 connector,
-                contract,
+                self.contract,
                 table,
-                pull,
-                batch_id,
-                loaded_at,
+                self.batch_id,
+                self.loaded_at,
             )
-        if quarantine:
-            _append_new_quarantine(warehouse, pa.concat_tables(quarantine))
-        unchanged = valid - landed
-        if counts["read"] != valid + counts["quarantined"] or valid != counts["valid"]:
+        if self.quarantine:
+            _append_new_quarantine(warehouse, pa.concat_tables(self.quarantine))
+        if self.read != self.valid + self.quarantined:
             raise SsotError(
-                f"load of {source.name}.{table.name} does not reconcile: read {counts['read']}, "
-                f"valid {valid}, quarantined {counts['quarantined']}"
+                f"load of {source.name}.{table.name} does not reconcile: read {self.read}, "
+                f"valid {self.valid}, quarantined {self.quarantined}"
             )
-        if replay is None:
-            write_load_state(
-                warehouse,
-                source.name,
-                table.name,
-                _next_state(warehouse, candidate, table, previous, files, batch_id),
-            )
+        if not replay:
+            write_load_state(warehouse, source.name, table.name, self._next_state())
         record_audit(
             warehouse,
             AuditEntry(
-                run_id=run_id,
+                run_id=self.run_id,
                 asset=f"raw/{source.name}/{table.name}",
-                kind="load" if replay is None else "replay",
-                rows_in=counts["read"],
+                kind="replay" if replay else "load",
+                rows_in=self.read,
                 rows_out=landed,
-                rows_quarantined=counts["quarantined"],
-                duration_s=time.perf_counter() - started,
+                rows_quarantined=self.quarantined,
+                duration_s=time.perf_counter() - self.started,
                 outcome="success",
-                detail=_detail(unchanged, deleted, extras, pull)
-                if replay is None
-                else f"unchanged {unchanged}",
+                detail=f"unchanged {self.valid - landed}"
+                if replay
+                else _detail(self.valid - landed, deleted, self._extras(), self.pull, self.path),
             ),
         )
-        warehouse.drop(candidate)
-    return LoadResult(
-        relation=relation,
-        batch_id=batch_id,
-        rows_read=counts["read"],
-        rows_landed=landed,
-        rows_unchanged=unchanged,
-        rows_quarantined=counts["quarantined"],
-        rows_deleted=deleted,
-        extra_columns=extras,
-        incremental=replay is None and not pull.is_full,
-        duration_s=time.perf_counter() - started,
-    )
+        return deleted
+
+    def _extras(self) -> tuple[str, ...]:
+        return tuple(n for n in self.names if n not in self.declared.names)
+
+    def _next_state(self) -> LoadState:
+        """The cursor after this load: the highest cursor read so far (it never moves back)."""
+        previous = self.previous
+        cursor_type, cursor_value = previous.cursor_type, previous.cursor_value
+        if self.top_cursor is not None:
+            kind, text = _cursor_text(self.top_cursor)
+            old = previous.cursor()
+            new = LoadState(cursor_type=kind, cursor_value=text).cursor()
+            if old is None or kind != cursor_type or (new is not None and new > old):  # type: ignore[operator]
+                cursor_type, cursor_value = kind, text
+        return LoadState(
+            cursor_type=cursor_type,
+            cursor_value=cursor_value,
+            files=self.files or None,
+            batch_id=self.batch_id,
+        )
+
+    def _result(self, landed: int, deleted: int, *, replay: bool) -> LoadResult:
+        return LoadResult(
+            relation=self.relation,
+            batch_id=self.batch_id,
+            rows_read=self.read,
+            rows_landed=landed,
+            rows_unchanged=self.valid - landed,
+            rows_quarantined=self.quarantined,
+            rows_deleted=deleted,
+            extra_columns=self._extras(),
+            incremental=not replay and not self.pull.is_full,
+            path=self.path,
+            duration_s=time.perf_counter() - self.started,
+        )
 
 
-def _detail(unchanged: int, deleted: int, extras: tuple[str, ...], pull: Pull) -> str:
+def _first_shape(
+    batches: Iterator[pa.RecordBatch], declared: pa.Schema
+) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
+    """The columns of the first batch (the contract's when there is none), and every batch."""
+    import itertools
+
+    first = next(batches, None)
+    if first is None:
+        return declared, iter(())
+    return first.schema, itertools.chain([first], batches)
+
+
+def _timestamp_literal(value: datetime) -> exp.Expression:
+    return exp.cast(exp.Literal.string(value.isoformat()), exp.DataType.build("TIMESTAMPTZ"))
+
+
+def _detail(unchanged: int, deleted: int, extras: tuple[str, ...], pull: Pull, path: str) -> str:
     parts = [f"unchanged {unchanged}", f"deleted {deleted}"]
     parts.append("incremental" if not pull.is_full else "full pull")
+    parts.append(path)
     if extras:
         parts.append(f"new columns: {', '.join(extras)}")
     return "; ".join(parts)
@@ -342,8 +520,20 @@ def _reconcile_schema(
     incoming = [(n, t) for n, t in warehouse.columns(candidate) if n not in LANDING_COLUMNS]
     if not warehouse.exists(relation):
         hash_type = exp.DataType.build(warehouse.row_hash_type, dialect=warehouse.dialect)
+        landing_types = {
+            BATCH_ID_COLUMN: exp.DataType.build("TEXT"),
+            LOADED_AT_COLUMN: exp.DataType.build("TIMESTAMPTZ"),
+            OP_COLUMN: exp.DataType.build("TEXT"),
+            ROW_HASH_COLUMN: hash_type,
+        }
         select = (
-            exp.select("*", exp.cast(exp.Null(), hash_type).as_(ROW_HASH_COLUMN, quoted=True))
+            exp.select(
+                "*",
+                *[
+                    exp.cast(exp.Null(), kind).as_(n, quoted=True)
+                    for n, kind in landing_types.items()
+                ],
+            )
             .from_(candidate.to_table())
             .where(exp.false())
         )
@@ -375,15 +565,19 @@ def _reconcile_schema(
 def _append_changed(
     warehouse: Warehouse,
     relation: Relation,
-    candidate: Relation,
+    rows: exp.Table,
     table: SourceTableSpec,
     data_columns: list[str],
+    landing_values: list[exp.Expression],
+    dedupe: bool,
 ) -> int:
-    """Append candidate rows that raw does not hold yet: a new key, or a version never landed.
+    """Append the incoming rows that raw does not hold yet: a new key, or a version never landed.
 
     A version already landed (same key, same values) is not landed again, so reruns, lookback
     overlaps and full refreshes never duplicate rows nor re-append an old version on top of a
     newer one. A key whose latest row is a tombstone takes any version again (it came back).
+    ``rows`` is read once (it may be a stream); with ``dedupe``, identical versions of a key
+    within ``rows`` (a file exported twice) land once.
     """
     fingerprint = warehouse.row_hash([exp.column(n, table="c", quoted=True) for n in data_columns])
 
@@ -413,27 +607,22 @@ def _append_changed(
         .where(exp.column(OP_COLUMN, table="l", quoted=True).eq(exp.Literal.string("delete")))
     )
     unchanged = exp.and_(exp.Exists(this=landed_before), exp.Not(this=exp.Exists(this=deleted_now)))
-    # within one candidate, identical versions of a key (a file exported twice) land once
-    dedupe = exp.Window(
-        this=exp.RowNumber(),
-        partition_by=[*_key_columns(table, "c"), fingerprint],
-        order=exp.Order(
-            expressions=[exp.Ordered(this=exp.column(LOADED_AT_COLUMN, table="c", quoted=True))]
-        ),
-    )
-    columns = [*data_columns, BATCH_ID_COLUMN, LOADED_AT_COLUMN, OP_COLUMN]
     select = exp.select(
-        *[exp.column(n, table="c", quoted=True) for n in columns],
-        fingerprint.as_(ROW_HASH_COLUMN),
-    ).from_(exp.alias_(candidate.to_table(), "c"))
-    # The two filters cost a join and a sort; skip each when it cannot remove anything: the
-    # first load of a table has nothing to compare with, and a pull whose keys are unique (any
-    # database table) holds no duplicate versions.
+        *[exp.column(n, table="c", quoted=True) for n in data_columns],
+        *landing_values,
+        fingerprint,
+    ).from_(exp.alias_(rows, "c"))
+    # The filters cost a join and a sort: the first load of a table has nothing to compare
+    # with, and a pull whose keys are unique holds no duplicate versions.
     if warehouse.row_count(relation):
         select = select.where(exp.Not(this=exp.paren(unchanged)))
-    if _has_repeated_keys(warehouse, candidate, table):
-        select = select.qualify(exp.EQ(this=dedupe, expression=exp.Literal.number(1)))
-    return warehouse.insert_select(relation, [*columns, ROW_HASH_COLUMN], select)
+    if dedupe:
+        first = exp.Window(
+            this=exp.RowNumber(), partition_by=[*_key_columns(table, "c"), fingerprint]
+        )
+        select = select.qualify(exp.EQ(this=first, expression=exp.Literal.number(1)))
+    columns = [*data_columns, BATCH_ID_COLUMN, LOADED_AT_COLUMN, OP_COLUMN, ROW_HASH_COLUMN]
+    return warehouse.insert_select(relation, columns, select)
 
 
 def _has_repeated_keys(warehouse: Warehouse, candidate: Relation, table: SourceTableSpec) -> bool:
@@ -450,20 +639,21 @@ def _has_repeated_keys(warehouse: Warehouse, candidate: Relation, table: SourceT
 def _land_tombstones(
     warehouse: Warehouse,
     relation: Relation,
-    candidate: Relation,
-    connector: Any,
+    keys: Relation | None,
+    connector: Connector,
     contract: Contract,
     table: SourceTableSpec,
-    pull: Pull,
     batch_id: str,
-    loaded_at: pa.Scalar,
+    loaded_at: datetime,
 ) -> int:
-    """Tombstones for keys live in raw but gone from the source (a key diff)."""
+    """Tombstones for keys live in raw but gone from the source (a key diff).
 
-    keys_relation = candidate
-    if not pull.is_full:
-        # An incremental pull saw only changed rows: ask the source for its whole key set.
-        keys_relation = Relation(META_SCHEMA, f"{candidate.name}__keys")
+    ``keys`` holds every row of a full pull; without it (an incremental pull saw only changed
+    rows, or the rows streamed past) the source is asked for its whole key set.
+    """
+    keys_relation = keys
+    if keys_relation is None:
+        keys_relation = Relation(META_SCHEMA, f"_landing_keys__{contract.source}__{table.name}")
         key_spec = table.model_copy(
             update={"columns": [table.column(k) for k in table.primary_key]}
         )
@@ -496,9 +686,7 @@ def _land_tombstones(
         exp.select(
             *_key_columns(table, "l"),
             exp.Literal.string(batch_id),
-            exp.cast(
-                exp.Literal.string(loaded_at.as_py().isoformat()), exp.DataType.build("TIMESTAMPTZ")
-            ),
+            _timestamp_literal(loaded_at),
             exp.Literal.string("delete"),
         )
         .from_(live)
@@ -508,7 +696,7 @@ def _land_tombstones(
     deleted = warehouse.insert_select(
         relation, [*table.primary_key, BATCH_ID_COLUMN, LOADED_AT_COLUMN, OP_COLUMN], select
     )
-    if keys_relation is not candidate:
+    if keys_relation is not keys:
         warehouse.drop(keys_relation)
     return deleted
 
@@ -535,33 +723,6 @@ def _append_new_quarantine(warehouse: Warehouse, rows: pa.Table) -> None:
     )
     warehouse.insert_select(QUARANTINE, rows.column_names, select)
     warehouse.drop(staged)
-
-
-def _next_state(
-    warehouse: Warehouse,
-    candidate: Relation,
-    table: SourceTableSpec,
-    previous: LoadState,
-    files: dict[str, str],
-    batch_id: str,
-) -> LoadState:
-    """The cursor after this load: the highest cursor landed so far (it never moves back)."""
-    cursor_type, cursor_value = previous.cursor_type, previous.cursor_value
-    if table.cursor:
-        top = warehouse.scalar(
-            exp.select(exp.Max(this=exp.column(table.cursor, quoted=True))).from_(
-                candidate.to_table()
-            )
-        )
-        if top is not None:
-            kind, text = _cursor_text(top)
-            old = previous.cursor()
-            new = LoadState(cursor_type=kind, cursor_value=text).cursor()
-            if old is None or kind != cursor_type or (new is not None and new > old):  # type: ignore[operator]
-                cursor_type, cursor_value = kind, text
-    return LoadState(
-        cursor_type=cursor_type, cursor_value=cursor_value, files=files or None, batch_id=batch_id
-    )
 
 
 def _cursor_text(value: Any) -> tuple[str, str]:

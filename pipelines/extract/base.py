@@ -13,7 +13,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from pipelines.quality.contracts import Reject
 from pipelines.urls import redact_url
@@ -68,6 +68,10 @@ class Connector(ABC):
 
     #: URL schemes this connector serves.
     schemes: tuple[str, ...] = ()
+    #: True when every batch of one read has the same columns (a database query), so a load
+    #: can stream straight into raw; files and APIs may change shape mid-read (a newer file
+    #: with a new column) and land through a scratch table instead.
+    stable_schema: ClassVar[bool] = False
 
     def __init__(self, url: str, *, source: str, root: Path) -> None:
         self.url = url
@@ -83,6 +87,11 @@ class Connector(ABC):
         pull: Pull | None = None,
     ) -> Iterator[Extracted]:
         """Stream the table's rows (those ``pull`` says may be new) in batches of at most ``batch_rows``."""
+
+    def keys_are_unique(self, table: SourceTableSpec) -> bool:
+        """True when the source itself guarantees the table's primary key is unique (a primary
+        key or unique constraint on those columns or a subset), so a read cannot repeat a key."""
+        return False
 
     def read_keys(
         self, table: SourceTableSpec, *, batch_rows: int = DEFAULT_BATCH_ROWS

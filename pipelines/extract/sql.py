@@ -51,6 +51,7 @@ class SqlConnector(Connector):
     """Shared fetch loop; subclasses open the connection and name their sqlglot dialect."""
 
     dialect: ClassVar[str]
+    stable_schema = True
 
     @abstractmethod
     def _connect(self) -> Any: ...
@@ -125,6 +126,38 @@ class SqlConnector(Connector):
     ) -> Iterator[Extracted]:
         yield from self._fetch(table, self.select_query(table, pull), batch_rows)
 
+    #: SQL naming the schema an unqualified table name resolves to (information_schema sources)
+    current_schema_sql: ClassVar[str] = "current_schema()"
+
+    def keys_are_unique(self, table: SourceTableSpec) -> bool:
+        keys = set(table.primary_key)
+        return any(columns <= keys for columns in self._unique_column_sets(table))
+
+    def _unique_column_sets(self, table: SourceTableSpec) -> list[set[str]]:
+        """The column sets of the table's primary key and unique constraints."""
+        query = f"""
+            SELECT tc.constraint_name, kcu.column_name
+            FROM information_schema.table_constraints tc
+            JOIN information_schema.key_column_usage kcu
+              ON kcu.constraint_name = tc.constraint_name
+             AND kcu.table_schema = tc.table_schema
+             AND kcu.table_name = tc.table_name
+            WHERE tc.table_schema = {self.current_schema_sql}
+              AND tc.table_name = %s
+              AND tc.constraint_type IN ('PRIMARY KEY', 'UNIQUE')
+        """
+        connection = self._open()
+        try:
+            cursor = connection.cursor()
+            cursor.execute(query, (table.source_identifier,))
+            sets: dict[str, set[str]] = {}
+            for name, column in cursor.fetchall():
+                sets.setdefault(name, set()).add(column)
+            cursor.close()
+        finally:
+            connection.close()
+        return list(sets.values())
+
     def read_keys(
         self, table: SourceTableSpec, *, batch_rows: int = DEFAULT_BATCH_ROWS
     ) -> Iterator[Extracted]:
@@ -170,6 +203,25 @@ class SqliteConnector(SqlConnector):
             )
         # The warehouse may pull batches from one of its own threads.
         return sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+
+    def _unique_column_sets(self, table: SourceTableSpec) -> list[set[str]]:
+        connection = self._open()
+        try:
+            name = table.source_identifier
+            info = connection.execute("SELECT name, pk FROM pragma_table_info(?)", (name,))
+            primary = {column for column, position in info.fetchall() if position}
+            sets = [primary] if primary else []
+            indexes = connection.execute(
+                'SELECT name FROM pragma_index_list(?) WHERE "unique"', (name,)
+            ).fetchall()
+            for (index,) in indexes:
+                columns = connection.execute(
+                    "SELECT name FROM pragma_index_info(?)", (index,)
+                ).fetchall()
+                sets.append({column for (column,) in columns})
+        finally:
+            connection.close()
+        return sets
 
     def _timestamp_at_or_after(
         self, col: exp.Column, column: ColumnSpec, floor: datetime
@@ -308,6 +360,7 @@ class PostgresConnector(SqlConnector):
 class MySqlConnector(SqlConnector):
     schemes = ("mysql", "mariadb")
     dialect = "mysql"
+    current_schema_sql = "DATABASE()"
 
     def _connect(self) -> Any:
         import pymysql

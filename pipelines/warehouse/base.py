@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -132,6 +132,16 @@ class Warehouse(ABC):
         self.execute(exp.Drop(tables=[relation.to_table()], kind=kind, exists=True))
 
     # -- Arrow landing ------------------------------------------------------------------------
+    @abstractmethod
+    def arrow_source(
+        self, schema: pa.Schema, batches: Iterable[pa.RecordBatch]
+    ) -> AbstractContextManager[exp.Table]:
+        """The streamed batches as a table that one statement inside the block reads, once.
+
+        Memory stays bounded: rows flow from the producer into the statement. An exception the
+        producer raises (a source error) surfaces as itself, not as a warehouse error.
+        """
+
     @abstractmethod
     def replace_from_arrow(
         self, relation: Relation, schema: pa.Schema, batches: Iterable[pa.RecordBatch]

@@ -156,43 +156,53 @@ class DuckDBWarehouse(Warehouse):
     def _arrow_view_name(self) -> str:
         return f"__ssot_arrow_{next(self._counter)}"
 
-    def replace_from_arrow(
-        self, relation: Relation, schema: pa.Schema, batches: Iterable[pa.RecordBatch]
-    ) -> int:
+    @contextmanager
+    def arrow_source(
+        self, schema: pa.Schema, batches: Iterable[pa.RecordBatch]
+    ) -> Iterator[exp.Table]:
         import pyarrow as pa
 
-        written = 0
         failure: list[BaseException] = []
 
-        def counted() -> Iterator[pa.RecordBatch]:
-            nonlocal written
+        def watched() -> Iterator[pa.RecordBatch]:
             try:
-                for batch in batches:
-                    written += batch.num_rows
-                    yield batch
+                yield from batches
             except BaseException as exc:  # re-raised below as itself, not as a DuckDB error
                 failure.append(exc)
                 raise
 
-        reader = pa.RecordBatchReader.from_batches(schema, counted())
         view = self._arrow_view_name()
-        self.ensure_schema(relation.schema)
-        self._con.register(view, reader)
+        self._con.register(view, pa.RecordBatchReader.from_batches(schema, watched()))
         try:
-            self.execute(
-                exp.Create(
-                    this=relation.to_table(),
-                    kind="TABLE",
-                    replace=True,
-                    expression=exp.select("*").from_(exp.to_identifier(view, quoted=True)),
-                )
-            )
+            yield exp.table_(exp.to_identifier(view, quoted=True))
         except WarehouseError:
             if failure:  # the batches' producer failed (a source error): that is the error
                 raise failure[0] from None
             raise
         finally:
             self._con.unregister(view)
+
+    def replace_from_arrow(
+        self, relation: Relation, schema: pa.Schema, batches: Iterable[pa.RecordBatch]
+    ) -> int:
+        written = 0
+
+        def counted() -> Iterator[pa.RecordBatch]:
+            nonlocal written
+            for batch in batches:
+                written += batch.num_rows
+                yield batch
+
+        self.ensure_schema(relation.schema)
+        with self.arrow_source(schema, counted()) as source:
+            self.execute(
+                exp.Create(
+                    this=relation.to_table(),
+                    kind="TABLE",
+                    replace=True,
+                    expression=exp.select("*").from_(source),
+                )
+            )
         return written
 
     def append_arrow(self, relation: Relation, table: pa.Table, *, add_columns: bool = False) -> int:

@@ -96,7 +96,8 @@ def test_a_new_source_column_lands_and_is_reported(app) -> None:
     assert "new columns: job_title" in warehouse.scalar("select detail from ssot_meta.audit")
 
 
-def test_a_load_failing_mid_stream_rolls_back_everything(app, monkeypatch) -> None:
+@pytest.mark.parametrize("streamed", [True, False], ids=["streamed", "staged"])
+def test_a_load_failing_mid_stream_rolls_back_everything(app, monkeypatch, streamed) -> None:
     project, warehouse, root = app
     source = project.sources["app"]
     table = source.table("users")
@@ -110,8 +111,13 @@ def test_a_load_failing_mid_stream_rolls_back_everything(app, monkeypatch) -> No
     real = connector_for
 
     class DiesAfterOneBatch:
+        stable_schema = streamed  # straight into raw, or through the scratch table
+
         def __init__(self, *args, **kwargs) -> None:
             self.inner = real(*args, **kwargs)
+
+        def keys_are_unique(self, table):
+            return self.inner.keys_are_unique(table)
 
         def read(self, table, **kwargs):
             units = self.inner.read(table, **{**kwargs, "batch_rows": 5})
@@ -261,3 +267,34 @@ def test_duplicate_keys_inside_one_batch_all_land_as_versions(app) -> None:
     )
     assert versions == ["v1@x.com", "v2@x.com"]
     assert result.rows_read == 8 and result.rows_quarantined == 3 and result.rows_landed == 4
+    # the streamed attempt saw the exact repeat, rolled back and landed through the scratch table
+    assert result.path == "staged"
+
+
+def test_database_rows_stream_straight_into_raw(app) -> None:
+    project, warehouse, root = app
+    with sqlite3.connect(root / "data" / "app.sqlite") as con:
+        con.executemany(
+            "insert into users values (?, ?, ?)",
+            [(7, "v1@x.com", "2026-01-01T00:00:00Z"), (7, "v2@x.com", "2026-01-02T00:00:00Z")],
+        )
+    source = project.sources["app"]
+    result = land_table(project, warehouse, source, source.table("users"), run_id="r1")
+    assert result.path == "streamed"
+    assert (result.rows_read, result.rows_landed, result.rows_quarantined) == (7, 4, 3)
+    assert "streamed" in warehouse.scalar("select detail from ssot_meta.audit")
+    # nothing is left behind in ssot_meta but the load's own records
+    leftovers = warehouse.query(
+        "select table_name from information_schema.tables where table_schema = 'ssot_meta' "
+        "and table_name like '\\_%' escape '\\'"
+    ).to_pylist()
+    assert leftovers == []
+
+
+def test_file_rows_land_through_the_scratch_table(app) -> None:
+    project, warehouse, root = app
+    (root / "data" / "exports").mkdir()
+    (root / "data" / "exports" / "a.csv").write_text("id,amount\n1,2.50\n")
+    source = project.sources["exports"]
+    result = land_table(project, warehouse, source, source.table("rows"), run_id="r1")
+    assert (result.path, result.rows_landed) == ("staged", 1)
