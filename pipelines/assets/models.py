@@ -18,7 +18,14 @@ from pipelines.assets.schema import table_schema_for_model, table_schema_from_wa
 from pipelines.config import TestSpec
 from pipelines.errors import ModelError, WarehouseError
 from pipelines.meta import AuditEntry, record_audit
-from pipelines.modelling import ModelGraph, ModelNode, materialize, referenced_model
+from pipelines.modelling import (
+    ModelGraph,
+    ModelNode,
+    materialize,
+    referenced_model,
+    source_relation,
+)
+from pipelines.modelling.lineage import column_lineage
 from pipelines.quality.builtin_tests import failure_count, failure_sample
 from pipelines.warehouse.base import Warehouse
 
@@ -90,6 +97,29 @@ def evaluate_tests(
         )
 
 
+def lineage_metadata(
+    warehouse: Warehouse, graph: ModelGraph, node: ModelNode, query: Any
+) -> dg.TableColumnLineage:
+    """Where each column of the built model comes from, as Dagster shows it."""
+    keys = {
+        graph.nodes[ref].relation: model_key(graph.nodes[ref].layer, ref)
+        for ref in node.parsed.refs
+    }
+    keys.update({source_relation(s, t): source_key(s, t) for s, t in node.parsed.sources})
+    upstream = {relation: [name for name, _ in warehouse.columns(relation)] for relation in keys}
+    traced = column_lineage(query, upstream, dialect=warehouse.dialect, path=node.model.path)
+    return dg.TableColumnLineage(
+        deps_by_column={
+            column: [
+                dg.TableColumnDep(asset_key=keys[s.relation], column_name=s.column)
+                for s in sources
+                if s.relation in keys
+            ]
+            for column, sources in traced.items()
+        }
+    )
+
+
 def build_model_asset(graph: ModelGraph, node: ModelNode) -> dg.AssetsDefinition:
     # Relationships tests read their parent model, so it must be built first: a dependency too.
     deps = [model_key(graph.nodes[ref].layer, ref) for ref in node.upstream]
@@ -108,6 +138,20 @@ def build_model_asset(graph: ModelGraph, node: ModelNode) -> dg.AssetsDefinition
         metadata={
             "dagster/column_schema": table_schema_for_model(node),
             "model_file": dg.MetadataValue.path(str(node.model.path.relative_to(project.root))),
+            "dagster/code_references": dg.CodeReferencesMetadataValue(
+                code_references=[
+                    dg.LocalFileCodeReference(file_path=str(node.model.path), label="model SQL"),
+                    *(
+                        [
+                            dg.LocalFileCodeReference(
+                                file_path=str(node.model.properties_path), label="model yml"
+                            )
+                        ]
+                        if node.model.properties_path
+                        else []
+                    ),
+                ]
+            ),
             "materialized": node.materialized,
             "relation": str(node.relation),
         },
@@ -143,6 +187,11 @@ def build_model_asset(graph: ModelGraph, node: ModelNode) -> dg.AssetsDefinition
                 audit("build", rows, "success")
             built_s = time.perf_counter() - started
             results = list(evaluate_tests(session, graph, node))
+            try:
+                lineage: Any = lineage_metadata(session, graph, node, query)
+            except ModelError as exc:  # metadata only: the table itself is fine
+                context.log.warning(str(exc))
+                lineage = None
         except Exception as exc:
             with contextlib.suppress(WarehouseError):  # the build's own error matters more
                 audit("build", 0, "failed", f"{type(exc).__name__}: {exc}"[:2000])
@@ -169,6 +218,7 @@ def build_model_asset(graph: ModelGraph, node: ModelNode) -> dg.AssetsDefinition
                 "dagster/column_schema": table_schema_from_warehouse(
                     session.columns(node.relation)
                 ),
+                **({"dagster/column_lineage": lineage} if lineage is not None else {}),
                 "build_s": round(built_s, 3),
                 "compiled_sql": dg.MetadataValue.md(
                     f"```sql\n{query.sql(dialect=session.dialect, pretty=True)}\n```"

@@ -129,6 +129,41 @@ def test_the_run_is_in_the_persistent_dagster_instance(built) -> None:
         assert materialized is not None and materialized.run_id == record.run_id
 
 
+def test_every_model_publishes_its_column_lineage(built) -> None:
+    import dagster as dg
+
+    ws = built[0]
+    with ws.instance() as instance:
+        event = instance.get_latest_materialization_event(
+            dg.AssetKey(["marts", "customer_lifetime_value"])
+        )
+        assert event is not None and event.asset_materialization is not None
+        lineage = event.asset_materialization.metadata["dagster/column_lineage"].value
+        deps = {
+            column: sorted((d.asset_key.to_user_string(), d.column_name) for d in found)
+            for column, found in lineage.deps_by_column.items()
+        }
+        assert deps["revenue"] == [
+            ("conformed/fct_orders", "order_total"),
+            ("conformed/fct_orders", "status"),
+        ]
+        assert deps["orders"] == []  # count(*) reads no column
+        staged = instance.get_latest_materialization_event(
+            dg.AssetKey(["staging", "stg_shop__orders"])
+        )
+        assert staged is not None and staged.asset_materialization is not None
+        staged_deps = staged.asset_materialization.metadata["dagster/column_lineage"].value
+        assert [
+            (d.asset_key.to_user_string(), d.column_name)
+            for d in staged_deps.deps_by_column["order_id"]
+        ] == [("raw/shop/orders", "order_id")]
+        for node_key in instance.get_asset_keys():
+            if node_key.path[0] in ("staging", "conformed", "marts"):
+                latest = instance.get_latest_materialization_event(node_key)
+                assert latest is not None and latest.asset_materialization is not None
+                assert "dagster/column_lineage" in latest.asset_materialization.metadata, node_key
+
+
 def test_lifetime_value_matches_the_shop_per_real_person(built) -> None:
     """Revenue per person and currency, recomputed from the shop's own tables via the truth."""
     ws, _, con = built
