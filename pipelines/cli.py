@@ -247,7 +247,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 project,
                 instance,
                 on_event=reporter,
-                full_refresh=_source_tables(project, args.full_refresh, "--full-refresh"),
+                full_refresh=_full_refresh_keys(project, args.full_refresh),
             )
     finally:
         stop.set()
@@ -300,6 +300,35 @@ def _source_tables(project: Project, names: list[str] | None, option: str) -> li
             raise ConfigError(f"{option} {name}: no such source or table (known: {known})")
         chosen += [m for m in matches if m not in chosen]
     return chosen
+
+
+def _full_refresh_keys(project: Project, names: list[str] | None) -> list[Any]:
+    """`--full-refresh [NAME ...]` -> the asset keys to refresh: source tables (`SOURCE[.TABLE]`)
+    and incremental models (by name); none named = all of them."""
+    from pipelines.assets.keys import model_key, source_key
+    from pipelines.errors import ConfigError
+    from pipelines.modelling import ModelGraph
+
+    if names is None:
+        return []
+    graph = ModelGraph(project)
+    incremental = {n: node for n, node in graph.nodes.items() if node.materialized == "incremental"}
+    if not names:
+        tables = _source_tables(project, [], "--full-refresh")
+        models = list(incremental.values())
+    else:
+        tables = _source_tables(
+            project, [n for n in names if n not in graph.nodes], "--full-refresh"
+        )
+        models = []
+        for name in (n for n in names if n in graph.nodes):
+            if name not in incremental:
+                raise ConfigError(
+                    f"--full-refresh {name}: model {name!r} is materialized as "
+                    f"{graph.nodes[name].materialized}, which is rebuilt on every run anyway"
+                )
+            models.append(incremental[name])
+    return [source_key(s, t) for s, t in tables] + [model_key(m.layer, m.name) for m in models]
 
 
 def _self_command() -> str:
@@ -565,8 +594,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--full-refresh",
         nargs="*",
-        metavar="SOURCE[.TABLE]",
-        help="pull these sources/tables (all when none named) again from scratch, ignoring stored cursors",
+        metavar="SOURCE[.TABLE]|MODEL",
+        help="pull these sources/tables again from scratch, ignoring stored cursors, and rebuild "
+        "these incremental models from their whole query (all of both when none named)",
     )
     run.set_defaults(func=cmd_run)
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from pipelines.assets.keys import JOB_NAME, source_key
+from pipelines.assets.keys import JOB_NAME
 from pipelines.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -70,12 +70,10 @@ def location_name(project: Project) -> str:
     raise ConfigError(f"{workspace}: no python_module entry loads {DEFINITIONS_MODULE}")
 
 
-def run_config_for(full_refresh: Sequence[tuple[str, str]]) -> dict[str, Any]:
-    """The run config of `ssot run`: quiet console log, full-refresh flags per source table."""
-    ops = {
-        source_key(source, table).to_python_identifier(): {"config": {"full_refresh": True}}
-        for source, table in full_refresh
-    }
+def run_config_for(full_refresh: Sequence[dg.AssetKey]) -> dict[str, Any]:
+    """The run config of `ssot run`: quiet console log, full-refresh flags per asset (source
+    tables pull from scratch, incremental models rebuild from their whole query)."""
+    ops = {key.to_python_identifier(): {"config": {"full_refresh": True}} for key in full_refresh}
     return {**RUN_CONFIG, **({"ops": ops} if ops else {})}
 
 
@@ -107,11 +105,12 @@ def run_job(
     *,
     on_event: Callable[[dg.DagsterEvent], None] | None = None,
     tags: dict[str, str] | None = None,
-    full_refresh: Sequence[tuple[str, str]] = (),
+    full_refresh: Sequence[dg.AssetKey] = (),
 ) -> RunOutcome:
     """Create a run of the project's job in ``instance`` and execute it in this process.
 
-    ``full_refresh`` names (source, table) pairs whose loads ignore their stored cursor.
+    ``full_refresh``: source tables whose loads ignore their stored cursor and incremental
+    models rebuilt from scratch.
     """
     from dagster._core.execution.api import execute_run_iterator
     from dagster._core.origin import JobPythonOrigin

@@ -6,6 +6,7 @@
 import contextlib
 import json
 import time
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -30,6 +31,13 @@ from pipelines.quality.builtin_tests import failure_count, failure_sample
 from pipelines.warehouse.base import Warehouse
 
 FAILURE_SAMPLE_ROWS = 5
+
+
+class ModelConfig(dg.Config):
+    """Run-time options of a model's build (set by `ssot run --full-refresh ...`)."""
+
+    #: rebuild an incremental model from its whole query instead of applying an increment
+    full_refresh: bool = False
 
 
 def check_specs(node: ModelNode) -> list[dg.AssetCheckSpec]:
@@ -97,6 +105,20 @@ def evaluate_tests(
         )
 
 
+def code_references(node: ModelNode) -> Any:
+    """Links from the asset to its model SQL and yml (the UI opens them)."""
+    files = [(node.model.path, "model SQL")]
+    if node.model.properties_path:
+        files.append((node.model.properties_path, "model yml"))
+    with warnings.catch_warnings():  # a beta API of Dagster 1.13, used as documented
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        return dg.CodeReferencesMetadataValue(
+            code_references=[
+                dg.LocalFileCodeReference(file_path=str(path), label=label) for path, label in files
+            ]
+        )
+
+
 def lineage_metadata(
     warehouse: Warehouse, graph: ModelGraph, node: ModelNode, query: Any
 ) -> dg.TableColumnLineage:
@@ -138,27 +160,14 @@ def build_model_asset(graph: ModelGraph, node: ModelNode) -> dg.AssetsDefinition
         metadata={
             "dagster/column_schema": table_schema_for_model(node),
             "model_file": dg.MetadataValue.path(str(node.model.path.relative_to(project.root))),
-            "dagster/code_references": dg.CodeReferencesMetadataValue(
-                code_references=[
-                    dg.LocalFileCodeReference(file_path=str(node.model.path), label="model SQL"),
-                    *(
-                        [
-                            dg.LocalFileCodeReference(
-                                file_path=str(node.model.properties_path), label="model yml"
-                            )
-                        ]
-                        if node.model.properties_path
-                        else []
-                    ),
-                ]
-            ),
+            "dagster/code_references": code_references(node),
             "materialized": node.materialized,
             "relation": str(node.relation),
         },
         check_specs=check_specs(node),
     )
     def _build(
-        context: AssetExecutionContext, warehouse: WarehouseResource
+        context: AssetExecutionContext, config: ModelConfig, warehouse: WarehouseResource
     ) -> dg.MaterializeResult:  # type: ignore[type-arg]
         session = warehouse.session
         started = time.perf_counter()
@@ -180,11 +189,17 @@ def build_model_asset(graph: ModelGraph, node: ModelNode) -> dg.AssetsDefinition
             )
 
         try:
-            query = graph.query(node.name)
+            incremental = (
+                node.materialized == "incremental"
+                and not config.full_refresh
+                and session.exists(node.relation)
+            )
+            query = graph.query(node.name, incremental=incremental)
             with session.transaction():
-                materialize(session, node.relation, query, node.materialized)
+                staged = materialize(session, node.build_spec, query, incremental=incremental)
                 rows = session.row_count(node.relation)
-                audit("build", rows, "success")
+                detail = f"increment of {staged} rows" if staged is not None else ""
+                audit("build", rows, "success", detail)
             built_s = time.perf_counter() - started
             results = list(evaluate_tests(session, graph, node))
             try:
@@ -220,6 +235,7 @@ def build_model_asset(graph: ModelGraph, node: ModelNode) -> dg.AssetsDefinition
                 ),
                 **({"dagster/column_lineage": lineage} if lineage is not None else {}),
                 "build_s": round(built_s, 3),
+                **({"increment_rows": staged} if staged is not None else {}),
                 "compiled_sql": dg.MetadataValue.md(
                     f"```sql\n{query.sql(dialect=session.dialect, pretty=True)}\n```"
                 ),

@@ -3,6 +3,13 @@
 from __future__ import annotations
 
 from pipelines.modelling.graph import ModelGraph, ModelNode, referenced_model, source_relation
-from pipelines.modelling.materialize import materialize
+from pipelines.modelling.materialize import BuildSpec, materialize
 
-__all__ = ["ModelGraph", "ModelNode", "materialize", "referenced_model", "source_relation"]
+__all__ = [
+    "BuildSpec",
+    "ModelGraph",
+    "ModelNode",
+    "materialize",
+    "referenced_model",
+    "source_relation",
+]

@@ -12,6 +12,11 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from pipelines.errors import ModelError
+from pipelines.modelling.materialize import (
+    INCREMENTAL_STRATEGIES,
+    SCHEMA_CHANGE_POLICIES,
+    BuildSpec,
+)
 from pipelines.modelling.render import (
     MATERIALIZATIONS,
     ParsedModel,
@@ -23,6 +28,8 @@ from pipelines.project import RAW_SCHEMA
 from pipelines.warehouse.base import Relation
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from sqlglot import exp
 
     from pipelines.config import TestSpec
@@ -62,6 +69,34 @@ class ModelNode:
     @property
     def materialized(self) -> str:
         return str(self.config.get("materialized", "table"))
+
+    @property
+    def unique_key(self) -> tuple[str, ...]:
+        key = self.config.get("unique_key") or ()
+        return (str(key),) if isinstance(key, str) else tuple(str(k) for k in key)
+
+    @property
+    def incremental_strategy(self) -> str:
+        default = "merge" if self.unique_key else "append"
+        return str(self.config.get("incremental_strategy", default))
+
+    @property
+    def build_spec(self) -> BuildSpec:
+        return BuildSpec(
+            relation=self.relation,
+            materialized=self.materialized,
+            path=self.model.path,
+            unique_key=self.unique_key,
+            strategy=self.incremental_strategy,
+            on_schema_change=str(self.config.get("on_schema_change", "ignore")),
+        )
+
+    @property
+    def config_path(self) -> Path:
+        """Where the model's config is set: its SQL's config() call, else its yml."""
+        if self.parsed.config or self.model.properties_path is None:
+            return self.model.path
+        return self.model.properties_path
 
     @property
     def dialect(self) -> str:
@@ -122,6 +157,8 @@ class ModelGraph:
                     f"{where}: model {node.name!r} has materialized={node.materialized!r}, which is "
                     f"not supported yet; use one of {', '.join(sorted(MATERIALIZATIONS))}"
                 )
+            if node.materialized == "incremental":
+                self._validate_incremental(node)
             for ref in node.parsed.refs:
                 if ref not in self.nodes:
                     raise ModelError(
@@ -143,6 +180,23 @@ class ModelGraph:
                             f"{where}: relationships test on {node.name}.{test.column} points to "
                             f"{test.to!r}, which is no model"
                         )
+
+    @staticmethod
+    def _validate_incremental(node: ModelNode) -> None:
+        spec = node.build_spec
+        where = f"{node.config_path}: incremental model {node.name!r}"
+        if spec.strategy not in INCREMENTAL_STRATEGIES:
+            raise ModelError(
+                f"{where} has incremental_strategy={spec.strategy!r}; use one of "
+                f"{', '.join(sorted(INCREMENTAL_STRATEGIES))}"
+            )
+        if spec.strategy != "append" and not spec.unique_key:
+            raise ModelError(f"{where} uses {spec.strategy!r}, which needs a unique_key")
+        if spec.on_schema_change not in SCHEMA_CHANGE_POLICIES:
+            raise ModelError(
+                f"{where} has on_schema_change={spec.on_schema_change!r}; use one of "
+                f"{', '.join(sorted(SCHEMA_CHANGE_POLICIES))}"
+            )
 
     def _topological_order(self) -> list[str]:
         order: list[str] = []
@@ -167,7 +221,7 @@ class ModelGraph:
         return order
 
     # -- compile ------------------------------------------------------------------------------
-    def rendered_sql(self, name: str) -> str:
+    def rendered_sql(self, name: str, *, incremental: bool = False) -> str:
         node = self.nodes[name]
         return render_model(
             node.model,
@@ -175,12 +229,17 @@ class ModelGraph:
             relation_of_source=source_relation,
             this=node.relation,
             dialect=node.dialect,
+            incremental=incremental,
         )
 
-    def query(self, name: str) -> exp.Query:
-        """The model's SELECT parsed from its authoring dialect; render it in any dialect."""
+    def query(self, name: str, *, incremental: bool = False) -> exp.Query:
+        """The model's SELECT parsed from its authoring dialect; render it in any dialect.
+
+        ``incremental``: render with ``is_incremental()`` true (the table exists, no full refresh).
+        """
         node = self.nodes[name]
-        return parse_select(self.rendered_sql(name), dialect=node.dialect, path=node.model.path)
+        sql = self.rendered_sql(name, incremental=incremental)
+        return parse_select(sql, dialect=node.dialect, path=node.model.path)
 
     def compile(self, name: str, dialect: str) -> str:
         """The model's SELECT in ``dialect``, transpiled by sqlglot and pretty-printed."""

@@ -23,9 +23,19 @@ if TYPE_CHECKING:
 
 #: config() keys the engine understands; anything else is kept as user metadata.
 KNOWN_CONFIG = frozenset(
-    {"materialized", "schema", "alias", "tags", "unique_key", "dialect", "meta"}
+    {
+        "materialized",
+        "schema",
+        "alias",
+        "tags",
+        "unique_key",
+        "incremental_strategy",
+        "on_schema_change",
+        "dialect",
+        "meta",
+    }
 )
-MATERIALIZATIONS = frozenset({"table", "view"})
+MATERIALIZATIONS = frozenset({"table", "view", "incremental"})
 
 
 @dataclass
@@ -102,6 +112,7 @@ def _context(
     config: Callable[..., str],
     this: Relation,
     variables: dict[str, Any],
+    incremental: bool = False,
 ) -> dict[str, Any]:
     def var(name: str, default: Any = None) -> Any:
         if name in variables:
@@ -115,7 +126,7 @@ def _context(
         "source": source,
         "config": config,
         "this": quoted_relation(this, "duckdb"),
-        "is_incremental": lambda: False,
+        "is_incremental": lambda: incremental,
         "var": var,
     }
 
@@ -128,8 +139,13 @@ def render_model(
     this: Relation,
     variables: dict[str, Any] | None = None,
     dialect: str = "duckdb",
+    incremental: bool = False,
 ) -> str:
-    """Render with real relation names, in the model's own (authoring) dialect."""
+    """Render with real relation names, in the model's own (authoring) dialect.
+
+    ``incremental``: what ``is_incremental()`` returns (true when an incremental model's table
+    exists and no full refresh was asked for).
+    """
 
     def ref(name: str, *rest: str) -> str:
         return quoted_relation(relation_of_model(name), dialect)
@@ -137,9 +153,8 @@ def render_model(
     def source(source_name: str, table_name: str) -> str:
         return quoted_relation(relation_of_source(source_name, table_name), dialect)
 
-    return _render(
-        model, _context(model, ref, source, lambda **_: "", this, variables or {})
-    ).strip()
+    context = _context(model, ref, source, lambda **_: "", this, variables or {}, incremental)
+    return _render(model, context).strip()
 
 
 def parse_select(sql: str, *, dialect: str, path: object) -> exp.Query:

@@ -101,11 +101,52 @@ def test_jinja_control_flow_and_var_default(make_project) -> None:
 
 
 def test_unknown_materialization_in_yml_is_rejected_naming_the_yml(make_project) -> None:
-    with pytest.raises(ModelError, match=r"s\.yml: model 'f' has materialized='incremental'"):
+    with pytest.raises(ModelError, match=r"s\.yml: model 'f' has materialized='snapshotz'"):
         graph_of(
             make_project,
             {
                 "models/staging/f.sql": "select 1 as id",
-                "models/staging/s.yml": "models:\n  - name: f\n    config: {materialized: incremental}\n",
+                "models/staging/s.yml": "models:\n  - name: f\n    config: {materialized: snapshotz}\n",
             },
         )
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        (
+            "incremental_strategy='merge'",
+            r"f\.sql: incremental model 'f' uses 'merge', which needs a unique_key",
+        ),
+        (
+            "incremental_strategy='upsert'",
+            r"f\.sql: incremental model 'f' has incremental_strategy='upsert'",
+        ),
+        ("unique_key='id', on_schema_change='sync'", r"has on_schema_change='sync'"),
+    ],
+)
+def test_incremental_config_errors_name_the_file(make_project, config, message) -> None:
+    with pytest.raises(ModelError, match=message):
+        graph_of(
+            make_project,
+            {
+                "models/staging/f.sql": f"{{{{ config(materialized='incremental', {config}) }}}} select 1 as id"
+            },
+        )
+
+
+def test_is_incremental_renders_the_increment_only_when_asked(make_project) -> None:
+    graph = graph_of(
+        make_project,
+        {
+            "models/staging/e.sql": """
+                {{ config(materialized='incremental', unique_key='id') }}
+                select 1 as id, 2 as v
+                {% if is_incremental() %} where v > (select max(v) from {{ this }}) {% endif %}
+            """,
+        },
+    )
+    node = graph.nodes["e"]
+    assert (node.incremental_strategy, node.unique_key) == ("merge", ("id",))
+    assert "WHERE" not in graph.query("e").sql()
+    assert 'FROM "staging"."e"' in graph.query("e", incremental=True).sql(dialect="duckdb")
