@@ -317,9 +317,9 @@ def _full_refresh_keys(project: Project, names: list[str] | None) -> list[Any]:
         tables = _source_tables(project, [], "--full-refresh")
         models = list(incremental.values())
     else:
-        tables = _source_tables(
-            project, [n for n in names if n not in graph.nodes], "--full-refresh"
-        )
+        table_names = [n for n in names if n not in graph.nodes]
+        # an empty list means every table: ask only when some were named
+        tables = _source_tables(project, table_names, "--full-refresh") if table_names else []
         models = []
         for name in (n for n in names if n in graph.nodes):
             if name not in incremental:
