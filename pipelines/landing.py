@@ -93,16 +93,26 @@ def land_table(
     """
     started = time.perf_counter()
     try:
-        return _land_table(
-            project,
-            warehouse,
-            source,
-            table,
-            run_id=run_id,
-            full_refresh=full_refresh,
-            batch_rows=batch_rows,
-            replay=replay,
+        connector = connector_for(project.source_url(source), source=source.name, root=project.root)
+        previous = (
+            LoadState() if full_refresh else read_load_state(warehouse, source.name, table.name)
         )
+        if previous.batch_id is not None and not warehouse.exists(
+            source_relation(source.name, table.name)
+        ):
+            previous = LoadState()  # raw was dropped by hand: pull everything again
+        # A database read keeps one shape from its first batch to its last: its rows stream
+        # straight into raw, written once. Files and APIs may change shape mid-read, and a
+        # replay mixes records of many loads: those land through a scratch table first.
+        if replay is None and connector.stable_schema:
+            try:
+                return _Load(warehouse, source, table, previous, run_id, started).streamed(
+                    connector, batch_rows
+                )
+            except _RepeatedVersions:
+                pass  # rolled back: land again through the scratch table, which removes them
+        load = _Load(warehouse, source, table, previous, run_id, started)
+        return load.staged(connector, batch_rows, replay)
     except Exception as exc:
         reason = scrub(f"{type(exc).__name__}: {exc}", project.source_url(source))
         # the warehouse itself may be what failed: the load's own error matters more
@@ -122,37 +132,6 @@ def land_table(
                 ),
             )
         raise
-
-
-def _land_table(
-    project: Project,
-    warehouse: Warehouse,
-    source: SourceSpec,
-    table: SourceTableSpec,
-    *,
-    run_id: str,
-    full_refresh: bool = False,
-    batch_rows: int = DEFAULT_BATCH_ROWS,
-    replay: Iterable[Extracted] | None = None,
-) -> LoadResult:
-    started = time.perf_counter()
-    connector = connector_for(project.source_url(source), source=source.name, root=project.root)
-    relation = source_relation(source.name, table.name)
-    previous = LoadState() if full_refresh else read_load_state(warehouse, source.name, table.name)
-    if previous.batch_id is not None and not warehouse.exists(relation):
-        previous = LoadState()  # raw was dropped by hand: pull everything again
-    # A database read keeps one shape from its first batch to its last: its rows stream
-    # straight into raw, written once. Files and APIs may change shape mid-read, and a replay
-    # mixes records of many loads: those land through a scratch table first.
-    if replay is None and connector.stable_schema:
-        try:
-            return _Load(warehouse, source, table, previous, run_id, started).streamed(
-                connector, batch_rows
-            )
-        except _RepeatedVersions:
-            pass  # rolled back: land again through the scratch table, which removes them
-    load = _Load(warehouse, source, table, previous, run_id, started)
-    return load.staged(connector, batch_rows, replay)
 
 
 class _RepeatedVersions(Exception):
@@ -248,7 +227,9 @@ class _Load:
             with warehouse.transaction():
                 self._reconcile_schema(self.scratch)
                 landed = self._append_changed(
-                    self.scratch.to_table(), names, dedupe=self._has_repeated_keys(self.scratch)
+                    self.scratch.to_table(),
+                    names,
+                    dedupe=_has_repeated_keys(warehouse, self.scratch, self.table),
                 )
                 deleted = self._finish(
                     connector,
@@ -330,9 +311,6 @@ class _Load:
         return _append_changed(
             self.warehouse, self.relation, rows, self.table, names, self._landing_values(), dedupe
         )
-
-    def _has_repeated_keys(self, relation: Relation) -> bool:
-        return _has_repeated_keys(self.warehouse, relation, self.table)
 
     def _repeated_versions(self) -> bool:
         """Did this load append some (key, fingerprint) twice? (Only a source's duplicate rows.)"""
