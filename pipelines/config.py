@@ -429,6 +429,10 @@ class ProjectSettings(_Strict):
     targets: dict[str, TargetSpec] = Field(
         default_factory=lambda: {"local": DuckDBTarget(type="duckdb")}
     )
+    #: folder-level model defaults, like dbt_project.yml's `models:`: a folder under models/
+    #: (`staging`, `staging/crm`) -> config keys; the deepest folder wins, then the yml, then
+    #: the model's own config()
+    models: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _default_exists(self) -> ProjectSettings:

@@ -47,6 +47,9 @@ class ModelFile:
     sql: str
     properties: ModelPropertiesSpec
     properties_path: Path | None
+    #: config inherited from its folders (`[tool.ssot.models]` of ``settings_path``)
+    folder_config: dict[str, Any] = field(default_factory=dict)
+    settings_path: Path | None = None
 
     @property
     def relative_path(self) -> str:
@@ -63,6 +66,8 @@ class Project:
     source_files: dict[str, Path]
     models: dict[str, ModelFile]
     expectation_files: dict[str, Path] = field(default_factory=dict)
+    #: macros/*.sql: path -> Jinja text defining `{% macro %}`s every model can call
+    macro_files: dict[Path, str] = field(default_factory=dict)
 
     # -- targets ----------------------------------------------------------------------------
     @property
@@ -166,8 +171,23 @@ def _load_sources(root: Path) -> tuple[dict[str, SourceSpec], dict[str, Path]]:
     return sources, files
 
 
-def _load_models(root: Path) -> dict[str, ModelFile]:
+def _folder_config(folders: dict[str, dict[str, Any]], relative: Path) -> dict[str, Any]:
+    """The `[tool.ssot.models]` defaults of every folder above a model file, deepest last."""
+    merged: dict[str, Any] = {}
+    parents = relative.parts[:-1]
+    for depth in range(1, len(parents) + 1):
+        merged.update(folders.get("/".join(parents[:depth]), {}))
+    return merged
+
+
+def _load_models(root: Path, folders: dict[str, dict[str, Any]]) -> dict[str, ModelFile]:
     models_dir = root / "models"
+    unknown = [f for f in folders if not (models_dir / f).is_dir() or f.split("/")[0] not in LAYERS]
+    if unknown:
+        raise ConfigError(
+            f"{root / 'pyproject.toml'}: [tool.ssot.models] names {', '.join(map(repr, unknown))}, "
+            f"which is no folder under models/<layer> (layers: {', '.join(LAYERS)})"
+        )
     properties: dict[str, tuple[ModelPropertiesSpec, Path]] = {}
     for path in sorted(models_dir.rglob("*.yml")) + sorted(models_dir.rglob("*.yaml")):
         for spec in parse_models_file(path, _read_yaml(path)).models:
@@ -197,6 +217,8 @@ def _load_models(root: Path) -> dict[str, ModelFile]:
             sql=path.read_text(encoding="utf-8"),
             properties=spec,
             properties_path=spec_path,
+            folder_config=_folder_config(folders, rel),
+            settings_path=root / "pyproject.toml",
         )
     for orphan, (_, spec_path) in properties.items():
         raise ConfigError(
@@ -211,11 +233,16 @@ def load_project(root: Path | None = None) -> Project:
     root = (root or find_project_root()).resolve()
     sources, source_files = _load_sources(root)
     expectation_files = {p.stem: p for p in sorted((root / "expectations").glob("*.json"))}
+    settings = _load_settings(root)
     return Project(
         root=root,
-        settings=_load_settings(root),
+        settings=settings,
         sources=sources,
         source_files=source_files,
-        models=_load_models(root),
+        models=_load_models(root, settings.models),
+        macro_files={
+            path: path.read_text(encoding="utf-8")
+            for path in sorted((root / "macros").rglob("*.sql"))
+        },
         expectation_files=expectation_files,
     )

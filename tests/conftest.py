@@ -55,7 +55,15 @@ def make_project(tmp_path: Path) -> Callable[..., Path]:
 
 
 REPO = Path(__file__).resolve().parents[1]
-PROJECT_FILES = ("pyproject.toml", "workspace.yaml", "sources", "models", "expectations")
+PROJECT_FILES = (
+    "pyproject.toml",
+    "workspace.yaml",
+    "sources",
+    "models",
+    "macros",
+    "seeds",
+    "expectations",
+)
 
 
 @dataclass
@@ -117,7 +125,7 @@ def copy_project(root: Path) -> Workspace:
         src = REPO / name
         if src.is_dir():
             shutil.copytree(src, root / name)
-        else:
+        elif src.exists():
             shutil.copy2(src, root / name)
     return Workspace(root)
 

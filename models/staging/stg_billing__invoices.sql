@@ -9,11 +9,9 @@ with ranked as (
         issued_at,
         exported_at,
         _ssot_op,
-        row_number() over (
-            partition by invoice_id order by _ssot_loaded_at desc, exported_at desc
-        ) as version_rank
+        {{ version_rank('invoice_id', 'exported_at') }}
     from {{ source('billing', 'invoices') }}
 )
 select invoice_id, order_id, customer_email, amount, currency, issued_at, exported_at
 from ranked
-where version_rank = 1 and _ssot_op = 'upsert'
+where {{ is_latest_live() }}

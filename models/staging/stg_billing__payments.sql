@@ -8,11 +8,9 @@ with ranked as (
         paid_at,
         upper(trim(method)) as method,
         _ssot_op,
-        row_number() over (
-            partition by payment_id order by _ssot_loaded_at desc, paid_at desc
-        ) as version_rank
+        {{ version_rank('payment_id', 'paid_at') }}
     from {{ source('billing', 'payments') }}
 )
 select payment_id, invoice_id, amount, currency, paid_at, method
 from ranked
-where version_rank = 1 and _ssot_op = 'upsert'
+where {{ is_latest_live() }}

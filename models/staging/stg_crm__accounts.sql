@@ -8,11 +8,9 @@ with ranked as (
         created_at,
         updated_at,
         _ssot_op,
-        row_number() over (
-            partition by account_id order by _ssot_loaded_at desc, updated_at desc
-        ) as version_rank
+        {{ version_rank('account_id', 'updated_at') }}
     from {{ source('crm', 'accounts') }}
 )
 select account_id, account_name, industry, country_code, created_at, updated_at
 from ranked
-where version_rank = 1 and _ssot_op = 'upsert'
+where {{ is_latest_live() }}

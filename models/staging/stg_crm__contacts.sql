@@ -12,9 +12,7 @@ with ranked as (
         updated_at,
         deleted_at,
         _ssot_op,
-        row_number() over (
-            partition by trim(contact_id) order by _ssot_loaded_at desc, updated_at desc
-        ) as version_rank
+        {{ version_rank('trim(contact_id)', 'updated_at') }}
     from {{ source('crm', 'contacts') }}
 )
 select
@@ -29,4 +27,4 @@ select
     created_at,
     updated_at
 from ranked
-where version_rank = 1 and _ssot_op = 'upsert' and deleted_at is null
+where {{ is_latest_live() }} and deleted_at is null

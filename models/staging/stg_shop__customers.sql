@@ -9,9 +9,7 @@ with ranked as (
         created_at,
         updated_at,
         _ssot_op,
-        row_number() over (
-            partition by customer_id order by _ssot_loaded_at desc, updated_at desc
-        ) as version_rank
+        {{ version_rank('customer_id', 'updated_at') }}
     from {{ source('shop', 'customers') }}
 )
 select
@@ -23,4 +21,4 @@ select
     created_at,
     updated_at
 from ranked
-where version_rank = 1 and _ssot_op = 'upsert'
+where {{ is_latest_live() }}

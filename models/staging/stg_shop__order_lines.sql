@@ -7,9 +7,7 @@ with ranked as (
         quantity,
         unit_price,
         _ssot_op,
-        row_number() over (
-            partition by order_line_id order by _ssot_loaded_at desc
-        ) as version_rank
+        {{ version_rank('order_line_id') }}
     from {{ source('shop', 'order_lines') }}
 )
 select
@@ -20,4 +18,4 @@ select
     unit_price,
     cast(quantity * unit_price as decimal(18, 2)) as line_amount
 from ranked
-where version_rank = 1 and _ssot_op = 'upsert'
+where {{ is_latest_live() }}

@@ -8,11 +8,9 @@ with ranked as (
         upper(trim(currency)) as currency,
         updated_at,
         _ssot_op,
-        row_number() over (
-            partition by order_id order by _ssot_loaded_at desc, updated_at desc
-        ) as version_rank
+        {{ version_rank('order_id', 'updated_at') }}
     from {{ source('shop', 'orders') }}
 )
 select order_id, customer_id, ordered_at, status, currency, updated_at
 from ranked
-where version_rank = 1 and _ssot_op = 'upsert'
+where {{ is_latest_live() }}

@@ -9,11 +9,9 @@ with ranked as (
         upper(trim(currency)) as currency,
         updated_at,
         _ssot_op,
-        row_number() over (
-            partition by product_id order by _ssot_loaded_at desc, updated_at desc
-        ) as version_rank
+        {{ version_rank('product_id', 'updated_at') }}
     from {{ source('shop', 'products') }}
 )
 select product_id, sku, product_name, category, list_price, currency, updated_at
 from ranked
-where version_rank = 1 and _ssot_op = 'upsert'
+where {{ is_latest_live() }}

@@ -19,6 +19,7 @@ from pipelines.modelling.materialize import (
 )
 from pipelines.modelling.render import (
     MATERIALIZATIONS,
+    Macros,
     ParsedModel,
     parse_model,
     parse_select,
@@ -58,7 +59,7 @@ class ModelNode:
 
     @property
     def config(self) -> dict[str, Any]:
-        return {**self.model.properties.config, **self.parsed.config}
+        return {**self.model.folder_config, **self.model.properties.config, **self.parsed.config}
 
     @property
     def relation(self) -> Relation:
@@ -91,12 +92,17 @@ class ModelNode:
             on_schema_change=str(self.config.get("on_schema_change", "ignore")),
         )
 
-    @property
-    def config_path(self) -> Path:
-        """Where the model's config is set: its SQL's config() call, else its yml."""
-        if self.parsed.config or self.model.properties_path is None:
-            return self.model.path
-        return self.model.properties_path
+    def config_path(self, key: str | None = None) -> Path:
+        """The file that sets ``key`` (any config when None): the model's config() call, its
+        yml, or the folder defaults in pyproject.toml."""
+        model = self.model
+        if (key is None and self.parsed.config) or key in self.parsed.config:
+            return model.path
+        if model.properties_path is not None and (key is None or key in model.properties.config):
+            return model.properties_path
+        if model.settings_path is not None and key in model.folder_config:
+            return model.settings_path
+        return model.path
 
     @property
     def dialect(self) -> str:
@@ -138,8 +144,10 @@ class ModelGraph:
 
     def __init__(self, project: Project) -> None:
         self.project = project
+        self.macros = Macros(project.macro_files)
         self.nodes: dict[str, ModelNode] = {
-            name: ModelNode(model, parse_model(model)) for name, model in project.models.items()
+            name: ModelNode(model, parse_model(model, self.macros))
+            for name, model in project.models.items()
         }
         self._validate_references()
         self.order: list[str] = self._topological_order()
@@ -148,11 +156,7 @@ class ModelGraph:
         declared = {(s.name, t.name) for s, t in self.project.source_tables()}
         for node in self.nodes.values():
             if node.materialized not in MATERIALIZATIONS:
-                where = (
-                    node.model.path
-                    if "materialized" in node.parsed.config
-                    else node.model.properties_path
-                )
+                where = node.config_path("materialized")
                 raise ModelError(
                     f"{where}: model {node.name!r} has materialized={node.materialized!r}, which is "
                     f"not supported yet; use one of {', '.join(sorted(MATERIALIZATIONS))}"
@@ -184,7 +188,7 @@ class ModelGraph:
     @staticmethod
     def _validate_incremental(node: ModelNode) -> None:
         spec = node.build_spec
-        where = f"{node.config_path}: incremental model {node.name!r}"
+        where = f"{node.config_path()}: incremental model {node.name!r}"
         if spec.strategy not in INCREMENTAL_STRATEGIES:
             raise ModelError(
                 f"{where} has incremental_strategy={spec.strategy!r}; use one of "
@@ -230,6 +234,7 @@ class ModelGraph:
             this=node.relation,
             dialect=node.dialect,
             incremental=incremental,
+            macros=self.macros,
         )
 
     def query(self, name: str, *, incremental: bool = False) -> exp.Query:

@@ -1,4 +1,5 @@
-"""Jinja rendering of dbt-style models: `ref`, `source`, `config`, `this`, `is_incremental`.
+"""Jinja rendering of dbt-style models: `ref`, `source`, `config`, `this`, `is_incremental`,
+`var` and the project's macros (`macros/*.sql`).
 
 A model is rendered twice. At parse time the Jinja functions only *record* what the model
 asks for (its refs, sources and config), which gives the dependency graph without touching a
@@ -8,8 +9,9 @@ writes is in the model's dialect (DuckDB by default) and is transpiled by sqlglo
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import jinja2
@@ -59,15 +61,68 @@ def _environment() -> jinja2.Environment:
 _ENV = _environment()
 
 
+class Macros:
+    """The project's `macros/*.sql`, compiled once; bound to each model's context when rendered.
+
+    A macro sees what the model sees (`ref`, `source`, `this`, `var`, ...) and every other
+    macro, whichever file defines it.
+    """
+
+    def __init__(self, files: Mapping[Path, str] | None = None) -> None:
+        self._templates: list[tuple[Path, jinja2.Template]] = []
+        for path, text in (files or {}).items():
+            try:
+                self._templates.append((path, _ENV.from_string(text)))
+            except jinja2.TemplateSyntaxError as exc:
+                raise ModelError(
+                    f"{path}:{exc.lineno}: Jinja syntax error: {exc.message}"
+                ) from None
+        self.names: dict[str, Path] = {}
+        for path, template in self._templates:
+            for name in self._exported(template.make_module()):
+                if name in self.names:
+                    raise ModelError(
+                        f"{path}: macro {name!r} is also defined in {self.names[name]}"
+                    )
+                self.names[name] = path
+
+    @staticmethod
+    def _exported(module: Any) -> list[str]:
+        return [name for name in vars(module) if not name.startswith("_")]
+
+    def bind(self, context: dict[str, Any]) -> dict[str, Any]:
+        """The macros, as callables that see ``context`` and each other."""
+        if not self._templates:
+            return {}
+        # Modules are built twice: the second time every macro's globals hold all the macros.
+        macros: dict[str, Any] = {}
+        for _ in range(2):
+            scope = {**context, **macros}
+            macros = {}
+            for _, template in self._templates:
+                module = template.make_module(vars=scope)
+                macros.update({name: getattr(module, name) for name in self._exported(module)})
+        return macros
+
+
+NO_MACROS = Macros()
+
+
 def quoted_relation(relation: Relation, dialect: str) -> str:
     """A relation name as SQL text in ``dialect``, quoted so no name is ever misread."""
     return relation.to_table().sql(dialect=dialect)
 
 
-def _render(model: ModelFile, context: dict[str, Any]) -> str:
+def _render(model: ModelFile, context: dict[str, Any], macros: Macros) -> str:
     try:
         template = _ENV.from_string(model.sql)
-        return template.render(**context)
+        clashes = sorted(set(macros.names) & set(context))
+        if clashes:
+            name = clashes[0]
+            raise ModelError(
+                f"{macros.names[name]}: macro {name!r} shadows the built-in {name}(); rename it"
+            )
+        return template.render(**context, **macros.bind(context))
     except ModelError:
         raise
     except jinja2.TemplateSyntaxError as exc:
@@ -75,13 +130,13 @@ def _render(model: ModelFile, context: dict[str, Any]) -> str:
     except jinja2.UndefinedError as exc:
         raise ModelError(
             f"{model.path}: {exc.message}; available: ref(), source(), config(), this, "
-            "is_incremental(), var()"
+            "is_incremental(), var() and the macros in macros/"
         ) from None
     except Exception as exc:
         raise ModelError(f"{model.path}: rendering failed: {exc}") from None
 
 
-def parse_model(model: ModelFile) -> ParsedModel:
+def parse_model(model: ModelFile, macros: Macros = NO_MACROS) -> ParsedModel:
     """Render with recording functions to learn the model's refs, sources and config."""
     parsed = ParsedModel()
 
@@ -101,7 +156,8 @@ def parse_model(model: ModelFile) -> ParsedModel:
         parsed.config.update(kwargs)
         return ""
 
-    _render(model, _context(model, ref, source, config, Relation("__this__", model.name), {}))
+    context = _context(model, ref, source, config, Relation("__this__", model.name), {})
+    _render(model, context, macros)
     return parsed
 
 
@@ -140,6 +196,7 @@ def render_model(
     variables: dict[str, Any] | None = None,
     dialect: str = "duckdb",
     incremental: bool = False,
+    macros: Macros = NO_MACROS,
 ) -> str:
     """Render with real relation names, in the model's own (authoring) dialect.
 
@@ -154,7 +211,7 @@ def render_model(
         return quoted_relation(relation_of_source(source_name, table_name), dialect)
 
     context = _context(model, ref, source, lambda **_: "", this, variables or {}, incremental)
-    return _render(model, context).strip()
+    return _render(model, context, macros).strip()
 
 
 def parse_select(sql: str, *, dialect: str, path: object) -> exp.Query:

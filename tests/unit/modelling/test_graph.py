@@ -150,3 +150,112 @@ def test_is_incremental_renders_the_increment_only_when_asked(make_project) -> N
     assert (node.incremental_strategy, node.unique_key) == ("merge", ("id",))
     assert "WHERE" not in graph.query("e").sql()
     assert 'FROM "staging"."e"' in graph.query("e", incremental=True).sql(dialect="duckdb")
+
+
+FOLDER_DEFAULTS = """
+[tool.ssot]
+name = "t"
+[tool.ssot.targets.local]
+type = "duckdb"
+[tool.ssot.models.staging]
+materialized = "view"
+tags = ["staging"]
+[tool.ssot.models."staging/crm"]
+tags = ["crm"]
+"""
+
+
+def test_folder_defaults_apply_deepest_folder_first_then_yml_then_config(make_project) -> None:
+    graph = graph_of(
+        make_project,
+        {
+            "pyproject.toml": FOLDER_DEFAULTS,
+            "models/staging/a.sql": "select 1 as id",
+            "models/staging/crm/b.sql": "select 1 as id",
+            "models/staging/crm/c.sql": "{{ config(materialized='table') }} select 1 as id",
+            "models/staging/crm/crm.yml": "models:\n  - name: b\n    config: {tags: [yml]}\n",
+            "models/conformed/d.sql": "select 1 as id",
+        },
+    )
+    nodes = graph.nodes
+    assert (nodes["a"].materialized, nodes["a"].tags) == ("view", ["staging"])
+    assert (nodes["b"].materialized, nodes["b"].tags) == ("view", ["yml"])
+    assert (nodes["c"].materialized, nodes["c"].tags) == ("table", ["crm"])
+    assert (nodes["d"].materialized, nodes["d"].tags) == ("table", [])
+
+
+def test_a_bad_folder_default_names_pyproject(make_project) -> None:
+    with pytest.raises(
+        ModelError, match=r"pyproject\.toml: model 'a' has materialized='ephemeral'"
+    ):
+        graph_of(
+            make_project,
+            {
+                "pyproject.toml": FOLDER_DEFAULTS.replace('"view"', '"ephemeral"'),
+                "models/staging/a.sql": "select 1 as id",
+                "models/staging/crm/b.sql": "select 1 as id",
+            },
+        )
+
+
+def test_folder_defaults_for_a_folder_that_does_not_exist_are_an_error(make_project) -> None:
+    from pipelines.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"\[tool\.ssot\.models\] names 'staging/crm'"):
+        graph_of(
+            make_project, {"pyproject.toml": FOLDER_DEFAULTS, "models/staging/a.sql": "select 1"}
+        )
+
+
+def test_project_macros_see_the_model_context_and_each_other(make_project) -> None:
+    graph = graph_of(
+        make_project,
+        {
+            "macros/money.sql": "{% macro cents(col) %}cast({{ col }} * 100 as bigint){% endmacro %}",
+            # calls a macro of another file, and ref() of the model that calls it
+            "macros/amounts.sql": (
+                "{% macro amount_cents(model) %}"
+                "select {{ cents('amount') }} as cents from {{ ref(model) }}"
+                "{% endmacro %}"
+            ),
+            "models/staging/prices.sql": "select 1.5 as amount",
+            "models/conformed/in_cents.sql": "{{ amount_cents('prices') }}",
+        },
+    )
+    assert graph.nodes["in_cents"].upstream == ["prices"]
+    compiled = graph.compile("in_cents", "duckdb").replace("\n", " ")
+    assert 'CAST(amount * 100 AS BIGINT) AS cents FROM "staging"."prices"' in compiled
+
+
+def test_a_macro_syntax_error_names_the_macro_file_and_line(make_project) -> None:
+    with pytest.raises(ModelError, match=r"macros/bad\.sql:2: Jinja syntax error"):
+        graph_of(
+            make_project,
+            {
+                "macros/bad.sql": "{% macro ok() %}1{% endmacro %}\n{% macro broken( %}",
+                "models/staging/a.sql": "select 1 as id",
+            },
+        )
+
+
+def test_a_macro_defined_twice_is_an_error(make_project) -> None:
+    with pytest.raises(ModelError, match=r"macro 'm' is also defined in .*a\.sql"):
+        graph_of(
+            make_project,
+            {
+                "macros/a.sql": "{% macro m() %}1{% endmacro %}",
+                "macros/b.sql": "{% macro m() %}2{% endmacro %}",
+                "models/staging/x.sql": "select {{ m() }} as id",
+            },
+        )
+
+
+def test_a_macro_may_not_shadow_a_builtin(make_project) -> None:
+    with pytest.raises(ModelError, match=r"macro 'ref' shadows the built-in ref\(\)"):
+        graph_of(
+            make_project,
+            {
+                "macros/a.sql": "{% macro ref(x) %}1{% endmacro %}",
+                "models/staging/x.sql": "select 1 as id",
+            },
+        )
