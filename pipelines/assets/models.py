@@ -26,6 +26,7 @@ from pipelines.modelling import (
     referenced_model,
     source_relation,
 )
+from pipelines.modelling.contract import check_contract
 from pipelines.modelling.lineage import column_lineage
 from pipelines.quality.builtin_tests import failure_count, failure_sample
 from pipelines.warehouse.base import Warehouse
@@ -197,6 +198,7 @@ def build_model_asset(graph: ModelGraph, node: ModelNode) -> dg.AssetsDefinition
             query = graph.query(node.name, incremental=incremental)
             with session.transaction():
                 staged = materialize(session, node.build_spec, query, incremental=incremental)
+                check_contract(session, node)
                 rows = session.row_count(node.relation)
                 detail = f"increment of {staged} rows" if staged is not None else ""
                 audit("build", rows, "success", detail)
