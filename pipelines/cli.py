@@ -218,7 +218,7 @@ def _layer_order(key: str) -> tuple[int, str]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from pipelines.assets.keys import model_key, source_key
+    from pipelines.assets.keys import model_key, seed_key, source_key
     from pipelines.project import load_project
     from pipelines.runner import project_instance, run_job
 
@@ -226,6 +226,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     validate_project(project)
     _check_demo_data(project)
     keys = [source_key(s.name, t.name).to_user_string() for s, t in project.source_tables()]
+    keys += [seed_key(name).to_user_string() for name in project.seeds]
     keys += [model_key(m.layer, m.name).to_user_string() for m in project.models.values()]
     console.print(
         f"[bold]ssot run[/bold]: {len(keys)} assets, target [bold]{project.target_name}[/bold] "
@@ -457,7 +458,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     tests = sum(len(node.tests) for node in graph.nodes.values())
     console.print(
         f"project ok: {len(project.sources)} sources ({len(project.source_tables())} tables), "
-        f"{len(graph.nodes)} models, {tests} tests"
+        f"{len(project.seeds)} seeds, {len(graph.nodes)} models, {tests} tests"
     )
     return 0
 

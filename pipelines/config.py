@@ -356,6 +356,47 @@ class ModelPropertiesSpec(_Strict):
     deprecation_date: Any = None
 
 
+class SeedColumnSpec(_Strict):
+    name: str
+    description: str = ""
+    meta: dict[str, Any] = Field(default_factory=dict)
+
+
+class SeedConfigSpec(_Strict):
+    #: column -> SQL type (the warehouse's dialect); other columns keep the type read from the CSV
+    column_types: dict[str, str] = Field(default_factory=dict)
+    tags: list[str] = Field(default_factory=list)
+
+
+class SeedSpec(_Strict):
+    """The yml block of one seed (`seeds/<name>.csv`), as in dbt's `seeds:`."""
+
+    name: str
+    description: str = ""
+    meta: dict[str, Any] = Field(default_factory=dict)
+    config: SeedConfigSpec = Field(default_factory=SeedConfigSpec)
+    columns: list[SeedColumnSpec] = Field(default_factory=list)
+    docs: dict[str, Any] = Field(default_factory=dict)
+
+
+class SeedsFileSpec(BaseModel):
+    seeds: list[SeedSpec] = Field(default_factory=list)
+
+
+def parse_seeds_file(path: Path | str, raw: Any) -> SeedsFileSpec:
+    """Validate one seeds yml document (`seeds:` list)."""
+    if raw is None:
+        return SeedsFileSpec()
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            f"{path}: expected a mapping with a `seeds:` list, got {type(raw).__name__}"
+        )
+    try:
+        return SeedsFileSpec.model_validate({"seeds": raw.get("seeds", []) or []})
+    except ValidationError as exc:
+        raise describe_validation_error(path, exc) from exc
+
+
 class ModelsFileSpec(BaseModel):
     # other top-level dbt keys (sources, seeds, macros, exposures, ...) belong to other features
     model_config = ConfigDict(extra="allow", frozen=True)

@@ -21,10 +21,12 @@ from pipelines.config import (
     DuckDBTarget,
     ModelPropertiesSpec,
     ProjectSettings,
+    SeedSpec,
     SourceSpec,
     SourceTableSpec,
     describe_validation_error,
     parse_models_file,
+    parse_seeds_file,
 )
 from pipelines.errors import ConfigError
 
@@ -33,6 +35,7 @@ TARGET_ENV = "SSOT_TARGET"
 
 #: Model folders in build order; a model's folder is its layer and its warehouse schema.
 LAYERS = ("staging", "conformed", "marts")
+SEEDS_SCHEMA = "seeds"
 RAW_SCHEMA = "raw"
 META_SCHEMA = "ssot_meta"
 
@@ -57,6 +60,16 @@ class ModelFile:
 
 
 @dataclass(frozen=True)
+class SeedFile:
+    """One `seeds/<name>.csv`: a small reference table loaded as `seeds.<name>`, ref()-able."""
+
+    name: str
+    path: Path
+    properties: SeedSpec
+    properties_path: Path | None
+
+
+@dataclass(frozen=True)
 class Project:
     """The user's project, validated. Paths inside are absolute."""
 
@@ -68,6 +81,7 @@ class Project:
     expectation_files: dict[str, Path] = field(default_factory=dict)
     #: macros/*.sql: path -> Jinja text defining `{% macro %}`s every model can call
     macro_files: dict[Path, str] = field(default_factory=dict)
+    seeds: dict[str, SeedFile] = field(default_factory=dict)
 
     # -- targets ----------------------------------------------------------------------------
     @property
@@ -228,18 +242,46 @@ def _load_models(root: Path, folders: dict[str, dict[str, Any]]) -> dict[str, Mo
     return models
 
 
+def _load_seeds(root: Path, models: dict[str, ModelFile]) -> dict[str, SeedFile]:
+    seeds_dir = root / "seeds"
+    properties: dict[str, tuple[SeedSpec, Path]] = {}
+    for path in sorted(seeds_dir.rglob("*.yml")) + sorted(seeds_dir.rglob("*.yaml")):
+        for spec in parse_seeds_file(path, _read_yaml(path)).seeds:
+            if spec.name in properties:
+                raise ConfigError(
+                    f"{path}: seed {spec.name!r} is already described in {properties[spec.name][1]}"
+                )
+            properties[spec.name] = (spec, path)
+    seeds: dict[str, SeedFile] = {}
+    for path in sorted(seeds_dir.rglob("*.csv")):
+        name = path.stem
+        if name in seeds or name in models:
+            other = seeds[name].path if name in seeds else models[name].path
+            raise ConfigError(f"{path}: seed name {name!r} is also used by {other}")
+        spec, spec_path = properties.pop(name, (SeedSpec(name=name), None))
+        seeds[name] = SeedFile(name=name, path=path, properties=spec, properties_path=spec_path)
+    for orphan, (_, spec_path) in properties.items():
+        raise ConfigError(
+            f"{spec_path}: describes seed {orphan!r} but there is no seeds/{orphan}.csv; "
+            "fix the name or remove the entry"
+        )
+    return seeds
+
+
 def load_project(root: Path | None = None) -> Project:
     """Load and validate the whole project; raises ConfigError naming the file at fault."""
     root = (root or find_project_root()).resolve()
     sources, source_files = _load_sources(root)
     expectation_files = {p.stem: p for p in sorted((root / "expectations").glob("*.json"))}
     settings = _load_settings(root)
+    models = _load_models(root, settings.models)
     return Project(
         root=root,
         settings=settings,
         sources=sources,
         source_files=source_files,
-        models=_load_models(root, settings.models),
+        models=models,
+        seeds=_load_seeds(root, models),
         macro_files={
             path: path.read_text(encoding="utf-8")
             for path in sorted((root / "macros").rglob("*.sql"))

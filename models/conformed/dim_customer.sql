@@ -12,18 +12,24 @@ with ranked as (
 ),
 latest as (
     select customer_key, first_name, last_name from ranked where recency = 1
+),
+golden as (
+    select
+        k.customer_key,
+        max(k.email) as email,
+        max(k.phone) as phone,
+        l.first_name,
+        l.last_name,
+        max(k.country_code) as country_code,
+        count(*) filter (where k.source_system = 'crm') as crm_records,
+        count(*) filter (where k.source_system = 'shop') as shop_records,
+        min(k.created_at) as first_seen_at,
+        max(k.updated_at) as updated_at
+    from {{ ref('int_customer_records') }} as k
+    join latest as l on l.customer_key = k.customer_key
+    group by k.customer_key, l.first_name, l.last_name
 )
-select
-    k.customer_key,
-    max(k.email) as email,
-    max(k.phone) as phone,
-    l.first_name,
-    l.last_name,
-    max(k.country_code) as country_code,
-    count(*) filter (where k.source_system = 'crm') as crm_records,
-    count(*) filter (where k.source_system = 'shop') as shop_records,
-    min(k.created_at) as first_seen_at,
-    max(k.updated_at) as updated_at
-from {{ ref('int_customer_records') }} as k
-join latest as l on l.customer_key = k.customer_key
-group by k.customer_key, l.first_name, l.last_name
+-- the country's name comes from the `countries` seed
+select g.*, c.country_name
+from golden as g
+left join {{ ref('countries') }} as c on c.country_code = g.country_code

@@ -9,6 +9,7 @@ from pipelines.assets.keys import JOB_NAME, model_key, source_key
 from pipelines.assets.models import build_model_asset
 from pipelines.assets.raw import build_source_asset
 from pipelines.assets.resources import WarehouseResource
+from pipelines.assets.seeds import build_seed_asset
 from pipelines.modelling import ModelGraph
 from pipelines.project import Project
 
@@ -19,6 +20,7 @@ def build_definitions(project: Project) -> dg.Definitions:
     assets = [
         build_source_asset(project, source, table) for source, table in project.source_tables()
     ]
+    assets += [build_seed_asset(project, seed) for seed in project.seeds.values()]
     assets += [build_model_asset(graph, graph.nodes[name]) for name in graph.order]
     job = build_job()
     return dg.Definitions(

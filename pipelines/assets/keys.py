@@ -1,10 +1,10 @@
-"""Asset keys and groups, in one place: `raw/<source>/<table>`, `<layer>/<model>`."""
+"""Asset keys and groups, in one place: `raw/<source>/<table>`, `seeds/<name>`, `<layer>/<model>`."""
 
 from __future__ import annotations
 
 import dagster as dg
 
-from pipelines.project import RAW_SCHEMA
+from pipelines.project import RAW_SCHEMA, SEEDS_SCHEMA
 
 JOB_NAME = "ssot_all"
 
@@ -15,3 +15,7 @@ def source_key(source: str, table: str) -> dg.AssetKey:
 
 def model_key(layer: str, name: str) -> dg.AssetKey:
     return dg.AssetKey([layer, name])
+
+
+def seed_key(name: str) -> dg.AssetKey:
+    return dg.AssetKey([SEEDS_SCHEMA, name])

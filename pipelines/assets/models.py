@@ -13,7 +13,7 @@ from typing import Any
 import dagster as dg
 from dagster import AssetExecutionContext
 
-from pipelines.assets.keys import model_key, source_key
+from pipelines.assets.keys import model_key, seed_key, source_key
 from pipelines.assets.resources import WarehouseResource
 from pipelines.assets.schema import table_schema_for_model, table_schema_from_warehouse
 from pipelines.config import TestSpec
@@ -24,6 +24,7 @@ from pipelines.modelling import (
     ModelNode,
     materialize,
     referenced_model,
+    seed_relation,
     source_relation,
 )
 from pipelines.modelling.contract import check_contract
@@ -127,8 +128,10 @@ def lineage_metadata(
     keys = {
         graph.nodes[ref].relation: model_key(graph.nodes[ref].layer, ref)
         for ref in node.parsed.refs
+        if ref in graph.nodes
     }
     keys.update({source_relation(s, t): source_key(s, t) for s, t in node.parsed.sources})
+    keys.update({seed_relation(name): seed_key(name) for name in node.seeds})
     upstream = {relation: [name for name, _ in warehouse.columns(relation)] for relation in keys}
     traced = column_lineage(query, upstream, dialect=warehouse.dialect, path=node.model.path)
     return dg.TableColumnLineage(
@@ -147,6 +150,7 @@ def build_model_asset(graph: ModelGraph, node: ModelNode) -> dg.AssetsDefinition
     # Relationships tests read their parent model, so it must be built first: a dependency too.
     deps = [model_key(graph.nodes[ref].layer, ref) for ref in node.upstream]
     deps += [source_key(source, table) for source, table in sorted(set(node.parsed.sources))]
+    deps += [seed_key(name) for name in node.seeds]
     key = model_key(node.layer, node.name)
     project = graph.project
 

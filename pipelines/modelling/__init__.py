@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from pipelines.modelling.graph import ModelGraph, ModelNode, referenced_model, source_relation
+from pipelines.modelling.graph import (
+    ModelGraph,
+    ModelNode,
+    referenced_model,
+    seed_relation,
+    source_relation,
+)
 from pipelines.modelling.materialize import BuildSpec, materialize
 
 __all__ = [
@@ -11,5 +17,6 @@ __all__ = [
     "ModelNode",
     "materialize",
     "referenced_model",
+    "seed_relation",
     "source_relation",
 ]

@@ -25,7 +25,7 @@ from pipelines.modelling.render import (
     parse_select,
     render_model,
 )
-from pipelines.project import RAW_SCHEMA
+from pipelines.project import RAW_SCHEMA, SEEDS_SCHEMA
 from pipelines.warehouse.base import Relation
 
 if TYPE_CHECKING:
@@ -35,6 +35,11 @@ if TYPE_CHECKING:
 
     from pipelines.config import TestSpec
     from pipelines.project import ModelFile, Project
+
+
+def seed_relation(name: str) -> Relation:
+    """Where a seed is loaded: `seeds.<name>`."""
+    return Relation(SEEDS_SCHEMA, name)
 
 
 def source_relation(source: str, table: str) -> Relation:
@@ -48,6 +53,8 @@ class ModelNode:
 
     model: ModelFile
     parsed: ParsedModel
+    #: the project's seed names: a ref() to one is a seed, not a model
+    seed_names: frozenset[str] = frozenset()
 
     @property
     def name(self) -> str:
@@ -131,7 +138,12 @@ class ModelNode:
         test_refs = [
             referenced_model(t.to) for t in self.tests if t.name == "relationships" and t.to
         ]
-        return sorted({*self.parsed.refs, *test_refs} - {self.name})
+        return sorted({*self.parsed.refs, *test_refs} - {self.name} - self.seed_names)
+
+    @property
+    def seeds(self) -> list[str]:
+        """The seeds this model reads."""
+        return sorted(set(self.parsed.refs) & self.seed_names)
 
     @property
     def tests(self) -> list[TestSpec]:
@@ -145,8 +157,9 @@ class ModelGraph:
     def __init__(self, project: Project) -> None:
         self.project = project
         self.macros = Macros(project.macro_files)
+        seeds = frozenset(project.seeds)
         self.nodes: dict[str, ModelNode] = {
-            name: ModelNode(model, parse_model(model, self.macros))
+            name: ModelNode(model, parse_model(model, self.macros), seeds)
             for name, model in project.models.items()
         }
         self._validate_references()
@@ -164,10 +177,11 @@ class ModelGraph:
             if node.materialized == "incremental":
                 self._validate_incremental(node)
             for ref in node.parsed.refs:
-                if ref not in self.nodes:
+                if ref not in self.nodes and ref not in self.project.seeds:
                     raise ModelError(
-                        f"{node.model.path}: ref({ref!r}) names no model; models are "
-                        f"models/<layer>/<name>.sql (known: {', '.join(sorted(self.nodes))})"
+                        f"{node.model.path}: ref({ref!r}) names no model or seed; models are "
+                        f"models/<layer>/<name>.sql, seeds seeds/<name>.csv (known: "
+                        f"{', '.join(sorted([*self.nodes, *self.project.seeds]))})"
                     )
             for source, table in node.parsed.sources:
                 if (source, table) not in declared:
@@ -225,11 +239,17 @@ class ModelGraph:
         return order
 
     # -- compile ------------------------------------------------------------------------------
+    def relation_of(self, ref: str) -> Relation:
+        """Where a ref()'d model or seed lives."""
+        if ref in self.nodes:
+            return self.nodes[ref].relation
+        return seed_relation(ref)
+
     def rendered_sql(self, name: str, *, incremental: bool = False) -> str:
         node = self.nodes[name]
         return render_model(
             node.model,
-            relation_of_model=lambda ref: self.nodes[ref].relation,
+            relation_of_model=self.relation_of,
             relation_of_source=source_relation,
             this=node.relation,
             dialect=node.dialect,

@@ -148,6 +148,15 @@ def test_every_model_publishes_its_column_lineage(built) -> None:
             ("conformed/fct_orders", "status"),
         ]
         assert deps["orders"] == []  # count(*) reads no column
+        customer = instance.get_latest_materialization_event(
+            dg.AssetKey(["conformed", "dim_customer"])
+        )
+        assert customer is not None and customer.asset_materialization is not None
+        customer_deps = customer.asset_materialization.metadata["dagster/column_lineage"].value
+        assert [
+            (d.asset_key.to_user_string(), d.column_name)
+            for d in customer_deps.deps_by_column["country_name"]
+        ] == [("seeds/countries", "country_name")]
         staged = instance.get_latest_materialization_event(
             dg.AssetKey(["staging", "stg_shop__orders"])
         )
@@ -214,3 +223,15 @@ def test_lifetime_value_matches_the_shop_per_real_person(built) -> None:
         "select count(*) from marts.customer_lifetime_value where outstanding < 0"
     ).fetchone()[0]
     assert negative == 0  # nobody paid more than they were charged
+
+
+def test_country_names_come_from_the_countries_seed(built) -> None:
+    ws, _, con = built
+    with (ws.root / "seeds" / "countries.csv").open(newline="") as handle:
+        names = {row["country_code"]: row["country_name"] for row in csv.DictReader(handle)}
+    rows = con.execute(
+        "select country_code, country_name, count(*) from conformed.dim_customer group by all"
+    ).fetchall()
+    assert sum(n for code, _, n in rows if code in names) > 0
+    for code, name, _ in rows:
+        assert name == names.get(code), code

@@ -33,7 +33,8 @@ def test_graph_has_every_layer_grouped_and_described(defs: dg.Definitions) -> No
         node = graph.get(key)
         groups.setdefault(node.group_name, set()).add(key.to_user_string())
         assert node.description, key
-    assert set(groups) == {"raw", "staging", "conformed", "marts"}
+    assert set(groups) == {"raw", "seeds", "staging", "conformed", "marts"}
+    assert groups["seeds"] == {"seeds/countries"}
     assert "raw/crm/contacts" in groups["raw"]
     assert "conformed/dim_customer" in groups["conformed"]
     assert groups["marts"] == {"marts/customer_lifetime_value"}
@@ -48,6 +49,11 @@ def test_graph_has_every_layer_grouped_and_described(defs: dg.Definitions) -> No
         for k in graph.get(dg.AssetKey(["staging", "stg_crm__contacts"])).parent_keys
     }
     assert staging_parents == {"raw/crm/contacts"}
+    customer_parents = {
+        k.to_user_string()
+        for k in graph.get(dg.AssetKey(["conformed", "dim_customer"])).parent_keys
+    }
+    assert customer_parents == {"conformed/int_customer_records", "seeds/countries"}
 
 
 def test_yml_tests_are_asset_checks_with_severity_as_blocking(defs: dg.Definitions) -> None:

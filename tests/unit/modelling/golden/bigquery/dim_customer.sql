@@ -18,22 +18,30 @@ WITH ranked AS (
   FROM ranked
   WHERE
     recency = 1
+), golden AS (
+  SELECT
+    k.customer_key,
+    MAX(k.email) AS email,
+    MAX(k.phone) AS phone,
+    l.first_name,
+    l.last_name,
+    MAX(k.country_code) AS country_code,
+    COUNTIF(k.source_system = 'crm') AS crm_records,
+    COUNTIF(k.source_system = 'shop') AS shop_records,
+    MIN(k.created_at) AS first_seen_at,
+    MAX(k.updated_at) AS updated_at
+  FROM `conformed`.`int_customer_records` AS k
+  JOIN latest AS l
+    ON l.customer_key = k.customer_key
+  GROUP BY
+    k.customer_key,
+    l.first_name,
+    l.last_name
 )
+/* the country's name comes from the `countries` seed */
 SELECT
-  k.customer_key,
-  MAX(k.email) AS email,
-  MAX(k.phone) AS phone,
-  l.first_name,
-  l.last_name,
-  MAX(k.country_code) AS country_code,
-  COUNTIF(k.source_system = 'crm') AS crm_records,
-  COUNTIF(k.source_system = 'shop') AS shop_records,
-  MIN(k.created_at) AS first_seen_at,
-  MAX(k.updated_at) AS updated_at
-FROM `conformed`.`int_customer_records` AS k
-JOIN latest AS l
-  ON l.customer_key = k.customer_key
-GROUP BY
-  k.customer_key,
-  l.first_name,
-  l.last_name
+  g.*,
+  c.country_name
+FROM golden AS g
+LEFT JOIN `seeds`.`countries` AS c
+  ON c.country_code = g.country_code
