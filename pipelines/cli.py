@@ -442,6 +442,8 @@ def validate_project(project: Project) -> ModelGraph:
     graph = ModelGraph(project)
     for name in graph.order:
         graph.query(name)
+    for test in graph.data_tests.values():
+        graph.data_test_query(test)
     for source, table in project.source_tables():
         Contract(source.name, table)
     return graph
@@ -455,7 +457,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     graph = validate_project(project)
     defs = build_definitions(project)
     type(defs).validate_loadable(defs)
-    tests = sum(len(node.tests) for node in graph.nodes.values())
+    tests = sum(len(node.tests) for node in graph.nodes.values()) + len(graph.data_tests)
     console.print(
         f"project ok: {len(project.sources)} sources ({len(project.source_tables())} tables), "
         f"{len(project.seeds)} seeds, {len(graph.nodes)} models, {tests} tests"

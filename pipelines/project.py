@@ -82,6 +82,8 @@ class Project:
     #: macros/*.sql: path -> Jinja text defining `{% macro %}`s every model can call
     macro_files: dict[Path, str] = field(default_factory=dict)
     seeds: dict[str, SeedFile] = field(default_factory=dict)
+    #: data_tests/*.sql: dbt's singular data tests (a SELECT of the rows that break a rule)
+    data_tests: dict[str, ModelFile] = field(default_factory=dict)
 
     # -- targets ----------------------------------------------------------------------------
     @property
@@ -268,6 +270,24 @@ def _load_seeds(root: Path, models: dict[str, ModelFile]) -> dict[str, SeedFile]
     return seeds
 
 
+def _load_data_tests(root: Path) -> dict[str, ModelFile]:
+    tests: dict[str, ModelFile] = {}
+    for path in sorted((root / "data_tests").rglob("*.sql")):
+        if path.stem in tests:
+            raise ConfigError(
+                f"{path}: data test name {path.stem!r} is also used by {tests[path.stem].path}"
+            )
+        tests[path.stem] = ModelFile(
+            name=path.stem,
+            layer="",
+            path=path,
+            sql=path.read_text(encoding="utf-8"),
+            properties=ModelPropertiesSpec(name=path.stem),
+            properties_path=None,
+        )
+    return tests
+
+
 def load_project(root: Path | None = None) -> Project:
     """Load and validate the whole project; raises ConfigError naming the file at fault."""
     root = (root or find_project_root()).resolve()
@@ -282,6 +302,7 @@ def load_project(root: Path | None = None) -> Project:
         source_files=source_files,
         models=models,
         seeds=_load_seeds(root, models),
+        data_tests=_load_data_tests(root),
         macro_files={
             path: path.read_text(encoding="utf-8")
             for path in sorted((root / "macros").rglob("*.sql"))

@@ -62,6 +62,7 @@ PROJECT_FILES = (
     "models",
     "macros",
     "seeds",
+    "data_tests",
     "expectations",
 )
 

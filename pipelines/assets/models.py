@@ -20,6 +20,7 @@ from pipelines.config import TestSpec
 from pipelines.errors import ModelError, WarehouseError
 from pipelines.meta import AuditEntry, record_audit
 from pipelines.modelling import (
+    DataTest,
     ModelGraph,
     ModelNode,
     materialize,
@@ -29,7 +30,7 @@ from pipelines.modelling import (
 )
 from pipelines.modelling.contract import check_contract
 from pipelines.modelling.lineage import column_lineage
-from pipelines.quality.builtin_tests import failure_count, failure_sample
+from pipelines.quality.builtin_tests import count_of, failing_rows, sample_of
 from pipelines.warehouse.base import Warehouse
 
 FAILURE_SAMPLE_ROWS = 5
@@ -52,7 +53,20 @@ def check_specs(node: ModelNode) -> list[dg.AssetCheckSpec]:
             description=describe_test(test),
         )
         for test in node.tests
+    ] + [
+        dg.AssetCheckSpec(
+            name=test.check_name,
+            asset=key,
+            blocking=test.severity == "error",
+            description=describe_data_test(test),
+        )
+        for test in node.data_tests
     ]
+
+
+def describe_data_test(test: DataTest) -> str:
+    blocks = ", blocks downstream" if test.severity == "error" else ""
+    return f"no row of data_tests/{test.file.path.name} (severity {test.severity}{blocks})"
 
 
 def describe_test(test: TestSpec) -> str:
@@ -72,7 +86,8 @@ def _jsonable(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def evaluate_tests(
     warehouse: Warehouse, graph: ModelGraph, node: ModelNode
 ) -> Iterator[dg.AssetCheckResult]:
-    """Run every yml test of ``node`` in the warehouse; failing rows are sampled, never all loaded."""
+    """Run every yml test and data test of ``node`` in the warehouse; failing rows are counted
+    and sampled there, never all loaded."""
     table = node.relation.to_table()
 
     def resolve(name: str) -> Any:
@@ -80,31 +95,55 @@ def evaluate_tests(
 
     where = node.model.properties_path or node.model.path
     for test in node.tests:
-        sample_query = failure_sample(test, table, resolve, FAILURE_SAMPLE_ROWS)
-        try:
-            failures = int(warehouse.scalar(failure_count(test, table, resolve)) or 0)
-            sample = warehouse.query(sample_query).to_pylist() if failures else []
-        except WarehouseError as exc:
-            raise ModelError(
-                f"{where}: test {test.check_name!r} of model {node.name!r} cannot run: {exc}"
-            ) from None
-        metadata: dict[str, Any] = {
-            "failing_rows": failures,
-            "query": dg.MetadataValue.md(
-                f"```sql\n{sample_query.sql(dialect=warehouse.dialect, pretty=True)}\n```"
-            ),
-        }
-        if failures:
-            metadata["failing_sample"] = dg.MetadataValue.json(_jsonable(sample))
-        yield dg.AssetCheckResult(
-            check_name=test.check_name,
-            passed=failures == 0,
-            severity=dg.AssetCheckSeverity.ERROR
-            if test.severity == "error"
-            else dg.AssetCheckSeverity.WARN,
-            metadata=metadata,
-            description=describe_test(test),
+        yield _check_result(
+            warehouse,
+            failing_rows(test, table, resolve),
+            test.check_name,
+            test.severity,
+            describe_test(test),
+            f"{where}: test {test.check_name!r} of model {node.name!r}",
         )
+    for data_test in node.data_tests:
+        yield _check_result(
+            warehouse,
+            graph.data_test_query(data_test),
+            data_test.check_name,
+            data_test.severity,
+            describe_data_test(data_test),
+            f"{data_test.file.path}: data test {data_test.name!r}",
+        )
+
+
+def _check_result(
+    warehouse: Warehouse,
+    failing: Any,
+    check_name: str,
+    severity: str,
+    description: str,
+    what: str,
+) -> dg.AssetCheckResult:
+    """Count the rows ``failing`` selects and sample a few; passed means none."""
+    sample_query = sample_of(failing, FAILURE_SAMPLE_ROWS)
+    try:
+        failures = int(warehouse.scalar(count_of(failing)) or 0)
+        sample = warehouse.query(sample_query).to_pylist() if failures else []
+    except WarehouseError as exc:
+        raise ModelError(f"{what} cannot run: {exc}") from None
+    metadata: dict[str, Any] = {
+        "failing_rows": failures,
+        "query": dg.MetadataValue.md(
+            f"```sql\n{sample_query.sql(dialect=warehouse.dialect, pretty=True)}\n```"
+        ),
+    }
+    if failures:
+        metadata["failing_sample"] = dg.MetadataValue.json(_jsonable(sample))
+    return dg.AssetCheckResult(
+        check_name=check_name,
+        passed=failures == 0,
+        severity=dg.AssetCheckSeverity.ERROR if severity == "error" else dg.AssetCheckSeverity.WARN,
+        metadata=metadata,
+        description=description,
+    )
 
 
 def code_references(node: ModelNode) -> Any:

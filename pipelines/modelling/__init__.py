@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pipelines.modelling.graph import (
+    DataTest,
     ModelGraph,
     ModelNode,
     referenced_model,
@@ -13,6 +14,7 @@ from pipelines.modelling.materialize import BuildSpec, materialize
 
 __all__ = [
     "BuildSpec",
+    "DataTest",
     "ModelGraph",
     "ModelNode",
     "materialize",

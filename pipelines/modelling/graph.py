@@ -7,7 +7,7 @@ and happens when a model is built or `ssot compile` asks for it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -55,6 +55,8 @@ class ModelNode:
     parsed: ParsedModel
     #: the project's seed names: a ref() to one is a seed, not a model
     seed_names: frozenset[str] = frozenset()
+    #: the singular data tests attached to this model (they run after it is built)
+    data_tests: tuple[DataTest, ...] = ()
 
     @property
     def name(self) -> str:
@@ -138,6 +140,7 @@ class ModelNode:
         test_refs = [
             referenced_model(t.to) for t in self.tests if t.name == "relationships" and t.to
         ]
+        test_refs += [ref for test in self.data_tests for ref in test.parsed.refs]
         return sorted({*self.parsed.refs, *test_refs} - {self.name} - self.seed_names)
 
     @property
@@ -149,6 +152,30 @@ class ModelNode:
     def tests(self) -> list[TestSpec]:
         props = self.model.properties
         return [*props.tests, *(t for col in props.columns for t in col.tests)]
+
+
+@dataclass(frozen=True)
+class DataTest:
+    """A singular data test (`data_tests/<name>.sql`): a SELECT of the rows breaking a rule.
+
+    It runs as an asset check of the model it refs that is built last; ``config(severity=
+    'warn')`` makes it report instead of block.
+    """
+
+    file: ModelFile
+    parsed: ParsedModel
+
+    @property
+    def name(self) -> str:
+        return self.file.name
+
+    @property
+    def check_name(self) -> str:
+        return f"data_test__{self.name}"
+
+    @property
+    def severity(self) -> str:
+        return str(self.parsed.config.get("severity", "error")).lower()
 
 
 class ModelGraph:
@@ -164,6 +191,47 @@ class ModelGraph:
         }
         self._validate_references()
         self.order: list[str] = self._topological_order()
+        self.data_tests = self._attach_data_tests()
+        if self.data_tests:
+            self.order = self._topological_order()
+
+    def _attach_data_tests(self) -> dict[str, DataTest]:
+        """Each singular test joins the model it refs that comes last in the build order."""
+        position = {name: i for i, name in enumerate(self.order)}
+        attached: dict[str, list[DataTest]] = {}
+        tests: dict[str, DataTest] = {}
+        for name, file in self.project.data_tests.items():
+            test = DataTest(file, parse_model(file, self.macros))
+            if test.severity not in ("error", "warn"):
+                raise ModelError(
+                    f"{file.path}: severity {test.severity!r}; use 'error' (blocks) or 'warn'"
+                )
+            for ref in test.parsed.refs:
+                if ref not in self.nodes and ref not in self.project.seeds:
+                    raise ModelError(f"{file.path}: ref({ref!r}) names no model or seed")
+            models = [ref for ref in test.parsed.refs if ref in self.nodes]
+            if not models:
+                raise ModelError(
+                    f"{file.path}: a data test runs after the models it checks; ref() at least "
+                    "one model"
+                )
+            owner = max(models, key=position.__getitem__)
+            attached.setdefault(owner, []).append(test)
+            tests[name] = test
+        for owner, owned in attached.items():
+            self.nodes[owner] = replace(self.nodes[owner], data_tests=tuple(owned))
+        return tests
+
+    def data_test_query(self, test: DataTest) -> exp.Query:
+        """The test's SELECT of failing rows, with real relation names."""
+        sql = render_model(
+            test.file,
+            relation_of_model=self.relation_of,
+            relation_of_source=source_relation,
+            this=Relation("__this__", test.name),
+            macros=self.macros,
+        )
+        return parse_select(sql, dialect="duckdb", path=test.file.path)
 
     def _validate_references(self) -> None:
         declared = {(s.name, t.name) for s, t in self.project.source_tables()}

@@ -20,7 +20,14 @@ from sqlglot import exp
 from pipelines.config import TestSpec
 from pipelines.errors import ConfigError
 
-__all__ = ["failing_rows", "failure_count", "failure_sample", "parse_ref"]
+__all__ = [
+    "count_of",
+    "failing_rows",
+    "failure_count",
+    "failure_sample",
+    "parse_ref",
+    "sample_of",
+]
 
 ResolveRef = Callable[[str], exp.Table]
 
@@ -135,23 +142,29 @@ def failing_rows(test: TestSpec, relation: exp.Table, resolve_ref: ResolveRef) -
     raise ConfigError(f"{_where(test, relation)}: unknown test {test.name!r}")
 
 
+def count_of(failing: exp.Query) -> exp.Select:
+    """`SELECT COUNT(*) AS failures` over a query of failing rows: zero means the test passes."""
+    subquery = failing.subquery(exp.to_identifier(_FAILING, quoted=True))
+    return exp.select(exp.alias_(exp.Count(this=exp.Star()), "failures", quoted=True)).from_(
+        subquery
+    )
+
+
+def sample_of(failing: exp.Query, limit: int = 5) -> exp.Select:
+    """Up to `limit` rows of a query of failing rows, as evidence next to a failed check."""
+    if limit < 1:
+        raise ValueError(f"limit must be at least 1, got {limit}")
+    subquery = failing.subquery(exp.to_identifier(_FAILING, quoted=True))
+    return exp.select(exp.Star()).from_(subquery).limit(exp.Literal.number(limit))
+
+
 def failure_count(test: TestSpec, relation: exp.Table, resolve_ref: ResolveRef) -> exp.Select:
     """`SELECT COUNT(*) AS failures` over :func:`failing_rows`: zero means the test passes."""
-    failing = failing_rows(test, relation, resolve_ref).subquery(
-        exp.to_identifier(_FAILING, quoted=True)
-    )
-    return exp.select(exp.alias_(exp.Count(this=exp.Star()), "failures", quoted=True)).from_(
-        failing
-    )
+    return count_of(failing_rows(test, relation, resolve_ref))
 
 
 def failure_sample(
     test: TestSpec, relation: exp.Table, resolve_ref: ResolveRef, limit: int = 5
 ) -> exp.Select:
     """Up to `limit` failing rows, as evidence to show next to a failed check."""
-    if limit < 1:
-        raise ValueError(f"limit must be at least 1, got {limit}")
-    failing = failing_rows(test, relation, resolve_ref).subquery(
-        exp.to_identifier(_FAILING, quoted=True)
-    )
-    return exp.select(exp.Star()).from_(failing).limit(exp.Literal.number(limit))
+    return sample_of(failing_rows(test, relation, resolve_ref), limit)
