@@ -323,6 +323,11 @@ def _full_refresh_keys(project: Project, names: list[str] | None) -> list[Any]:
         tables = _source_tables(project, table_names, "--full-refresh") if table_names else []
         models = []
         for name in (n for n in names if n in graph.nodes):
+            if graph.nodes[name].materialized == "snapshot":
+                raise ConfigError(
+                    f"--full-refresh {name}: snapshot {name!r} keeps history that a rebuild "
+                    f"would lose; to start it over, drop {graph.nodes[name].relation} by hand"
+                )
             if name not in incremental:
                 raise ConfigError(
                     f"--full-refresh {name}: model {name!r} is materialized as "

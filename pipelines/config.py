@@ -306,6 +306,8 @@ class TestSpec(_Strict):
     values: list[Any] | None = None
     to: str | None = None
     field: str | None = None
+    #: `config: {where: ...}`: test only the rows matching this SQL condition (as in dbt)
+    where: str | None = None
 
     @property
     def check_name(self) -> str:
@@ -421,6 +423,8 @@ def normalize_test(raw: Any, column: str | None) -> dict[str, Any]:
         out: dict[str, Any] = {"name": name, "column": args.pop("column_name", column), **args}
         if "severity" in config:
             out["severity"] = str(config["severity"]).lower()
+        if config.get("where"):
+            out["where"] = str(config["where"])
         return out
     raise ValueError(
         f"cannot read test entry {raw!r}: write `- unique` or `- accepted_values: {{values: [...]}}`"

@@ -35,6 +35,7 @@ from pipelines.meta import (
     write_load_state,
 )
 from pipelines.modelling.graph import source_relation
+from pipelines.modelling.materialize import timestamp_literal
 from pipelines.project import META_SCHEMA
 from pipelines.quality.contracts import Contract, Reject, contract_schema, quarantine_rows
 from pipelines.urls import scrub
@@ -293,7 +294,7 @@ class _Load:
         """_ssot_batch_id, _ssot_loaded_at and _ssot_op of the rows this load appends."""
         return [
             exp.Literal.string(self.batch_id),
-            _timestamp_literal(self.loaded_at),
+            timestamp_literal(self.loaded_at),
             exp.Literal.string("upsert"),
         ]
 
@@ -417,10 +418,6 @@ def _first_shape(
     if first is None:
         return declared, iter(())
     return first.schema, itertools.chain([first], batches)
-
-
-def _timestamp_literal(value: datetime) -> exp.Expression:
-    return exp.cast(exp.Literal.string(value.isoformat()), exp.DataType.build("TIMESTAMPTZ"))
 
 
 def _detail(unchanged: int, deleted: int, extras: tuple[str, ...], pull: Pull, path: str) -> str:
@@ -664,7 +661,7 @@ def _land_tombstones(
         exp.select(
             *_key_columns(table, "l"),
             exp.Literal.string(batch_id),
-            _timestamp_literal(loaded_at),
+            timestamp_literal(loaded_at),
             exp.Literal.string("delete"),
         )
         .from_(live)

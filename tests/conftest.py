@@ -99,16 +99,32 @@ class Workspace:
         return dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(self.root / ".dagster")))
 
     def fingerprints(self, tables: list[str]) -> dict[str, tuple[int, int]]:
-        """(row count, order-independent hash of all rows) per table of the built warehouse."""
+        """(row count, order-independent hash of all rows) per table of the built warehouse.
+
+        A snapshot (SCD2) table counts its current versions without their validity columns:
+        its history depends on when runs happened, its current state must not.
+        """
         import duckdb
 
+        snapshot_columns = "valid_from, valid_to, is_current, _ssot_row_hash"
         with duckdb.connect(str(self.warehouse), read_only=True) as con:
-            return {
-                name: con.execute(
-                    f"select count(*), coalesce(sum(hash(t)::hugeint), 0) from {name} as t"
+            found = {}
+            for name in tables:
+                schema, table = name.split(".")
+                is_snapshot = con.execute(
+                    "select count(*) from information_schema.columns where table_schema = ? "
+                    "and table_name = ? and column_name = 'is_current'",
+                    [schema, table],
+                ).fetchone()[0]
+                rows = (
+                    f"(select * exclude ({snapshot_columns}) from {name} where is_current)"
+                    if is_snapshot
+                    else name
+                )
+                found[name] = con.execute(
+                    f"select count(*), coalesce(sum(hash(t)::hugeint), 0) from {rows} as t"
                 ).fetchone()
-                for name in tables
-            }
+            return found
 
     @property
     def warehouse(self) -> Path:

@@ -29,5 +29,5 @@ select
     o.first_order_at,
     o.last_order_at
 from orders as o
-join {{ ref('dim_customer') }} as c on c.customer_key = o.customer_key
+join {{ ref('dim_customer') }} as c on c.customer_key = o.customer_key and c.is_current
 left join payments as p on p.customer_key = o.customer_key and p.currency = o.currency

@@ -243,7 +243,10 @@ def build_model_asset(graph: ModelGraph, node: ModelNode) -> dg.AssetsDefinition
                 staged = materialize(session, node.build_spec, query, incremental=incremental)
                 check_contract(session, node)
                 rows = session.row_count(node.relation)
-                detail = f"increment of {staged} rows" if staged is not None else ""
+                if node.materialized == "snapshot":
+                    detail = f"{staged} versions opened or closed"
+                else:
+                    detail = f"increment of {staged} rows" if staged is not None else ""
                 audit("build", rows, "success", detail)
             built_s = time.perf_counter() - started
             results = list(evaluate_tests(session, graph, node))

@@ -99,7 +99,15 @@ class ModelNode:
             unique_key=self.unique_key,
             strategy=self.incremental_strategy,
             on_schema_change=str(self.config.get("on_schema_change", "ignore")),
+            check_cols=self.check_cols,
         )
+
+    @property
+    def check_cols(self) -> tuple[str, ...] | None:
+        cols = self.config.get("check_cols", "all")
+        if cols == "all":
+            return None
+        return (str(cols),) if isinstance(cols, str) else tuple(str(c) for c in cols)
 
     def config_path(self, key: str | None = None) -> Path:
         """The file that sets ``key`` (any config when None): the model's config() call, its
@@ -244,6 +252,11 @@ class ModelGraph:
                 )
             if node.materialized == "incremental":
                 self._validate_incremental(node)
+            if node.materialized == "snapshot" and not node.unique_key:
+                raise ModelError(
+                    f"{node.config_path()}: snapshot model {node.name!r} needs a unique_key "
+                    "(the entity whose versions it keeps)"
+                )
             for ref in node.parsed.refs:
                 if ref not in self.nodes and ref not in self.project.seeds:
                     raise ModelError(

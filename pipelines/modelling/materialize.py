@@ -11,6 +11,13 @@ only new or changed rows), stage its result in ``ssot_meta`` and apply it with t
 * ``merge``: update the rows whose ``unique_key`` matches a staged row, insert the others;
 * ``delete+insert``: delete the rows whose ``unique_key`` matches a staged row, insert all staged.
 
+``snapshot`` models keep history as slowly changing dimension type 2: every version of each
+``unique_key`` with ``valid_from``, ``valid_to`` and ``is_current``. Each build compares the
+query's rows with the current versions (on ``check_cols``, all columns by default): a changed
+key's current version is closed (``valid_to`` = the build time) and its new version opened; a key
+gone from the query (a deleted entity) is closed; unchanged keys are left alone. A query that
+repeats a ``unique_key`` fails the build before anything is written.
+
 ``on_schema_change`` says what happens when the staged rows have columns the table lacks or
 lack some it has: ``ignore`` (the default, as in dbt: new columns are dropped, missing ones stay
 NULL), ``append_new_columns`` (add them to the table) or ``fail``.
@@ -19,6 +26,7 @@ NULL), ``append_new_columns`` (add them to the table) or ``fail``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import sqlglot
@@ -34,6 +42,9 @@ if TYPE_CHECKING:
     from pipelines.warehouse.base import Warehouse
 
 INCREMENTAL_STRATEGIES = frozenset({"append", "merge", "delete+insert"})
+VALID_FROM, VALID_TO, IS_CURRENT = "valid_from", "valid_to", "is_current"
+SNAPSHOT_HASH = "_ssot_row_hash"
+SNAPSHOT_COLUMNS = (VALID_FROM, VALID_TO, IS_CURRENT, SNAPSHOT_HASH)
 SCHEMA_CHANGE_POLICIES = frozenset({"ignore", "append_new_columns", "fail"})
 
 
@@ -47,23 +58,46 @@ class BuildSpec:
     unique_key: tuple[str, ...] = ()
     strategy: str = "append"
     on_schema_change: str = "ignore"
+    #: snapshot: the columns whose change opens a new version (None: all of them)
+    check_cols: tuple[str, ...] | None = None
+
+
+def timestamp_literal(value: datetime) -> exp.Expression:
+    """A TIMESTAMPTZ literal (rendered for each warehouse by sqlglot)."""
+    return exp.cast(exp.Literal.string(value.isoformat()), exp.DataType.build("TIMESTAMPTZ"))
 
 
 def materialize(
-    warehouse: Warehouse, spec: BuildSpec, query: exp.Query, *, incremental: bool = False
+    warehouse: Warehouse,
+    spec: BuildSpec,
+    query: exp.Query,
+    *,
+    incremental: bool = False,
+    at: datetime | None = None,
 ) -> int | None:
     """Build ``spec.relation`` from the model's parsed query; the backend renders it.
 
     ``incremental``: apply ``query`` (rendered with ``is_incremental()`` true) to the existing
-    table instead of replacing it. Returns the rows an incremental build staged, else None.
+    table instead of replacing it. Returns the rows an incremental build staged (for a snapshot:
+    the versions opened or closed), else None. ``at``: the build's time (snapshots' validity).
     """
+    if spec.materialized == "snapshot":
+        return _snapshot(warehouse, spec, query, at or datetime.now(UTC))
     if spec.materialized == "view":
-        warehouse.replace_with_select(spec.relation, query, kind="VIEW")
+        _replace(warehouse, spec.relation, query, "VIEW")
         return None
-    if not incremental:
-        warehouse.replace_with_select(spec.relation, query, kind="TABLE")
+    if not incremental or warehouse.is_view(spec.relation):
+        _replace(warehouse, spec.relation, query, "TABLE")
         return None
     return _apply_increment(warehouse, spec, query)
+
+
+def _replace(warehouse: Warehouse, relation: Relation, query: exp.Query, kind: str) -> None:
+    """CREATE OR REPLACE ``kind``; a relation of the other kind (the model's materialization
+    changed) is dropped first, in the same transaction."""
+    if warehouse.exists(relation) and warehouse.is_view(relation) != (kind == "VIEW"):
+        warehouse.drop(relation, kind="TABLE" if kind == "VIEW" else "VIEW")
+    warehouse.replace_with_select(relation, query, kind=kind)
 
 
 def _apply_increment(warehouse: Warehouse, spec: BuildSpec, query: exp.Query) -> int:
@@ -93,6 +127,129 @@ def _apply_increment(warehouse: Warehouse, spec: BuildSpec, query: exp.Query) ->
         return rows
     finally:
         warehouse.drop(staged)
+
+
+def _snapshot(warehouse: Warehouse, spec: BuildSpec, query: exp.Query, at: datetime) -> int:
+    relation, keys = spec.relation, spec.unique_key
+    staged = Relation(META_SCHEMA, f"_snapshot__{relation.schema}__{relation.name}")
+    shape = Relation(META_SCHEMA, f"_snapshot_shape__{relation.schema}__{relation.name}")
+    try:
+        warehouse.replace_with_select(shape, query, kind="VIEW")
+        columns = [name for name, _ in warehouse.columns(shape)]
+        clashing = [c for c in columns if c in SNAPSHOT_COLUMNS]
+        if clashing:
+            raise ModelError(
+                f"{spec.path}: snapshot columns {', '.join(clashing)} are added by the "
+                "snapshot; rename them in the model"
+            )
+        tracked = list(spec.check_cols or columns)
+        missing = [c for c in (*keys, *tracked) if c not in columns]
+        if missing:
+            raise ModelError(
+                f"{spec.path}: unique_key/check_cols column(s) {', '.join(missing)} are not in "
+                f"the model's output ({', '.join(columns)})"
+            )
+        fingerprint = warehouse.row_hash([exp.column(c, quoted=True) for c in tracked])
+        warehouse.replace_with_select(
+            staged,
+            exp.select(
+                *[exp.column(c, quoted=True) for c in columns],
+                exp.alias_(fingerprint, SNAPSHOT_HASH, quoted=True),
+            ).from_(shape.to_table()),
+        )
+        _require_unique(warehouse, spec, staged)
+        now = timestamp_literal(at)
+        existing = {name for name, _ in warehouse.columns(relation)}
+        if not set(SNAPSHOT_COLUMNS) <= existing:
+            # the first build, or the model was built another way before: history starts now
+            select = exp.select(
+                *[exp.column(c, quoted=True) for c in (*columns, SNAPSHOT_HASH)],
+                exp.alias_(now, VALID_FROM, quoted=True),
+                exp.alias_(
+                    exp.cast(exp.null(), exp.DataType.build("TIMESTAMPTZ")), VALID_TO, quoted=True
+                ),
+                exp.alias_(exp.true(), IS_CURRENT, quoted=True),
+            ).from_(staged.to_table())
+            _replace(warehouse, relation, select, "TABLE")
+            return warehouse.row_count(relation)
+        for name, kind in warehouse.columns(staged):
+            if name not in existing:
+                warehouse.add_column(relation, name, kind)
+        current = exp.column(IS_CURRENT, table="t", quoted=True)
+        same_version = exp.and_(
+            _matches(keys, "s", "t"),
+            exp.column(SNAPSHOT_HASH, table="s", quoted=True).eq(
+                exp.column(SNAPSHOT_HASH, table="t", quoted=True)
+            ),
+        )
+        target = relation.to_table()
+        target.set("alias", exp.TableAlias(this=exp.to_identifier("t")))
+        close = exp.Update(
+            this=target,
+            expressions=[
+                exp.column(VALID_TO, quoted=True).eq(now),
+                exp.column(IS_CURRENT, quoted=True).eq(exp.false()),
+            ],
+            where=exp.Where(
+                this=exp.and_(
+                    current,
+                    exp.Not(
+                        this=exp.Exists(
+                            this=exp.select("1")
+                            .from_(exp.alias_(staged.to_table(), "s"))
+                            .where(same_version)
+                        )
+                    ),
+                )
+            ),
+        )
+        closed = _affected(warehouse, close)
+        still_current = (
+            exp.select("1")
+            .from_(exp.alias_(relation.to_table(), "t"))
+            .where(exp.and_(current, _matches(keys, "s", "t")))
+        )
+        opened = warehouse.insert_select(
+            relation,
+            [*columns, SNAPSHOT_HASH, VALID_FROM, VALID_TO, IS_CURRENT],
+            exp.select(
+                *[exp.column(c, table="s", quoted=True) for c in (*columns, SNAPSHOT_HASH)],
+                now,
+                exp.cast(exp.null(), exp.DataType.build("TIMESTAMPTZ")),
+                exp.true(),
+            )
+            .from_(exp.alias_(staged.to_table(), "s"))
+            .where(exp.Not(this=exp.Exists(this=still_current))),
+        )
+        return closed + opened
+    finally:
+        warehouse.drop(staged)
+        warehouse.drop(shape, kind="VIEW")
+
+
+def _affected(warehouse: Warehouse, statement: exp.Expression) -> int:
+    """Run an UPDATE/DELETE; the rows it touched when the backend reports them."""
+    result = warehouse.query(statement)
+    return int(result.column(0)[0].as_py()) if result.num_rows and result.num_columns else 0
+
+
+def _require_unique(warehouse: Warehouse, spec: BuildSpec, staged: Relation) -> None:
+    keys = [exp.column(k, quoted=True) for k in spec.unique_key]
+    repeated = warehouse.scalar(
+        exp.select(exp.Count(this=exp.Star())).from_(
+            exp.select(*keys)
+            .from_(staged.to_table())
+            .group_by(*keys)
+            .having(exp.GT(this=exp.Count(this=exp.Star()), expression=exp.Literal.number(1)))
+            .subquery("repeated")
+        )
+    )
+    if repeated:
+        raise ModelError(
+            f"{spec.path}: snapshot unique_key ({', '.join(spec.unique_key)}) repeats for "
+            f"{repeated} key(s) in the model's output; a snapshot needs one row per key. "
+            "Nothing was written."
+        )
 
 
 def _reconcile_columns(

@@ -33,11 +33,12 @@ KNOWN_CONFIG = frozenset(
         "unique_key",
         "incremental_strategy",
         "on_schema_change",
+        "check_cols",
         "dialect",
         "meta",
     }
 )
-MATERIALIZATIONS = frozenset({"table", "view", "incremental"})
+MATERIALIZATIONS = frozenset({"table", "view", "incremental", "snapshot"})
 
 
 @dataclass

@@ -116,10 +116,28 @@ def _relationships(column: str, parent: exp.Table, field: str, relation: exp.Tab
     )
 
 
+def _scoped(test: TestSpec, relation: exp.Table) -> Any:
+    """The rows the test looks at: `relation`, or those matching the test's `where`."""
+    if not test.where:
+        return relation
+    import sqlglot
+    from sqlglot.errors import ParseError
+
+    try:
+        condition = sqlglot.condition(test.where, dialect="duckdb")
+    except ParseError as exc:
+        raise ConfigError(
+            f"{_where(test, relation)}: `where: {test.where}` is not a SQL condition ({exc})"
+        ) from None
+    return exp.select("*").from_(relation.copy()).where(condition).subquery("scoped")
+
+
 def failing_rows(test: TestSpec, relation: exp.Table, resolve_ref: ResolveRef) -> exp.Select:
     """A SELECT of the rows of `relation` that fail `test` (for `unique`: each repeated value and
-    its count). `resolve_ref` turns the model name in a `relationships` test into its relation."""
+    its count). `resolve_ref` turns the model name in a `relationships` test into its relation.
+    A test with `where` looks only at the rows matching it."""
     (column,) = _required(test, relation, "column")
+    relation = _scoped(test, relation)
     if test.name == "unique":
         return _unique(column, relation)
     if test.name == "not_null":

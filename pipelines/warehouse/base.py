@@ -90,6 +90,10 @@ class Warehouse(ABC):
     def exists(self, relation: Relation) -> bool: ...
 
     @abstractmethod
+    def is_view(self, relation: Relation) -> bool:
+        """True when ``relation`` exists and is a view (not a table)."""
+
+    @abstractmethod
     def columns(self, relation: Relation) -> list[tuple[str, str]]:
         """(name, type as the engine spells it) of a table or view, in order."""
 

@@ -134,6 +134,15 @@ class DuckDBWarehouse(Warehouse):
         )
         return bool(self.scalar(query))
 
+    def is_view(self, relation: Relation) -> bool:
+        query = (
+            exp.select(exp.Count(this=exp.Star()))
+            .from_(exp.table_("tables", db="information_schema"))
+            .where(self._info_schema_filter(relation))
+            .where(exp.column("table_type").eq(exp.Literal.string("VIEW")))
+        )
+        return bool(self.scalar(query))
+
     def columns(self, relation: Relation) -> list[tuple[str, str]]:
         query = (
             exp.select("column_name", "data_type")

@@ -47,8 +47,8 @@ def test_blocking_check_stops_the_run_and_the_ui_reexecutes_from_failure(project
     ws = project_copy()
     assert ws.ssot("demo", "init", "--scale", "0.05", "--seed", "3").returncode == 0
 
-    # Break dim_customer: every customer twice -> its blocking `unique` check fails.
-    model = ws.root / "models" / "conformed" / "dim_customer.sql"
+    # Break fct_orders: every order twice -> its blocking `unique` check fails.
+    model = ws.root / "models" / "conformed" / "fct_orders.sql"
     original = model.read_text()
     model.write_text(
         f"select * from (\n{original}\n) as a\nunion all\nselect * from (\n{original}\n) as b\n"
@@ -56,15 +56,15 @@ def test_blocking_check_stops_the_run_and_the_ui_reexecutes_from_failure(project
 
     run = ws.ssot("run")
     assert run.returncode == 1, run.stdout + run.stderr
-    assert "blocking check failed: conformed/dim_customer: unique__customer_key" in run.stdout
+    assert "blocking check failed: conformed/fct_orders: unique__order_id" in run.stdout
     assert "not run" in run.stdout and "marts/customer_lifetime_value" in run.stdout
     assert marts_tables(ws.warehouse) == 0  # downstream of the failed check was never built
     with duckdb.connect(str(ws.warehouse), read_only=True) as con:
         audit = con.execute(
             "select outcome, detail from ssot_meta.audit "
-            "where asset = 'conformed/dim_customer' and kind = 'checks'"
+            "where asset = 'conformed/fct_orders' and kind = 'checks'"
         ).fetchall()
-    assert audit == [("failed", "failed: unique__customer_key")]
+    assert audit == [("failed", "failed: unique__order_id")]
 
     # Fix the model, open the UI's server on the same instance, re-execute from failure.
     model.write_text(original)
@@ -122,10 +122,8 @@ def test_blocking_check_stops_the_run_and_the_ui_reexecutes_from_failure(project
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=60)
     assert status == "SUCCESS"
-    # only the failed step and what depends on it (fct_orders tests its relationship to
-    # dim_customer, so it waits for it); the steps that had succeeded are not rerun
+    # only the failed step and what depends on it; the steps that had succeeded are not rerun
     assert sorted(steps) == [
-        "conformed__dim_customer",
         "conformed__fct_orders",
         "conformed__fct_payments",
         "marts__customer_lifetime_value",

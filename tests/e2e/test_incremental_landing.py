@@ -83,3 +83,15 @@ def test_incremental_days_equal_a_full_pull(project_copy) -> None:
         assert tombstones > 0  # the demo hard-deletes customers; key_diff saw them go
         cols = [r[0] for r in con.execute("describe raw.crm__contacts").fetchall()]
         assert "job_title" in cols
+        # dim_customer keeps history (SCD2): the daily runs closed versions along the way
+        closed, open_closed, bad_periods = con.execute(
+            "select count(*) filter (where not is_current), "
+            "count(*) filter (where not is_current and valid_to is null), "
+            "count(*) filter (where valid_to <= valid_from) from conformed.dim_customer"
+        ).fetchone()
+        assert closed > 0 and open_closed == 0 and bad_periods == 0
+    with duckdb.connect(str(full.warehouse), read_only=True) as con:
+        # one run saw one state: no history yet
+        assert con.execute(
+            "select count(*) from conformed.dim_customer where not is_current"
+        ).fetchone() == (0,)

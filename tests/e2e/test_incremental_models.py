@@ -60,6 +60,9 @@ def test_an_incremental_model_merges_each_days_changes(project_copy) -> None:
     assert build_details(ws.warehouse)[-1] == ""
     same_as_a_full_query(ws.warehouse)
 
-    wrong = ws.ssot("run", "--full-refresh", "dim_customer")
+    wrong = ws.ssot("run", "--full-refresh", "dim_product")
     assert wrong.returncode != 0
     assert "rebuilt on every run anyway" in wrong.stdout + wrong.stderr
+    history = ws.ssot("run", "--full-refresh", "dim_customer")
+    assert history.returncode != 0
+    assert "keeps history that a rebuild would lose" in history.stdout + history.stderr

@@ -71,3 +71,17 @@ def test_a_model_that_is_not_incremental_is_an_error(project) -> None:
 def test_an_unknown_name_lists_what_is_known(project) -> None:
     with pytest.raises(ConfigError, match=r"--full-refresh nope: no such source or table"):
         _full_refresh_keys(project, ["nope"])
+
+
+def test_a_snapshot_is_never_rebuilt_from_scratch(make_project) -> None:
+    project = load_project(
+        make_project(
+            {
+                "sources/app.yml": SOURCE,
+                "models/staging/snap.sql": "{{ config(materialized='snapshot', unique_key='id') }} "
+                "select id from {{ source('app', 'users') }}",
+            }
+        )
+    )
+    with pytest.raises(ConfigError, match="keeps history that a rebuild would lose"):
+        _full_refresh_keys(project, ["snap"])

@@ -259,3 +259,11 @@ def test_a_macro_may_not_shadow_a_builtin(make_project) -> None:
                 "models/staging/x.sql": "select 1 as id",
             },
         )
+
+
+def test_a_snapshot_needs_a_unique_key(make_project) -> None:
+    with pytest.raises(ModelError, match=r"s\.sql: snapshot model 's' needs a unique_key"):
+        graph_of(
+            make_project,
+            {"models/staging/s.sql": "{{ config(materialized='snapshot') }} select 1 as id"},
+        )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 import sqlglot
 
@@ -126,3 +128,101 @@ def test_the_staging_table_is_dropped(warehouse) -> None:
         "select table_name from information_schema.tables where table_schema = 'ssot_meta'"
     ).to_pylist()
     assert left == []
+
+
+# -- snapshots (SCD type 2) ------------------------------------------------------------------
+
+
+DAY = [datetime(2026, 1, d, tzinfo=UTC) for d in range(1, 6)]
+
+
+def snap(warehouse, rows: list[tuple], at: datetime, **spec) -> int | None:
+    values = ", ".join(f"({k}, '{v}', {n})" for k, v, n in rows)
+    query = sqlglot.parse_one(
+        f"select * from (values {values}) as v(id, name, amount)", read="duckdb"
+    )
+    spec = {"unique_key": ("id",), **spec}
+    return materialize(
+        warehouse,
+        BuildSpec(relation=TARGET, materialized="snapshot", path="models/s.sql", **spec),
+        query,
+        at=at,
+    )
+
+
+def history(warehouse) -> list[tuple]:
+    return [
+        (
+            r["id"],
+            r["name"],
+            r["valid_from"].day,
+            r["valid_to"] and r["valid_to"].day,
+            r["is_current"],
+        )
+        for r in warehouse.query(f"select * from {TARGET} order by id, valid_from").to_pylist()
+    ]
+
+
+def test_a_snapshot_keeps_every_version_and_closes_deleted_keys(warehouse) -> None:
+    assert snap(warehouse, [(1, "a", 1), (2, "b", 2)], DAY[0]) == 2
+    assert (
+        snap(warehouse, [(1, "a", 1), (2, "B", 2), (3, "c", 3)], DAY[1]) == 3
+    )  # 1 closed, 2 opened
+    assert snap(warehouse, [(2, "B", 2), (3, "c", 3)], DAY[2]) == 1  # key 1 deleted: closed
+    assert snap(warehouse, [(2, "B", 2), (3, "c", 3)], DAY[3]) == 0  # nothing changed
+    assert snap(warehouse, [(1, "a", 1), (2, "B", 2), (3, "c", 3)], DAY[4]) == 1  # 1 is back
+    assert history(warehouse) == [
+        (1, "a", 1, 3, False),
+        (1, "a", 5, None, True),
+        (2, "b", 1, 2, False),
+        (2, "B", 2, None, True),
+        (3, "c", 2, None, True),
+    ]
+
+
+def test_check_cols_limit_what_counts_as_a_change(warehouse) -> None:
+    snap(warehouse, [(1, "a", 1)], DAY[0], check_cols=("name",))
+    snap(warehouse, [(1, "a", 99)], DAY[1], check_cols=("name",))  # amount is not tracked
+    assert history(warehouse) == [(1, "a", 1, None, True)]
+    snap(warehouse, [(1, "z", 99)], DAY[2], check_cols=("name",))
+    assert history(warehouse) == [(1, "a", 1, 3, False), (1, "z", 3, None, True)]
+
+
+def test_a_snapshot_whose_key_repeats_writes_nothing(warehouse) -> None:
+    snap(warehouse, [(1, "a", 1)], DAY[0])
+    with pytest.raises(
+        ModelError, match=r"models/s\.sql: snapshot unique_key \(id\) repeats for 1"
+    ):
+        snap(warehouse, [(1, "a", 1), (1, "b", 2)], DAY[1])
+    assert history(warehouse) == [(1, "a", 1, None, True)]
+
+
+def test_a_snapshot_column_named_like_a_validity_column_is_an_error(warehouse) -> None:
+    query = sqlglot.parse_one("select 1 as id, true as is_current", read="duckdb")
+    with pytest.raises(ModelError, match="snapshot columns is_current are added by the snapshot"):
+        materialize(
+            warehouse,
+            BuildSpec(relation=TARGET, materialized="snapshot", path="m.sql", unique_key=("id",)),
+            query,
+        )
+
+
+def test_a_model_that_changes_materialization_replaces_the_old_relation(warehouse) -> None:
+    def as_(kind: str, *, incremental: bool = False) -> None:
+        query = sqlglot.parse_one(FIRST, read="duckdb")
+        spec = BuildSpec(relation=TARGET, materialized=kind, path="m.sql", unique_key=("id",))
+        materialize(warehouse, spec, query, incremental=incremental)
+
+    as_("table")
+    as_("view")
+    assert warehouse.is_view(TARGET)
+    as_("incremental", incremental=True)  # a view cannot take an increment: rebuilt as a table
+    assert not warehouse.is_view(TARGET) and len(rows(warehouse)) == 3
+    as_("snapshot")  # a plain table becomes the snapshot's first version
+    assert [n for n, _ in warehouse.columns(TARGET)][-3:] == [
+        "valid_from",
+        "valid_to",
+        "is_current",
+    ]
+    as_("view")
+    assert warehouse.is_view(TARGET)

@@ -218,3 +218,26 @@ def test_golden_count_and_sample(dialect: str) -> None:
         f"sample.{dialect}",
         failure_sample(UNIQUE, relation, resolver, 3).sql(dialect=dialect, pretty=True),
     )
+
+
+def test_where_limits_a_test_to_matching_rows(db) -> None:
+    # order 2 repeats (PAID and LOST); among PAID orders only 4 repeats
+    assert count(db, UNIQUE) == 2
+    assert count(db, UNIQUE.model_copy(update={"where": "\"select\" = 'PAID'"})) == 1
+    assert count(db, RELATIONSHIP.model_copy(update={"where": "order_id = 3"})) == 1
+    assert count(db, RELATIONSHIP.model_copy(update={"where": "order_id = 1"})) == 0
+
+
+def test_where_comes_from_the_tests_config_as_in_dbt() -> None:
+    from pipelines.config import normalize_test
+
+    spec = normalize_test({"unique": {"config": {"where": "is_current"}}}, "customer_key")
+    assert TestSpec(**spec).where == "is_current"
+
+
+def test_a_where_that_is_not_sql_names_the_test() -> None:
+    broken = UNIQUE.model_copy(update={"where": "is_current and ("})
+    with pytest.raises(
+        ConfigError, match=r"unique__order_id.*`where: is_current and \(` is not a SQL"
+    ):
+        failing_rows(broken, ORDERS, resolve)

@@ -38,6 +38,6 @@ SELECT
   o.last_order_at
 FROM orders AS o
 JOIN "conformed"."dim_customer" AS c
-  ON c.customer_key = o.customer_key
+  ON c.customer_key = o.customer_key AND c.is_current
 LEFT JOIN payments AS p
   ON p.customer_key = o.customer_key AND p.currency = o.currency
