@@ -7,6 +7,8 @@ run. `pipelines.project` reads the files; this module only says what a valid fil
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from datetime import timedelta
 from pathlib import Path
@@ -295,12 +297,17 @@ class SourceSpec(_Strict):
 # models/**.yml (dbt-style properties)
 
 
+BUILTIN_TESTS = frozenset({"unique", "not_null", "accepted_values", "relationships"})
+
+
 class TestSpec(_Strict):
     """One data test attached to a model or column, normalized from dbt's several spellings."""
 
     __test__ = False  # not a pytest class
 
-    name: Literal["unique", "not_null", "accepted_values", "relationships"]
+    #: one of BUILTIN_TESTS, or a generic test `{% test <name>(model, column_name, ...) %}`
+    #: defined in macros/ or data_tests/generic/
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     column: str | None = None
     severity: Literal["error", "warn"] = "error"
     values: list[Any] | None = None
@@ -308,6 +315,12 @@ class TestSpec(_Strict):
     field: str | None = None
     #: `config: {where: ...}`: test only the rows matching this SQL condition (as in dbt)
     where: str | None = None
+    #: a generic test's own arguments (`- positive_values: {allow_zero: true}`)
+    arguments: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def is_builtin(self) -> bool:
+        return self.name in BUILTIN_TESTS
 
     @property
     def check_name(self) -> str:
@@ -317,6 +330,10 @@ class TestSpec(_Strict):
             parts.append(self.column)
         if self.name == "relationships" and self.to:
             parts.append(re.sub(r"\W+", "_", self.to).strip("_"))
+        if self.arguments or self.where:
+            # the same test with other arguments is another check; the suffix stays stable
+            signature = json.dumps([self.arguments, self.where], sort_keys=True, default=str)
+            parts.append(hashlib.sha1(signature.encode()).hexdigest()[:6])
         return "__".join(parts)
 
 
@@ -420,7 +437,11 @@ def normalize_test(raw: Any, column: str | None) -> dict[str, Any]:
             args.update(nested)
         if "severity" in args:
             config["severity"] = args.pop("severity")
-        out: dict[str, Any] = {"name": name, "column": args.pop("column_name", column), **args}
+        out: dict[str, Any] = {"name": name, "column": args.pop("column_name", column)}
+        if name in BUILTIN_TESTS:
+            out.update(args)  # unknown keys stay errors: a typo never drops a check
+        else:
+            out["arguments"] = args
         if "severity" in config:
             out["severity"] = str(config["severity"]).lower()
         if config.get("where"):

@@ -36,6 +36,8 @@ TARGET_ENV = "SSOT_TARGET"
 #: Model folders in build order; a model's folder is its layer and its warehouse schema.
 LAYERS = ("staging", "conformed", "marts")
 SEEDS_SCHEMA = "seeds"
+#: where dbt-style generic tests (`{% test name(model, column_name) %}`) may live, besides macros/
+GENERIC_TESTS_DIR = "data_tests/generic"
 RAW_SCHEMA = "raw"
 META_SCHEMA = "ssot_meta"
 
@@ -273,6 +275,8 @@ def _load_seeds(root: Path, models: dict[str, ModelFile]) -> dict[str, SeedFile]
 def _load_data_tests(root: Path) -> dict[str, ModelFile]:
     tests: dict[str, ModelFile] = {}
     for path in sorted((root / "data_tests").rglob("*.sql")):
+        if path.is_relative_to(root / GENERIC_TESTS_DIR):
+            continue  # generic tests are macros
         if path.stem in tests:
             raise ConfigError(
                 f"{path}: data test name {path.stem!r} is also used by {tests[path.stem].path}"
@@ -305,7 +309,8 @@ def load_project(root: Path | None = None) -> Project:
         data_tests=_load_data_tests(root),
         macro_files={
             path: path.read_text(encoding="utf-8")
-            for path in sorted((root / "macros").rglob("*.sql"))
+            for folder in (root / "macros", root / GENERIC_TESTS_DIR)
+            for path in sorted(folder.rglob("*.sql"))
         },
         expectation_files=expectation_files,
     )

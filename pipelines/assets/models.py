@@ -30,7 +30,7 @@ from pipelines.modelling import (
 )
 from pipelines.modelling.contract import check_contract
 from pipelines.modelling.lineage import column_lineage
-from pipelines.quality.builtin_tests import count_of, failing_rows, sample_of
+from pipelines.quality.builtin_tests import count_of, failing_rows, sample_of, scoped_rows
 from pipelines.warehouse.base import Warehouse
 
 FAILURE_SAMPLE_ROWS = 5
@@ -70,6 +70,11 @@ def describe_data_test(test: DataTest) -> str:
 
 
 def describe_test(test: TestSpec) -> str:
+    if not test.is_builtin:
+        arguments = ", ".join(f"{k}={v!r}" for k, v in test.arguments.items())
+        on = f"`{test.column}` passes" if test.column else "passes"
+        blocks = ", blocks downstream" if test.severity == "error" else ""
+        return f"{on} {test.name}({arguments}) (severity {test.severity}{blocks})"
     what = {
         "unique": f"`{test.column}` has no duplicate values",
         "not_null": f"`{test.column}` is never null",
@@ -95,9 +100,14 @@ def evaluate_tests(
 
     where = node.model.properties_path or node.model.path
     for test in node.tests:
+        failing = (
+            failing_rows(test, table, resolve)
+            if test.is_builtin
+            else graph.generic_test_query(node, test, scoped_rows(test, table))
+        )
         yield _check_result(
             warehouse,
-            failing_rows(test, table, resolve),
+            failing,
             test.check_name,
             test.severity,
             describe_test(test),

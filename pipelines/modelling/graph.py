@@ -11,6 +11,8 @@ from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+from sqlglot import exp
+
 from pipelines.errors import ModelError
 from pipelines.modelling.materialize import (
     INCREMENTAL_STRATEGIES,
@@ -25,16 +27,14 @@ from pipelines.modelling.render import (
     parse_select,
     render_model,
 )
-from pipelines.project import RAW_SCHEMA, SEEDS_SCHEMA
+from pipelines.project import RAW_SCHEMA, SEEDS_SCHEMA, ModelFile
 from pipelines.warehouse.base import Relation
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from sqlglot import exp
-
     from pipelines.config import TestSpec
-    from pipelines.project import ModelFile, Project
+    from pipelines.project import Project
 
 
 def seed_relation(name: str) -> Relation:
@@ -230,6 +230,34 @@ class ModelGraph:
             self.nodes[owner] = replace(self.nodes[owner], data_tests=tuple(owned))
         return tests
 
+    def generic_test_query(
+        self, node: ModelNode, test: TestSpec, model: exp.Expression
+    ) -> exp.Query:
+        """A generic test's SELECT of failing rows: its macro called on ``model`` (the model's
+        relation, or the rows its `where` keeps) with the column and the test's arguments."""
+        call = f"test_{test.name}"
+        arguments = {"model": model.sql(dialect="duckdb"), **test.arguments}
+        if test.column is not None:
+            arguments["column_name"] = exp.to_identifier(test.column, quoted=True).sql("duckdb")
+        probe = ModelFile(
+            name=f"{node.name}__{test.check_name}",
+            layer="",
+            path=node.model.properties_path or node.model.path,
+            sql="{{ " + call + "(**__test_arguments) }}",
+            properties=node.model.properties,
+            properties_path=None,
+        )
+        sql = render_model(
+            probe,
+            relation_of_model=self.relation_of,
+            relation_of_source=source_relation,
+            this=node.relation,
+            variables={},
+            macros=self.macros,
+            extra={"__test_arguments": arguments},
+        )
+        return parse_select(sql, dialect="duckdb", path=probe.path)
+
     def data_test_query(self, test: DataTest) -> exp.Query:
         """The test's SELECT of failing rows, with real relation names."""
         sql = render_model(
@@ -270,7 +298,23 @@ class ModelGraph:
                         f"{node.model.path}: source({source!r}, {table!r}) is not declared; add "
                         f"table {table!r} to sources/{source}.yml"
                     )
+            names = [test.check_name for test in node.tests]
+            repeated = sorted({n for n in names if names.count(n) > 1})
+            if repeated:
+                raise ModelError(
+                    f"{node.model.properties_path or node.model.path}: model {node.name!r} has "
+                    f"the same test twice ({', '.join(repeated)}); remove one, or give them "
+                    "different arguments"
+                )
             for test in node.tests:
+                if not test.is_builtin and f"test_{test.name}" not in self.macros.names:
+                    where = node.model.properties_path or node.model.path
+                    raise ModelError(
+                        f"{where}: model {node.name!r} uses test {test.name!r}, which is neither "
+                        "a built-in test (unique, not_null, accepted_values, relationships) nor "
+                        f"a generic test: define `{{% test {test.name}(model, column_name) %}}` "
+                        "in macros/ or data_tests/generic/"
+                    )
                 if test.name == "relationships" and test.to:
                     target = referenced_model(test.to)
                     if target not in self.nodes:

@@ -9,6 +9,7 @@ writes is in the model's dialect (DuckDB by default) and is transpiled by sqlglo
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,7 +74,7 @@ class Macros:
         self._templates: list[tuple[Path, jinja2.Template]] = []
         for path, text in (files or {}).items():
             try:
-                self._templates.append((path, _ENV.from_string(text)))
+                self._templates.append((path, _ENV.from_string(_generic_tests_as_macros(text))))
             except jinja2.TemplateSyntaxError as exc:
                 raise ModelError(
                     f"{path}:{exc.lineno}: Jinja syntax error: {exc.message}"
@@ -107,6 +108,16 @@ class Macros:
 
 
 NO_MACROS = Macros()
+
+_TEST_BLOCK = re.compile(r"\{%(-?)\s*test\s+([A-Za-z_]\w*)\s*\(")
+_END_TEST = re.compile(r"\{%(-?)\s*endtest\s*(-?)%\}")
+
+
+def _generic_tests_as_macros(text: str) -> str:
+    """dbt's `{% test name(model, column_name) %}...{% endtest %}` is a macro `test_name`.
+
+    Lines are kept as they are, so Jinja's line numbers still point into the file."""
+    return _END_TEST.sub(r"{%\1 endmacro \2%}", _TEST_BLOCK.sub(r"{%\1 macro test_\2(", text))
 
 
 def quoted_relation(relation: Relation, dialect: str) -> str:
@@ -198,6 +209,7 @@ def render_model(
     dialect: str = "duckdb",
     incremental: bool = False,
     macros: Macros = NO_MACROS,
+    extra: dict[str, Any] | None = None,
 ) -> str:
     """Render with real relation names, in the model's own (authoring) dialect.
 
@@ -212,7 +224,7 @@ def render_model(
         return quoted_relation(relation_of_source(source_name, table_name), dialect)
 
     context = _context(model, ref, source, lambda **_: "", this, variables or {}, incremental)
-    return _render(model, context, macros).strip()
+    return _render(model, {**context, **(extra or {})}, macros).strip()
 
 
 def parse_select(sql: str, *, dialect: str, path: object) -> exp.Query:

@@ -27,6 +27,7 @@ __all__ = [
     "failure_sample",
     "parse_ref",
     "sample_of",
+    "scoped_rows",
 ]
 
 ResolveRef = Callable[[str], exp.Table]
@@ -116,7 +117,7 @@ def _relationships(column: str, parent: exp.Table, field: str, relation: exp.Tab
     )
 
 
-def _scoped(test: TestSpec, relation: exp.Table) -> Any:
+def scoped_rows(test: TestSpec, relation: exp.Table) -> Any:
     """The rows the test looks at: `relation`, or those matching the test's `where`."""
     if not test.where:
         return relation
@@ -137,7 +138,7 @@ def failing_rows(test: TestSpec, relation: exp.Table, resolve_ref: ResolveRef) -
     its count). `resolve_ref` turns the model name in a `relationships` test into its relation.
     A test with `where` looks only at the rows matching it."""
     (column,) = _required(test, relation, "column")
-    relation = _scoped(test, relation)
+    relation = scoped_rows(test, relation)
     if test.name == "unique":
         return _unique(column, relation)
     if test.name == "not_null":

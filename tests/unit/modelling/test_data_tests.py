@@ -78,3 +78,68 @@ def test_a_failing_warn_data_test_only_reports(make_project) -> None:
     assert not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.WARN
     materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
     assert materialized == {"staging/a", "conformed/c", "marts/d"}
+
+
+# -- generic tests: `{% test name(model, column_name, ...) %}` used from a model's yml ---------
+
+GENERIC = """
+{% test at_least(model, column_name, minimum=0) %}
+select * from {{ model }} where {{ column_name }} < {{ minimum }}
+{% endtest %}
+"""
+YML = """
+models:
+  - name: a
+    columns:
+      - name: amount
+        tests:
+          - at_least                                   # minimum 0: id 2 (-5) fails
+          - at_least: {minimum: -10, config: {severity: warn}}   # passes
+          - at_least: {minimum: 5, config: {where: "id = 2", severity: warn}}  # id 2 fails
+"""
+
+
+def test_generic_tests_run_with_their_arguments_and_where(make_project) -> None:
+    root = make_project(
+        {**MODELS, "data_tests/generic/at_least.sql": GENERIC, "models/staging/a.yml": YML}
+    )
+    result = run(root, ["a", "c"])
+    outcomes = {
+        e.check_name: (e.passed, e.severity.value, e.metadata["failing_rows"].value)
+        for e in result.get_asset_check_evaluations()
+    }
+    graph = ModelGraph(load_project(root))
+    plain, lenient, scoped = (t.check_name for t in graph.nodes["a"].tests)
+    assert plain == "at_least__amount" and len({plain, lenient, scoped}) == 3
+    assert outcomes == {
+        plain: (False, "ERROR", 1),
+        lenient: (True, "WARN", 0),
+        scoped: (False, "WARN", 1),
+    }
+    # the blocking failure stops downstream
+    assert [e.asset_key.to_user_string() for e in result.get_asset_materialization_events()] == [
+        "staging/a"
+    ]
+
+
+def test_the_same_test_twice_is_an_error(make_project) -> None:
+    twice = "models:\n  - name: a\n    columns:\n      - {name: id, tests: [unique, unique]}\n"
+    with pytest.raises(
+        ModelError, match=r"a\.yml: model 'a' has the same test twice \(unique__id\)"
+    ):
+        ModelGraph(load_project(make_project({**MODELS, "models/staging/a.yml": twice})))
+
+
+def test_an_unknown_test_name_names_the_yml_and_where_to_define_it(make_project) -> None:
+    files = {**MODELS, "models/staging/a.yml": YML.replace("at_least", "at_most")}
+    with pytest.raises(ModelError, match=r"a\.yml: model 'a' uses test 'at_most'.*define"):
+        ModelGraph(load_project(make_project(files)))
+
+
+def test_generic_tests_may_live_in_macros(make_project) -> None:
+    root = make_project({**MODELS, "macros/tests.sql": GENERIC, "models/staging/a.yml": YML})
+    graph = ModelGraph(load_project(root))
+    (first, *_) = graph.nodes["a"].tests
+    sql = graph.generic_test_query(graph.nodes["a"], first, graph.nodes["a"].relation.to_table())
+    assert sql.sql(dialect="duckdb") == 'SELECT * FROM "staging"."a" WHERE "amount" < 0'
+    assert not graph.data_tests  # the generic file is not a singular test
