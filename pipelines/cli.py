@@ -45,6 +45,8 @@ class AssetLine:
 
     key: str
     status: str = "pending"
+    #: False when the model was up to date and kept as it was
+    rebuilt: bool = True
     rows: int | None = None
     quarantined: int | None = None
     seconds: float | None = None
@@ -117,8 +119,10 @@ class RunReporter:
             line.seconds = time.perf_counter() - started
         if line.status != "failed":
             line.status = "checks failed" if line.checks_failed else status
+            if line.status == "ok" and not line.rebuilt:
+                line.status = "up to date"
         self.done += 1
-        colour = {"ok": "green", "failed": "red"}.get(line.status, "yellow")
+        colour = {"ok": "green", "up to date": "green", "failed": "red"}.get(line.status, "yellow")
         rows = f"{line.rows:,} rows" if line.rows is not None else ""
         quarantined = f", {line.quarantined:,} quarantined" if line.quarantined else ""
         checks = ""
@@ -142,6 +146,8 @@ class RunReporter:
             line.rows = int(str(metadata["dagster/row_count"].value))
         if "rows_quarantined" in metadata:
             line.quarantined = int(str(metadata["rows_quarantined"].value))
+        if "rebuilt" in metadata:
+            line.rebuilt = bool(metadata["rebuilt"].value)
         new_columns = str(metadata["new_columns"].value) if "new_columns" in metadata else "none"
         if new_columns != "none":
             console.print(
@@ -249,6 +255,9 @@ def cmd_run(args: argparse.Namespace) -> int:
                 instance,
                 on_event=reporter,
                 full_refresh=_full_refresh_keys(project, args.full_refresh),
+                rebuild=[model_key(m.layer, m.name) for m in project.models.values()]
+                if args.all
+                else [],
             )
     finally:
         stop.set()
@@ -406,6 +415,48 @@ def cmd_demo_advance(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------------------------
 # ssot compile / validate / query
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from pipelines.modelling.state import make_plan
+    from pipelines.project import load_project
+    from pipelines.warehouse import open_warehouse
+
+    project = load_project()
+    graph = validate_project(project)
+    location = project.resolve_path(project.target.path)
+    if not location.exists():
+        console.print(
+            f"nothing built yet ({location}): `ssot run` builds all {len(graph.nodes)} models"
+        )
+        return 0
+    with open_warehouse(project, read_only=True) as warehouse:
+        plan = make_plan(graph, warehouse)
+    table = Table(title=f"plan for {project.target_name} ({project.target.type})")
+    for column in ("model", "change", "kind", "rebuild", "why"):
+        table.add_column(column)
+    for name, item in plan.models.items():
+        if item.change == "unchanged" and not item.rebuild:
+            continue
+        table.add_row(
+            name,
+            item.change,
+            item.kind or "-",
+            "yes" if item.rebuild else "no",
+            escape("; ".join(item.reasons)),
+        )
+    for name in plan.removed:
+        table.add_row(name, "removed", "-", "no", "its model file is gone; the table is kept")
+    unchanged = sum(not p.rebuild for p in plan.models.values())
+    if table.row_count:
+        console.print(table)
+    console.print(
+        f"{len(plan.rebuilds)} of {len(plan.models)} models would be rebuilt, {unchanged} kept "
+        "as they are (before any new source data lands; `ssot run --all` rebuilds everything)"
+    )
+    return 0
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
@@ -606,7 +657,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="pull these sources/tables again from scratch, ignoring stored cursors, and rebuild "
         "these incremental models from their whole query (all of both when none named)",
     )
+    run.add_argument(
+        "--all",
+        action="store_true",
+        help="build every model, also those whose SQL and inputs are unchanged since their last "
+        "build (by default they are kept as they are; `ssot plan` shows which)",
+    )
     run.set_defaults(func=cmd_run)
+
+    plan = commands.add_parser(
+        "plan", help="what changed since the last run and which models `ssot run` would rebuild"
+    )
+    plan.set_defaults(func=cmd_plan)
 
     demo = commands.add_parser("demo", help="the built-in demo operational systems")
     demo_commands = demo.add_subparsers(dest="demo_command", required=True)

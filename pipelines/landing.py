@@ -36,6 +36,7 @@ from pipelines.meta import (
 )
 from pipelines.modelling.graph import source_relation
 from pipelines.modelling.materialize import timestamp_literal
+from pipelines.modelling.state import record_change
 from pipelines.project import META_SCHEMA
 from pipelines.quality.contracts import Contract, Reject, contract_schema, quarantine_rows
 from pipelines.urls import scrub
@@ -345,6 +346,8 @@ class _Load:
                 self.batch_id,
                 self.loaded_at,
             )
+        if landed or deleted:  # models reading this table have something new to build from
+            record_change(warehouse, self.relation, self.run_id, at=self.loaded_at)
         if self.quarantine:
             _append_new_quarantine(warehouse, pa.concat_tables(self.quarantine))
         if self.read != self.valid + self.quarantined:

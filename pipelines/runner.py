@@ -70,10 +70,17 @@ def location_name(project: Project) -> str:
     raise ConfigError(f"{workspace}: no python_module entry loads {DEFINITIONS_MODULE}")
 
 
-def run_config_for(full_refresh: Sequence[dg.AssetKey]) -> dict[str, Any]:
-    """The run config of `ssot run`: quiet console log, full-refresh flags per asset (source
-    tables pull from scratch, incremental models rebuild from their whole query)."""
-    ops = {key.to_python_identifier(): {"config": {"full_refresh": True}} for key in full_refresh}
+def run_config_for(
+    full_refresh: Sequence[dg.AssetKey], rebuild: Sequence[dg.AssetKey] = ()
+) -> dict[str, Any]:
+    """The run config of `ssot run`: quiet console log, and per asset the full-refresh flag
+    (source tables pull from scratch, incremental models rebuild from their whole query) and
+    the rebuild flag (models build even when nothing they depend on changed)."""
+    ops: dict[str, Any] = {}
+    for key in full_refresh:
+        ops.setdefault(key.to_python_identifier(), {"config": {}})["config"]["full_refresh"] = True
+    for key in rebuild:
+        ops.setdefault(key.to_python_identifier(), {"config": {}})["config"]["rebuild"] = True
     return {**RUN_CONFIG, **({"ops": ops} if ops else {})}
 
 
@@ -106,11 +113,12 @@ def run_job(
     on_event: Callable[[dg.DagsterEvent], None] | None = None,
     tags: dict[str, str] | None = None,
     full_refresh: Sequence[dg.AssetKey] = (),
+    rebuild: Sequence[dg.AssetKey] = (),
 ) -> RunOutcome:
     """Create a run of the project's job in ``instance`` and execute it in this process.
 
     ``full_refresh``: source tables whose loads ignore their stored cursor and incremental
-    models rebuilt from scratch.
+    models rebuilt from scratch; ``rebuild``: models built even when they are up to date.
     """
     from dagster._core.execution.api import execute_run_iterator
     from dagster._core.origin import JobPythonOrigin
@@ -119,7 +127,7 @@ def run_job(
     from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
     from dagster._utils.hosted_user_process import recon_job_from_origin
 
-    run_config = run_config_for(full_refresh)
+    run_config = run_config_for(full_refresh, rebuild)
     origin = InProcessCodeLocationOrigin(
         loadable_target_origin=LoadableTargetOrigin(
             executable_path=sys.executable,

@@ -22,6 +22,16 @@ if TYPE_CHECKING:
     from pipelines.warehouse.base import Warehouse
 
 
+def seed_fingerprint(seed: SeedFile) -> str:
+    """Changes when the CSV or its column types change (then models reading it rebuild)."""
+    import hashlib
+    import json
+
+    digest = hashlib.sha256(seed.path.read_bytes())
+    digest.update(json.dumps(seed.properties.config.column_types, sort_keys=True).encode())
+    return digest.hexdigest()[:16]
+
+
 def load_seed(warehouse: Warehouse, seed: SeedFile) -> int:
     """Replace `seeds.<name>` with the CSV's rows; returns the row count."""
     import pyarrow as pa

@@ -30,6 +30,7 @@ from pipelines.modelling import (
 )
 from pipelines.modelling.contract import check_contract
 from pipelines.modelling.lineage import column_lineage
+from pipelines.modelling.state import build_reason, record_build
 from pipelines.quality.builtin_tests import count_of, failing_rows, sample_of, scoped_rows
 from pipelines.warehouse.base import Warehouse
 
@@ -41,6 +42,8 @@ class ModelConfig(dg.Config):
 
     #: rebuild an incremental model from its whole query instead of applying an increment
     full_refresh: bool = False
+    #: build even when its SQL and everything it reads are unchanged since its last build
+    rebuild: bool = False
 
 
 def check_specs(node: ModelNode) -> list[dg.AssetCheckSpec]:
@@ -195,6 +198,22 @@ def lineage_metadata(
     )
 
 
+def _unchanged(
+    context: AssetExecutionContext, session: Warehouse, graph: ModelGraph, node: ModelNode
+) -> dg.MaterializeResult:  # type: ignore[type-arg]
+    """Its SQL and everything it reads are as they were at its last build: keep the table and
+    re-run its checks (they are cheap and their results belong to every run)."""
+    context.log.info(f"{node.name}: up to date (SQL and inputs unchanged), not rebuilt")
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": session.row_count(node.relation),
+            "rebuilt": False,
+            "reason": "SQL and inputs unchanged since the last build",
+        },
+        check_results=list(evaluate_tests(session, graph, node)),
+    )
+
+
 def build_model_asset(graph: ModelGraph, node: ModelNode) -> dg.AssetsDefinition:
     # Relationships tests read their parent model, so it must be built first: a dependency too.
     deps = [model_key(graph.nodes[ref].layer, ref) for ref in node.upstream]
@@ -243,6 +262,13 @@ def build_model_asset(graph: ModelGraph, node: ModelNode) -> dg.AssetsDefinition
             )
 
         try:
+            sql = graph.query(node.name).sql(dialect=session.dialect)
+            reason, changes_data = build_reason(graph, node, session, sql)
+            if reason is None and (config.rebuild or config.full_refresh):
+                reason, changes_data = "asked for (--all or --full-refresh)", True
+            if reason is None:
+                return _unchanged(context, session, graph, node)
+            context.log.info(f"{node.name}: building: {reason}")
             incremental = (
                 node.materialized == "incremental"
                 and not config.full_refresh
@@ -257,7 +283,8 @@ def build_model_asset(graph: ModelGraph, node: ModelNode) -> dg.AssetsDefinition
                     detail = f"{staged} versions opened or closed"
                 else:
                     detail = f"increment of {staged} rows" if staged is not None else ""
-                audit("build", rows, "success", detail)
+                audit("build", rows, "success", "; ".join(d for d in (reason, detail) if d))
+                record_build(session, node, sql, context.run.run_id, changed=changes_data)
             built_s = time.perf_counter() - started
             results = list(evaluate_tests(session, graph, node))
             try:
@@ -293,6 +320,8 @@ def build_model_asset(graph: ModelGraph, node: ModelNode) -> dg.AssetsDefinition
                 ),
                 **({"dagster/column_lineage": lineage} if lineage is not None else {}),
                 "build_s": round(built_s, 3),
+                "rebuilt": True,
+                "reason": reason,
                 **({"increment_rows": staged} if staged is not None else {}),
                 "compiled_sql": dg.MetadataValue.md(
                     f"```sql\n{query.sql(dialect=session.dialect, pretty=True)}\n```"

@@ -1,0 +1,268 @@
+"""What the warehouse holds of each model, to rebuild only what changed (`ssot plan`).
+
+After every successful build, `ssot_meta.model_state` keeps the model's compiled SQL, columns
+and build time; `ssot_meta.data_versions` keeps, per relation (raw table, seed, model), when its
+content last changed (a relation without a row has not changed since tracking began). A model
+needs a rebuild when it is new, its SQL changed, an upstream model changed in a breaking way,
+or an upstream relation changed since the model was built.
+
+A SQL change is *non-breaking* when it only adds columns: every existing column keeps its
+expression and the rest of the query (FROM, joins, WHERE, GROUP BY, CTEs) is the same. Its
+downstream models then need no rebuild. Any other change is *breaking*.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import ParseError
+
+from pipelines.modelling.graph import seed_relation, source_relation
+from pipelines.project import META_SCHEMA
+from pipelines.warehouse.base import Relation
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from pipelines.modelling.graph import ModelGraph, ModelNode
+    from pipelines.warehouse.base import Warehouse
+
+MODEL_STATE = Relation(META_SCHEMA, "model_state")
+DATA_VERSIONS = Relation(META_SCHEMA, "data_versions")
+
+
+@dataclass(frozen=True)
+class ModelState:
+    model: str
+    materialized: str
+    sql: str
+    columns: list[tuple[str, str]]
+    built_at: datetime
+
+
+def _state_schema() -> pa.Schema:
+    import pyarrow as pa
+
+    return pa.schema(
+        [
+            ("model", pa.string()),
+            ("materialized", pa.string()),
+            ("sql", pa.string()),
+            ("columns", pa.string()),
+            ("built_at", pa.timestamp("us", tz="UTC")),
+            ("run_id", pa.string()),
+        ]
+    )
+
+
+def _versions_schema() -> pa.Schema:
+    import pyarrow as pa
+
+    return pa.schema(
+        [
+            ("relation", pa.string()),
+            ("fingerprint", pa.string()),
+            ("changed_at", pa.timestamp("us", tz="UTC")),
+            ("run_id", pa.string()),
+        ]
+    )
+
+
+def _replace_row(
+    warehouse: Warehouse, table: Relation, key: str, row: Mapping[str, object], schema: pa.Schema
+) -> None:
+    import pyarrow as pa
+
+    if warehouse.exists(table):
+        warehouse.execute(
+            exp.delete(
+                table.to_table(),
+                where=exp.column(key, quoted=True).eq(exp.Literal.string(str(row[key]))),
+            )
+        )
+    warehouse.append_arrow(table, pa.Table.from_pylist([row], schema=schema))
+
+
+def record_build(
+    warehouse: Warehouse,
+    node: ModelNode,
+    sql: str,
+    run_id: str,
+    *,
+    changed: bool = True,
+    at: datetime | None = None,
+) -> None:
+    """After a successful build (inside its transaction): the model's state and, when
+    ``changed`` (anything but a non-breaking change), its new data version."""
+    at = at or datetime.now(UTC)
+    row = {
+        "model": node.name,
+        "materialized": node.materialized,
+        "sql": sql,
+        "columns": json.dumps(warehouse.columns(node.relation)),
+        "built_at": at,
+        "run_id": run_id,
+    }
+    _replace_row(warehouse, MODEL_STATE, "model", row, _state_schema())
+    if changed:
+        record_change(warehouse, node.relation, run_id, at=at)
+
+
+def record_change(
+    warehouse: Warehouse,
+    relation: Relation,
+    run_id: str,
+    *,
+    fingerprint: str | None = None,
+    at: datetime | None = None,
+) -> None:
+    """``relation``'s content changed (rows landed, a seed's file changed, a model rebuilt)."""
+    row = {
+        "relation": str(relation),
+        "fingerprint": fingerprint,
+        "changed_at": at or datetime.now(UTC),
+        "run_id": run_id,
+    }
+    _replace_row(warehouse, DATA_VERSIONS, "relation", row, _versions_schema())
+
+
+def read_states(warehouse: Warehouse) -> dict[str, ModelState]:
+    if not warehouse.exists(MODEL_STATE):
+        return {}
+    return {
+        row["model"]: ModelState(
+            model=row["model"],
+            materialized=row["materialized"],
+            sql=row["sql"],
+            columns=[(str(n), str(t)) for n, t in json.loads(row["columns"])],
+            built_at=row["built_at"],
+        )
+        for row in warehouse.query(exp.select("*").from_(MODEL_STATE.to_table())).to_pylist()
+    }
+
+
+def read_versions(warehouse: Warehouse) -> dict[str, tuple[datetime, str | None]]:
+    """relation -> (when its content last changed, its fingerprint)."""
+    if not warehouse.exists(DATA_VERSIONS):
+        return {}
+    rows = warehouse.query(exp.select("*").from_(DATA_VERSIONS.to_table())).to_pylist()
+    return {row["relation"]: (row["changed_at"], row["fingerprint"]) for row in rows}
+
+
+def classify_change(old_sql: str, new_sql: str, dialect: str) -> str:
+    """ "non-breaking" when the new query only adds columns to the old one, else "breaking"."""
+    try:
+        old, new = (
+            sqlglot.parse_one(old_sql, read=dialect),
+            sqlglot.parse_one(new_sql, read=dialect),
+        )
+    except ParseError:
+        return "breaking"
+    if not isinstance(old, exp.Select) or not isinstance(new, exp.Select):
+        return "breaking"
+    old_columns = {p.alias_or_name: p.sql(dialect) for p in old.expressions}
+    new_columns = {p.alias_or_name: p.sql(dialect) for p in new.expressions}
+    if "*" in old_columns or any(new_columns.get(n) != e for n, e in old_columns.items()):
+        return "breaking"
+    old_rest, new_rest = old.copy(), new.copy()
+    old_rest.set("expressions", [exp.Star()])
+    new_rest.set("expressions", [exp.Star()])
+    return "non-breaking" if old_rest.sql(dialect) == new_rest.sql(dialect) else "breaking"
+
+
+@dataclass
+class ModelPlan:
+    model: str
+    change: str  # added | modified | unchanged
+    kind: str = ""  # breaking | non-breaking (modified only)
+    rebuild: bool = False
+    #: its rebuild changes what downstream models read (anything but a non-breaking change)
+    propagates: bool = False
+    reasons: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Plan:
+    models: dict[str, ModelPlan]
+    removed: list[str]
+
+    @property
+    def rebuilds(self) -> list[str]:
+        return [name for name, p in self.models.items() if p.rebuild]
+
+
+def upstream_relations(graph: ModelGraph, node: ModelNode) -> list[Relation]:
+    """Every relation a model reads: models, raw tables, seeds."""
+    relations = [graph.nodes[ref].relation for ref in node.upstream]
+    relations += [source_relation(s, t) for s, t in sorted(set(node.parsed.sources))]
+    relations += [seed_relation(name) for name in node.seeds]
+    return relations
+
+
+def make_plan(graph: ModelGraph, warehouse: Warehouse) -> Plan:
+    """What `ssot run` would rebuild now, and why (code changes and data changed upstream)."""
+    states = read_states(warehouse)
+    versions = read_versions(warehouse)
+    plans: dict[str, ModelPlan] = {}
+    for name in graph.order:
+        node = graph.nodes[name]
+        sql = graph.query(name).sql(dialect=warehouse.dialect)
+        state = states.get(name)
+        plan = ModelPlan(name, "unchanged")
+        if state is None or not warehouse.exists(node.relation):
+            plan.change, plan.rebuild = "added", True
+            plan.reasons.append("never built" if state is None else "its table is missing")
+        elif state.sql != sql or state.materialized != node.materialized:
+            plan.change, plan.rebuild = "modified", True
+            plan.kind = (
+                classify_change(state.sql, sql, warehouse.dialect)
+                if state.materialized == node.materialized
+                else "breaking"
+            )
+            plan.reasons.append(f"{plan.kind} change to its SQL or config")
+        plan.propagates = plan.rebuild and plan.kind != "non-breaking"
+        rebuilt_parents = [parent for parent in node.upstream if plans[parent].propagates]
+        if rebuilt_parents:
+            if not plan.rebuild:
+                plan.reasons.append(f"upstream {', '.join(rebuilt_parents)} rebuilt")
+            plan.rebuild = plan.propagates = True
+        if state is not None and not plan.propagates:
+            for relation in upstream_relations(graph, node):
+                changed = versions.get(str(relation))
+                if changed is not None and changed[0] > state.built_at:
+                    plan.rebuild = plan.propagates = True
+                    plan.reasons.append(f"{relation} changed since the last build")
+                    break
+        plans[name] = plan
+    removed = sorted(set(states) - set(graph.nodes))
+    return Plan(plans, removed)
+
+
+def build_reason(
+    graph: ModelGraph, node: ModelNode, warehouse: Warehouse, sql: str
+) -> tuple[str | None, bool]:
+    """Why ``node`` must be built now (None: it is up to date), and whether the build changes
+    what downstream models read (False only for a non-breaking change and nothing else)."""
+    states = read_states(warehouse)
+    state = states.get(node.name)
+    if state is None:
+        return "never built", True
+    if not warehouse.exists(node.relation):
+        return "its table is missing", True
+    versions = read_versions(warehouse)
+    for relation in upstream_relations(graph, node):
+        changed = versions.get(str(relation))
+        if changed is not None and changed[0] > state.built_at:
+            return f"{relation} changed since the last build", True
+    if state.materialized != node.materialized:
+        return "its materialization changed", True
+    if state.sql != sql:
+        kind = classify_change(state.sql, sql, warehouse.dialect)
+        return f"{kind} change to its SQL", kind != "non-breaking"
+    return None, False
