@@ -48,9 +48,14 @@ format: $(STAMP) ## apply ruff's formatting and safe fixes
 ui: $(STAMP) ## open the Dagster UI on http://127.0.0.1:3000 (lineage, runs, re-execution)
 	$(BIN)/ssot ui --port 3000
 
-bench: $(STAMP) ## benchmarks (not part of the tests): demo generator, PostgreSQL extraction
+bench: $(STAMP) ## benchmarks (not part of the tests): demo generator, PostgreSQL extraction, models
 	$(BIN)/python bench/demo_scale.py
 	$(BIN)/python bench/extract.py $(EXTRACT_ARGS)
+	$(BIN)/python bench/models.py $(MODELS_ARGS)
+
+.PHONY: bench-models
+bench-models: $(STAMP) ## modelling benchmark only: 200 models vs plain DuckDB, dbt-duckdb, dagster-dbt
+	$(BIN)/python bench/models.py $(MODELS_ARGS)
 
 .PHONY: bench-extract
 bench-extract: $(STAMP) ## extraction benchmark only (PostgreSQL on 127.0.0.1:5432; EXTRACT_ARGS=...)

@@ -60,10 +60,9 @@ def audit_schema() -> pa.Schema:
 
 
 def record_audit(warehouse: Warehouse, entry: AuditEntry) -> None:
-    import pyarrow as pa
 
     row = {**entry.__dict__, "recorded_at": datetime.now(UTC)}
-    warehouse.append_arrow(AUDIT, pa.Table.from_pylist([row], schema=audit_schema()))
+    warehouse.insert_row(AUDIT, audit_schema(), row)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -136,7 +135,6 @@ def read_load_state(warehouse: Warehouse, source: str, table: str) -> LoadState:
 
 def write_load_state(warehouse: Warehouse, source: str, table: str, state: LoadState) -> None:
     """Replace the table's state row; call inside the load's transaction."""
-    import pyarrow as pa
 
     if warehouse.exists(LOAD_STATE):
         warehouse.execute(exp.delete(LOAD_STATE.to_table(), where=_state_filter(source, table)))
@@ -149,4 +147,4 @@ def write_load_state(warehouse: Warehouse, source: str, table: str, state: LoadS
         "batch_id": state.batch_id,
         "updated_at": datetime.now(UTC),
     }
-    warehouse.append_arrow(LOAD_STATE, pa.Table.from_pylist([row], schema=load_state_schema()))
+    warehouse.insert_row(LOAD_STATE, load_state_schema(), row)

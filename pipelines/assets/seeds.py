@@ -33,7 +33,7 @@ def build_seed_asset(project: Project, seed: SeedFile) -> dg.AssetsDefinition:
         session = warehouse.session
         relation = seed_relation(seed.name)
         fingerprint = seed_fingerprint(seed)
-        known = read_versions(session).get(str(relation))
+        known = read_versions(session, [relation]).get(str(relation))
         loaded = not (known and known[1] == fingerprint and session.exists(relation))
         if loaded:
             with session.transaction():

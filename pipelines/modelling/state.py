@@ -77,7 +77,6 @@ def _versions_schema() -> pa.Schema:
 def _replace_row(
     warehouse: Warehouse, table: Relation, key: str, row: Mapping[str, object], schema: pa.Schema
 ) -> None:
-    import pyarrow as pa
 
     if warehouse.exists(table):
         warehouse.execute(
@@ -86,7 +85,7 @@ def _replace_row(
                 where=exp.column(key, quoted=True).eq(exp.Literal.string(str(row[key]))),
             )
         )
-    warehouse.append_arrow(table, pa.Table.from_pylist([row], schema=schema))
+    warehouse.insert_row(table, schema, row)
 
 
 def record_build(
@@ -132,9 +131,13 @@ def record_change(
     _replace_row(warehouse, DATA_VERSIONS, "relation", row, _versions_schema())
 
 
-def read_states(warehouse: Warehouse) -> dict[str, ModelState]:
+def read_states(warehouse: Warehouse, model: str | None = None) -> dict[str, ModelState]:
+    """Every model's state (or only ``model``'s)."""
     if not warehouse.exists(MODEL_STATE):
         return {}
+    query = exp.select("*").from_(MODEL_STATE.to_table())
+    if model is not None:
+        query = query.where(exp.column("model", quoted=True).eq(exp.Literal.string(model)))
     return {
         row["model"]: ModelState(
             model=row["model"],
@@ -143,15 +146,21 @@ def read_states(warehouse: Warehouse) -> dict[str, ModelState]:
             columns=[(str(n), str(t)) for n, t in json.loads(row["columns"])],
             built_at=row["built_at"],
         )
-        for row in warehouse.query(exp.select("*").from_(MODEL_STATE.to_table())).to_pylist()
+        for row in warehouse.query(query).to_pylist()
     }
 
 
-def read_versions(warehouse: Warehouse) -> dict[str, tuple[datetime, str | None]]:
-    """relation -> (when its content last changed, its fingerprint)."""
-    if not warehouse.exists(DATA_VERSIONS):
+def read_versions(
+    warehouse: Warehouse, relations: list[Relation] | None = None
+) -> dict[str, tuple[datetime, str | None]]:
+    """relation -> (when its content last changed, its fingerprint), of all (or ``relations``)."""
+    if not warehouse.exists(DATA_VERSIONS) or relations == []:
         return {}
-    rows = warehouse.query(exp.select("*").from_(DATA_VERSIONS.to_table())).to_pylist()
+    query = exp.select("*").from_(DATA_VERSIONS.to_table())
+    if relations is not None:
+        names = [exp.Literal.string(str(r)) for r in relations]
+        query = query.where(exp.column("relation", quoted=True).isin(*names))
+    rows = warehouse.query(query).to_pylist()
     return {row["relation"]: (row["changed_at"], row["fingerprint"]) for row in rows}
 
 
@@ -249,14 +258,14 @@ def build_reason(
 ) -> tuple[str | None, bool]:
     """Why ``node`` must be built now (None: it is up to date), and whether the build changes
     what downstream models read (False only for a non-breaking change and nothing else)."""
-    states = read_states(warehouse)
-    state = states.get(node.name)
+    state = read_states(warehouse, node.name).get(node.name)
     if state is None:
         return "never built", True
     if not warehouse.exists(node.relation):
         return "its table is missing", True
-    versions = read_versions(warehouse)
-    for relation in upstream_relations(graph, node):
+    upstream = upstream_relations(graph, node)
+    versions = read_versions(warehouse, upstream)
+    for relation in upstream:
         changed = versions.get(str(relation))
         if changed is not None and changed[0] > state.built_at:
             return f"{relation} changed since the last build", True

@@ -9,7 +9,7 @@ boundary as sqlglot expressions or as text already rendered in ``dialect``.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -34,6 +34,21 @@ class Relation:
 
     def __str__(self) -> str:
         return f"{self.schema}.{self.name}"
+
+
+def _literal(value: Any) -> exp.Expression:
+    """A Python value as a SQL literal every dialect reads the same way."""
+    from datetime import datetime
+
+    if value is None:
+        return exp.null()
+    if isinstance(value, bool):
+        return exp.true() if value else exp.false()
+    if isinstance(value, int | float):
+        return exp.Literal.number(value)
+    if isinstance(value, datetime):
+        return exp.cast(exp.Literal.string(value.isoformat()), exp.DataType.build("TIMESTAMPTZ"))
+    return exp.Literal.string(str(value))
 
 
 class Warehouse(ABC):
@@ -154,6 +169,20 @@ class Warehouse(ABC):
 
         Readers see the old table until the new one is complete.
         """
+
+    def insert_row(self, relation: Relation, schema: pa.Schema, row: Mapping[str, Any]) -> None:
+        """Append one bookkeeping row (audit, state): a single INSERT ... VALUES once the table
+        exists; the first row creates it with ``schema``'s types."""
+        import pyarrow as pa
+
+        if not self.exists(relation):
+            self.append_arrow(relation, pa.Table.from_pylist([dict(row)], schema=schema))
+            return
+        values = [_literal(row.get(field.name)) for field in schema]
+        insert = self._insert(
+            relation, schema.names, exp.values([exp.Tuple(expressions=values)])  # type: ignore[arg-type]
+        )
+        self.execute(insert)
 
     @abstractmethod
     def append_arrow(self, relation: Relation, table: pa.Table, *, add_columns: bool = False) -> int:

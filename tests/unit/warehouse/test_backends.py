@@ -101,3 +101,26 @@ def test_second_writer_gets_a_transient_error(tmp_path: Path) -> None:
         )
         result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert result.returncode == 7, result.stderr
+
+
+def test_insert_row_creates_the_table_then_appends_typed_values(warehouse) -> None:
+    from datetime import UTC, datetime
+
+    schema = pa.schema(
+        [
+            ("name", pa.string()),
+            ("n", pa.int64()),
+            ("ratio", pa.float64()),
+            ("ok", pa.bool_()),
+            ("at", pa.timestamp("us", tz="UTC")),
+        ]
+    )
+    table = Relation("ssot_meta", "rows")
+    first = {"name": "it's", "n": 1, "ratio": 1e-05, "ok": True, "at": datetime(2026, 1, 2, tzinfo=UTC)}
+    second = {"name": None, "n": 2, "ratio": 0.5, "ok": False, "at": None}
+    warehouse.insert_row(table, schema, first)
+    warehouse.insert_row(table, schema, second)
+    assert warehouse.query(exp.select("*").from_(table.to_table()).order_by("n")).to_pylist() == [
+        first,
+        second,
+    ]
