@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from pydantic import ValidationError
@@ -189,6 +190,25 @@ def _load_sources(root: Path) -> tuple[dict[str, SourceSpec], dict[str, Path]]:
     return sources, files
 
 
+Spec = TypeVar("Spec", ModelPropertiesSpec, SeedSpec)
+
+
+def _described(
+    folder: Path, kind: str, parse: Callable[[Path, Any], list[Spec]]
+) -> dict[str, tuple[Spec, Path]]:
+    """name -> (its yml entry, the yml file) over every yml under ``folder``; a name described
+    twice is an error naming both files."""
+    found: dict[str, tuple[Spec, Path]] = {}
+    for path in sorted(folder.rglob("*.yml")) + sorted(folder.rglob("*.yaml")):
+        for spec in parse(path, _read_yaml(path)):
+            if spec.name in found:
+                raise ConfigError(
+                    f"{path}: {kind} {spec.name!r} is already described in {found[spec.name][1]}"
+                )
+            found[spec.name] = (spec, path)
+    return found
+
+
 def _folder_config(folders: dict[str, dict[str, Any]], relative: Path) -> dict[str, Any]:
     """The `[tool.ssot.models]` defaults of every folder above a model file, deepest last."""
     merged: dict[str, Any] = {}
@@ -206,14 +226,9 @@ def _load_models(root: Path, folders: dict[str, dict[str, Any]]) -> dict[str, Mo
             f"{root / 'pyproject.toml'}: [tool.ssot.models] names {', '.join(map(repr, unknown))}, "
             f"which is no folder under models/<layer> (layers: {', '.join(LAYERS)})"
         )
-    properties: dict[str, tuple[ModelPropertiesSpec, Path]] = {}
-    for path in sorted(models_dir.rglob("*.yml")) + sorted(models_dir.rglob("*.yaml")):
-        for spec in parse_models_file(path, _read_yaml(path)).models:
-            if spec.name in properties:
-                raise ConfigError(
-                    f"{path}: model {spec.name!r} is already described in {properties[spec.name][1]}"
-                )
-            properties[spec.name] = (spec, path)
+    properties = _described(
+        models_dir, "model", lambda path, raw: parse_models_file(path, raw).models
+    )
 
     models: dict[str, ModelFile] = {}
     for path in sorted(models_dir.rglob("*.sql")):
@@ -248,14 +263,7 @@ def _load_models(root: Path, folders: dict[str, dict[str, Any]]) -> dict[str, Mo
 
 def _load_seeds(root: Path, models: dict[str, ModelFile]) -> dict[str, SeedFile]:
     seeds_dir = root / "seeds"
-    properties: dict[str, tuple[SeedSpec, Path]] = {}
-    for path in sorted(seeds_dir.rglob("*.yml")) + sorted(seeds_dir.rglob("*.yaml")):
-        for spec in parse_seeds_file(path, _read_yaml(path)).seeds:
-            if spec.name in properties:
-                raise ConfigError(
-                    f"{path}: seed {spec.name!r} is already described in {properties[spec.name][1]}"
-                )
-            properties[spec.name] = (spec, path)
+    properties = _described(seeds_dir, "seed", lambda path, raw: parse_seeds_file(path, raw).seeds)
     seeds: dict[str, SeedFile] = {}
     for path in sorted(seeds_dir.rglob("*.csv")):
         name = path.stem

@@ -48,22 +48,15 @@ class ModelConfig(dg.Config):
 
 def check_specs(node: ModelNode) -> list[dg.AssetCheckSpec]:
     key = model_key(node.layer, node.name)
+    checks: list[tuple[str, str, str]] = [
+        (t.check_name, t.severity, describe_test(t)) for t in node.tests
+    ]
+    checks += [(t.check_name, t.severity, describe_data_test(t)) for t in node.data_tests]
     return [
         dg.AssetCheckSpec(
-            name=test.check_name,
-            asset=key,
-            blocking=test.severity == "error",
-            description=describe_test(test),
+            name=name, asset=key, blocking=severity == "error", description=description
         )
-        for test in node.tests
-    ] + [
-        dg.AssetCheckSpec(
-            name=test.check_name,
-            asset=key,
-            blocking=test.severity == "error",
-            description=describe_data_test(test),
-        )
-        for test in node.data_tests
+        for name, severity, description in checks
     ]
 
 
