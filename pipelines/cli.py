@@ -468,7 +468,16 @@ def cmd_compile(args: argparse.Namespace) -> int:
 
     project = load_project()
     graph = ModelGraph(project)
-    dialect = args.dialect or "duckdb"
+    if args.dialect and args.target:
+        raise ConfigError("give --dialect or --target, not both")
+    if args.dialect:
+        dialect = args.dialect
+    else:
+        name = args.target or project.target_name
+        if name not in project.settings.targets:
+            known = ", ".join(sorted(project.settings.targets))
+            raise ConfigError(f"--target {name!r} is not in [tool.ssot.targets] (known: {known})")
+        dialect = project.settings.targets[name].type  # each engine's name is its dialect
     try:
         Dialect.get_or_raise(dialect)
     except ValueError:
@@ -692,7 +701,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     compile_ = commands.add_parser("compile", help="write every model's compiled SQL for a dialect")
     compile_.add_argument(
-        "--dialect", default="duckdb", help="sqlglot dialect (duckdb, bigquery, ...)"
+        "--dialect", default=None, help="sqlglot dialect (duckdb, bigquery, ...)"
+    )
+    compile_.add_argument(
+        "--target",
+        default=None,
+        help="compile for this target of [tool.ssot.targets] (its engine's dialect); default: "
+        "the selected target ($SSOT_TARGET or default_target)",
     )
     compile_.add_argument(
         "--out", default="target/compiled", help="output folder (default target/compiled)"

@@ -24,6 +24,14 @@ def test_compile_writes_every_model_for_bigquery(monkeypatch, tmp_path, capsys) 
         sqlglot.parse_one(file.read_text(), read="bigquery")
 
 
+def test_compile_for_a_target_uses_its_engines_dialect(monkeypatch, tmp_path, capsys) -> None:
+    monkeypatch.setenv("SSOT_PROJECT_DIR", str(ROOT))
+    assert main(["compile", "--target", "local", "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "duckdb" / "conformed" / "dim_customer.sql").exists()
+    assert main(["compile", "--target", "nope", "--out", str(tmp_path)]) == 2
+    assert "--target 'nope' is not in [tool.ssot.targets] (known: local)" in capsys.readouterr().err
+
+
 def test_config_errors_exit_2_with_the_file_named(make_project, monkeypatch, capsys) -> None:
     root = make_project({"models/staging/a.sql": "select * from {{ ref('missing') }}"})
     monkeypatch.setenv("SSOT_PROJECT_DIR", str(root))
