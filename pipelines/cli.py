@@ -700,9 +700,7 @@ def build_parser() -> argparse.ArgumentParser:
     advance.set_defaults(func=cmd_demo_advance)
 
     compile_ = commands.add_parser("compile", help="write every model's compiled SQL for a dialect")
-    compile_.add_argument(
-        "--dialect", default=None, help="sqlglot dialect (duckdb, bigquery, ...)"
-    )
+    compile_.add_argument("--dialect", default=None, help="sqlglot dialect (duckdb, bigquery, ...)")
     compile_.add_argument(
         "--target",
         default=None,
