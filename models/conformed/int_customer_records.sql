@@ -25,7 +25,8 @@ keyed as (
             r.email, p.email, 'phone:' || r.phone, 'record:' || r.source_system || ':' || r.record_id
         ) as person_key
     from records as r
-    left join email_by_phone as p on r.email is null and r.phone = p.phone
+    -- an equi-join (one row per phone), so it is a hash join; coalesce prefers r.email anyway
+    left join email_by_phone as p on p.phone = r.phone
 )
 select
     md5(person_key) as customer_key,

@@ -45,8 +45,9 @@ WITH records AS (
       'record:' || r.source_system || ':' || r.record_id
     ) AS person_key
   FROM records AS r
+  /* an equi-join (one row per phone), so it is a hash join; coalesce prefers r.email anyway */
   LEFT JOIN email_by_phone AS p
-    ON r.email IS NULL AND r.phone = p.phone
+    ON p.phone = r.phone
 )
 SELECT
   TO_HEX(MD5(person_key)) AS customer_key,
