@@ -52,6 +52,11 @@ bench: $(STAMP) ## benchmarks (not part of the tests): demo generator, PostgreSQ
 	$(BIN)/python bench/demo_scale.py
 	$(BIN)/python bench/extract.py $(EXTRACT_ARGS)
 	$(BIN)/python bench/models.py $(MODELS_ARGS)
+	$(BIN)/python bench/incremental.py $(INCREMENTAL_ARGS)
+
+.PHONY: bench-incremental
+bench-incremental: $(STAMP) ## incremental cost: one demo day at scale 100 against a full refresh
+	$(BIN)/python bench/incremental.py $(INCREMENTAL_ARGS)
 
 .PHONY: bench-models
 bench-models: $(STAMP) ## modelling benchmark only: 200 models vs plain DuckDB, dbt-duckdb, dagster-dbt

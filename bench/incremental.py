@@ -1,0 +1,158 @@
+"""Incremental cost: one demo day of changes, run incrementally, against a full refresh.
+
+Usage (from the repository root)::
+
+    .venv/bin/python bench/incremental.py              # scale 100 (about 26 M source rows)
+    .venv/bin/python bench/incremental.py --scale 10   # a quicker run
+
+In a throwaway copy of the project it: generates the demo systems (`ssot demo init --scale S`),
+builds everything once (`ssot run`), moves the demo one day on (`ssot demo advance --days 1`),
+then times, on the same data:
+
+(i)  `ssot run`: the incremental run (extract through marts) of that day;
+(ii) `ssot run --full-refresh --all`: every source pulled again from scratch and every model
+     rebuilt (what the incremental run saves).
+
+It reports how many source rows the day changed, the seconds of each line, and (i)/(ii) against
+the modelling issue's target (<= 5 %), PASS or MISS (nothing is asserted); figures go to --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+PROJECT_FILES = (
+    "pyproject.toml",
+    "workspace.yaml",
+    "sources",
+    "models",
+    "macros",
+    "seeds",
+    "data_tests",
+    "expectations",
+)
+TARGET = 0.05
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def ssot(root: Path, *args: str) -> float:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SSOT_")}
+    env.update({"SSOT_PROJECT_DIR": str(root), "DAGSTER_HOME": str(root / ".dagster")})
+    started = time.perf_counter()
+    proc = subprocess.run(
+        [str(Path(sys.executable).with_name("ssot")), *args],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    seconds = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise RuntimeError(f"ssot {' '.join(args)} failed:\n{(proc.stdout + proc.stderr)[-4000:]}")
+    return seconds
+
+
+def source_rows(root: Path) -> dict[str, int]:
+    """Rows read and landed per source table by the latest load of each."""
+    import duckdb
+
+    with duckdb.connect(str(root / "warehouse" / "ssot.duckdb"), read_only=True) as con:
+        rows = con.execute(
+            "select asset, rows_in, rows_out from ssot_meta.audit where kind = 'load' "
+            "qualify row_number() over (partition by asset order by recorded_at desc) = 1"
+        ).fetchall()
+    return {
+        "read": sum(r[1] for r in rows),
+        "landed": sum(r[2] for r in rows),
+    }
+
+
+def raw_rows(root: Path) -> int:
+    import duckdb
+
+    with duckdb.connect(str(root / "warehouse" / "ssot.duckdb"), read_only=True) as con:
+        tables = con.execute(
+            "select table_name from information_schema.tables where table_schema = 'raw'"
+        ).fetchall()
+        return sum(con.execute(f'select count(*) from raw."{t}"').fetchone()[0] for (t,) in tables)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--scale", type=float, default=100.0)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="bench_incremental_"))
+    root = work / "project"
+    root.mkdir()
+    results: dict[str, Any] = {
+        "benchmark": "bench/incremental",
+        "started_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+        "scale": args.scale,
+        "cores": os.cpu_count(),
+    }
+    try:
+        for name in PROJECT_FILES:
+            src = ROOT / name
+            if src.is_dir():
+                shutil.copytree(src, root / name)
+            elif src.exists():
+                shutil.copy2(src, root / name)
+        results["demo_init_s"] = ssot(
+            root, "demo", "init", "--scale", str(args.scale), "--seed", str(args.seed)
+        )
+        log(f"demo at scale {args.scale}: {results['demo_init_s']:.1f}s")
+        results["first_build_s"] = ssot(root, "run")
+        results["raw_rows_after_first_build"] = raw_rows(root)
+        log(
+            f"first build: {results['first_build_s']:.1f}s ({results['raw_rows_after_first_build']:,} raw rows)"
+        )
+        results["advance_s"] = ssot(root, "demo", "advance", "--days", "1")
+        results["incremental_s"] = ssot(root, "run")
+        results["incremental_rows"] = source_rows(root)
+        log(f"(i) incremental run: {results['incremental_s']:.1f}s, {results['incremental_rows']}")
+        results["full_refresh_s"] = ssot(root, "run", "--full-refresh", "--all")
+        results["full_refresh_rows"] = source_rows(root)
+        log(f"(ii) full refresh: {results['full_refresh_s']:.1f}s")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    ratio = results["incremental_s"] / results["full_refresh_s"]
+    changed = results["incremental_rows"]["landed"] / max(results["full_refresh_rows"]["read"], 1)
+    results["ratio"] = ratio
+    results["changed_share"] = changed
+    print(
+        f"\nbench/incremental: scale {args.scale}, {results['cores']} cores, {results['started_utc']}"
+    )
+    print(f"first build:                 {results['first_build_s']:8.1f} s")
+    print(
+        f"(i)  incremental run:        {results['incremental_s']:8.1f} s  (landed {results['incremental_rows']['landed']:,} new/changed source rows = {changed:.2%} of {results['full_refresh_rows']['read']:,})"
+    )
+    print(f"(ii) full refresh:           {results['full_refresh_s']:8.1f} s")
+    print(
+        f"(i)/(ii) <= {TARGET:.0%}:             {ratio:8.1%}  {'PASS' if ratio <= TARGET else 'MISS'}"
+    )
+    out = Path(args.out or f"/tmp/ssot-bench/incremental-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))
+    print(f"written: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
