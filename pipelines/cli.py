@@ -573,13 +573,93 @@ def _limited(sql: str, rows: int, dialect: str) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-def cmd_quarantine_list(args: argparse.Namespace) -> int:
-    from pipelines import quarantine
+def cmd_audit(args: argparse.Namespace) -> int:
+    from pipelines import meta
+    from pipelines.errors import WarehouseError
     from pipelines.project import load_project
     from pipelines.warehouse import open_warehouse
 
     project = load_project()
-    with open_warehouse(project) as warehouse:
+    try:
+        warehouse = open_warehouse(project, read_only=True)
+    except WarehouseError as exc:
+        raise WarehouseError(f"{exc}\nhint: build the warehouse first with `ssot run`") from None
+    with warehouse:
+        if not warehouse.exists(meta.AUDIT):
+            console.print("the audit log is empty: no run has finished yet (`ssot run`)")
+            return 0
+        if args.run:
+            rows = meta.run_entries(warehouse, args.run).to_pylist()
+        else:
+            rows = meta.recent_runs(warehouse, args.limit).to_pylist()
+    if args.run:
+        if not rows:
+            console.print(f"no run id starts with {args.run!r}; `ssot audit` lists recent runs")
+            return 1
+        runs = sorted({r["run_id"] for r in rows})
+        table = Table(title=f"Audit of run {', '.join(runs)}")
+        for name in ("time", "asset", "step", "outcome", "rows", "quarantined", "s", "detail"):
+            table.add_column(
+                name, justify="right" if name in ("rows", "quarantined", "s") else "left"
+            )
+        for row in rows:
+            colour = {"failed": "red", "blocked": "red"}.get(row["outcome"], "green")
+            table.add_row(
+                row["recorded_at"].strftime("%H:%M:%S"),
+                Text(row["asset"]),
+                row["kind"],
+                f"[{colour}]{row['outcome']}[/{colour}]",
+                f"{row['rows_out']:,}",
+                f"{row['rows_quarantined']:,}" if row["rows_quarantined"] else "",
+                f"{row['duration_s']:.2f}",
+                Text(row["detail"] or ""),
+            )
+        console.print(table)
+        return 0
+    table = Table(title="Recent runs (ssot_meta.audit; `ssot audit RUN_ID` for one run's steps)")
+    for name in (
+        "run",
+        "started (UTC)",
+        "took s",
+        "assets",
+        "landed",
+        "quarantined",
+        "built",
+        "published",
+        "blocked",
+        "errors",
+    ):
+        table.add_column(name, justify="left" if name in ("run", "started (UTC)") else "right")
+    for row in rows:
+        bad = row["blocked"] or row["errors"]
+        table.add_row(
+            ("[red]" if bad else "") + row["run_id"][:8] + ("[/red]" if bad else ""),
+            row["started_at"].strftime("%Y-%m-%d %H:%M:%S"),
+            f"{(row['finished_at'] - row['started_at']).total_seconds():.1f}",
+            str(row["assets"]),
+            f"{row['rows_landed']:,}",
+            f"{row['rows_quarantined']:,}",
+            str(row["built"]),
+            str(row["published"]),
+            str(row["blocked"]),
+            str(row["errors"]),
+        )
+    console.print(table)
+    return 0
+
+
+def cmd_quarantine_list(args: argparse.Namespace) -> int:
+    from pipelines import quarantine
+    from pipelines.errors import WarehouseError
+    from pipelines.project import load_project
+    from pipelines.warehouse import open_warehouse
+
+    project = load_project()
+    try:
+        warehouse = open_warehouse(project, read_only=True)
+    except WarehouseError as exc:
+        raise WarehouseError(f"{exc}\nhint: build the warehouse first with `ssot run`") from None
+    with warehouse:
         result = quarantine.summary(warehouse, args.source, args.table)
     if not result.num_rows:
         console.print("the quarantine is empty")
@@ -610,7 +690,8 @@ def cmd_quarantine_replay(args: argparse.Namespace) -> int:
     project = load_project()
     validate_project(project)
     chosen = _source_tables(project, args.tables, "replay")
-    with open_warehouse(project) as warehouse:
+    warehouse = open_warehouse(project)
+    try:
         for source_name, table_name in chosen:
             source = project.sources[source_name]
             result = quarantine.replay(project, warehouse, source, source.table(table_name))
@@ -620,6 +701,10 @@ def cmd_quarantine_replay(args: argparse.Namespace) -> int:
                     f"and landed, {result.still_failing:,} still fail, {result.unparseable:,} unparseable "
                     "(fix the file; it is read again when it changes)"
                 )
+    except BaseException:
+        warehouse.close()
+        raise
+    warehouse.publish()
     console.print("replay done; `ssot run` builds the models on top of what landed")
     return 0
 
@@ -730,6 +815,15 @@ def build_parser() -> argparse.ArgumentParser:
         "tables", nargs="*", metavar="SOURCE[.TABLE]", help="default: every table"
     )
     q_replay.set_defaults(func=cmd_quarantine_replay)
+
+    audit = commands.add_parser(
+        "audit", help="recent runs from the audit log (loads, builds, checks, publishes)"
+    )
+    audit.add_argument(
+        "run", nargs="?", help="a run id (or its first characters): every step of it"
+    )
+    audit.add_argument("--limit", type=int, default=10, help="how many recent runs (default 10)")
+    audit.set_defaults(func=cmd_audit)
 
     ui = commands.add_parser("ui", help="open the Dagster UI (dagster dev) on this project")
     ui.add_argument("--host", default="127.0.0.1")

@@ -11,7 +11,7 @@ import hashlib
 import json
 import re
 from datetime import timedelta
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -162,6 +162,29 @@ class HttpOptions(_Strict):
     max_retries: int = Field(default=4, ge=0)
 
 
+class FreshnessSpec(_Strict):
+    """How old a source table's newest row may be (its latest cursor value, or its latest load
+    when it has no timestamp cursor) before its freshness check warns or fails."""
+
+    warn_after_hours: float | None = Field(default=None, gt=0)
+    error_after_hours: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> FreshnessSpec:
+        if self.warn_after_hours is None and self.error_after_hours is None:
+            raise ValueError("freshness needs warn_after_hours, error_after_hours or both")
+        if (
+            self.warn_after_hours is not None
+            and self.error_after_hours is not None
+            and self.warn_after_hours > self.error_after_hours
+        ):
+            raise ValueError(
+                f"warn_after_hours ({self.warn_after_hours}) is after error_after_hours "
+                f"({self.error_after_hours}); warn first"
+            )
+        return self
+
+
 class SourceTableSpec(_Strict):
     """One table (or file set) of an operational system."""
 
@@ -192,6 +215,9 @@ class SourceTableSpec(_Strict):
         default="none",
         description="key_diff: compare the source's keys with the warehouse's on every pull and "
         "land a tombstone for each key that disappeared (for sources that hard-delete rows).",
+    )
+    freshness: FreshnessSpec | None = Field(
+        default=None, description="This table's freshness SLA; default: the source's."
     )
     schema_policy: Literal["evolve", "freeze"] = Field(
         default="evolve",
@@ -256,11 +282,6 @@ class ConnectionSpec(_Strict):
     @classmethod
     def _env(cls, value: str) -> str:
         return _check_identifier(value, "url_env")
-
-
-class FreshnessSpec(_Strict):
-    warn_after_hours: float | None = None
-    error_after_hours: float | None = None
 
 
 class SourceSpec(_Strict):
@@ -475,12 +496,25 @@ class DuckDBTarget(_Strict):
 
     type: Literal["duckdb"]
     path: str = Field(
-        default="warehouse/ssot.duckdb", description="Database file, project-relative."
+        default="warehouse/ssot.duckdb",
+        description="The published database file analysts read, project-relative.",
+    )
+    build_path: str | None = Field(
+        default=None,
+        description="The file runs write (candidates, raw, state); default: `<path stem>.build"
+        ".duckdb` beside `path`. Each run ends by publishing it to `path` atomically.",
     )
     threads: int | None = Field(
         default=None, description="DuckDB worker threads; default: all cores."
     )
     memory_limit: str | None = Field(default=None, description="e.g. '4GB'; default: DuckDB's own.")
+
+    def build_file(self) -> str:
+        """The project-relative file a run writes (see ``build_path``)."""
+        if self.build_path:
+            return self.build_path
+        path = PurePosixPath(self.path)
+        return str(path.with_name(f"{path.stem}.build{path.suffix or '.duckdb'}"))
 
 
 TargetSpec = Annotated[DuckDBTarget, Field(discriminator="type")]
@@ -492,6 +526,9 @@ class ProjectSettings(_Strict):
     name: str = "ssot"
     default_target: str = "local"
     demo_dir: str = "demo_data"
+    #: what "now" is for freshness checks: the machine's clock, or the demo world's simulated
+    #: clock (the demo's data is dated in its own time, not today's)
+    clock: Literal["wall", "demo"] = "wall"
     targets: dict[str, TargetSpec] = Field(
         default_factory=lambda: {"local": DuckDBTarget(type="duckdb")}
     )

@@ -31,12 +31,12 @@ class AuditEntry:
 
     run_id: str
     asset: str
-    kind: str  # load | build
+    kind: str  # load | build | checks | publish
     rows_in: int
     rows_out: int
     rows_quarantined: int
     duration_s: float
-    outcome: str  # success | failed
+    outcome: str  # success | failed | blocked (publish refused by a blocking check)
     detail: str = ""
 
 
@@ -63,6 +63,57 @@ def record_audit(warehouse: Warehouse, entry: AuditEntry) -> None:
 
     row = {**entry.__dict__, "recorded_at": datetime.now(UTC)}
     warehouse.insert_row(AUDIT, audit_schema(), row)
+
+
+_RUNS_SQL = """
+select
+    run_id,
+    min(recorded_at) as started_at,
+    max(recorded_at) as finished_at,
+    count(distinct asset) as assets,
+    sum(case when kind = 'load' then rows_out else 0 end) as rows_landed,
+    sum(case when kind = 'load' then rows_quarantined else 0 end) as rows_quarantined,
+    sum(case when kind = 'build' and outcome = 'success' then 1 else 0 end) as built,
+    sum(case when kind = 'publish' and outcome = 'success' then 1 else 0 end) as published,
+    sum(case when kind = 'publish' and outcome = 'blocked' then 1 else 0 end) as blocked,
+    sum(case when kind = 'checks' and outcome = 'failed' then 1 else 0 end) as checks_failed,
+    sum(case when outcome = 'failed' and kind <> 'checks' then 1 else 0 end) as errors
+from ssot_meta.audit
+group by run_id
+order by started_at desc
+"""
+
+
+def recent_runs(warehouse: Warehouse, limit: int = 10) -> pa.Table:
+    """One row per run of the audit log, newest first: what it landed, built, published and
+    refused."""
+    import sqlglot
+
+    query = sqlglot.parse_one(_RUNS_SQL, read="duckdb")
+    assert isinstance(query, exp.Select)
+    return warehouse.query(query.limit(limit))
+
+
+def run_entries(warehouse: Warehouse, run: str) -> pa.Table:
+    """Every audit row of the run whose id is or starts with ``run``, in the order written."""
+    query = (
+        exp.select(
+            "run_id",
+            "asset",
+            "kind",
+            "outcome",
+            "rows_in",
+            "rows_out",
+            "rows_quarantined",
+            "duration_s",
+            "detail",
+            "recorded_at",
+        )
+        .from_(AUDIT.to_table())
+        .where(exp.column("run_id").like(exp.Literal.string(f"{run}%")))
+        .order_by("recorded_at")
+    )
+    return warehouse.query(query)
 
 
 # ---------------------------------------------------------------------------------------------

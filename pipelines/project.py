@@ -11,6 +11,7 @@ import os
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
 from typing import Any, TypeVar
@@ -112,6 +113,23 @@ class Project:
     @property
     def demo_dir(self) -> Path:
         return self.resolve_path(self.settings.demo_dir)
+
+    def now(self) -> datetime:
+        """The current time for freshness checks: the machine's, or with ``clock = "demo"``
+        the demo world's (the start of its current simulated day)."""
+        if self.settings.clock == "wall":
+            return datetime.now(UTC)
+        from pipelines.demo.clock import day_start
+        from pipelines.demo.state import DemoError, load_state
+
+        try:
+            state = load_state(self.demo_dir)
+        except DemoError as exc:
+            raise ConfigError(
+                f'{self.root / "pyproject.toml"}: clock = "demo" reads the demo world\'s clock, '
+                f'but {exc}; run `ssot demo init` or set clock = "wall"'
+            ) from None
+        return datetime.fromtimestamp(day_start(state.day), UTC)
 
     # -- sources ----------------------------------------------------------------------------
     def source_url(self, source: SourceSpec) -> str:

@@ -4,7 +4,6 @@
 # annotations (context type, resources) at definition time and needs real classes.
 
 import contextlib
-import json
 import time
 import warnings
 from collections.abc import Iterator
@@ -13,11 +12,12 @@ from typing import Any
 import dagster as dg
 from dagster import AssetExecutionContext
 
+from pipelines.assets.checks import check_result
 from pipelines.assets.keys import model_key, seed_key, source_key
 from pipelines.assets.resources import WarehouseResource
 from pipelines.assets.schema import table_schema_for_model, table_schema_from_warehouse
 from pipelines.config import TestSpec
-from pipelines.errors import ModelError, WarehouseError
+from pipelines.errors import CheckFailedError, ModelError, WarehouseError
 from pipelines.meta import AuditEntry, record_audit
 from pipelines.modelling import (
     DataTest,
@@ -30,11 +30,11 @@ from pipelines.modelling import (
 )
 from pipelines.modelling.contract import check_contract
 from pipelines.modelling.lineage import column_lineage
+from pipelines.modelling.materialize import keep_candidate
 from pipelines.modelling.state import build_reason, record_build
-from pipelines.quality.builtin_tests import count_of, failing_rows, sample_of, scoped_rows
-from pipelines.warehouse.base import Warehouse
-
-FAILURE_SAMPLE_ROWS = 5
+from pipelines.quality.builtin_tests import failing_rows, scoped_rows
+from pipelines.quality.checks import CheckOutcome, record_outcomes, run_check
+from pipelines.warehouse.base import Relation, Warehouse
 
 
 class ModelConfig(dg.Config):
@@ -80,13 +80,7 @@ def describe_test(test: TestSpec) -> str:
     return f"{what} (severity {test.severity}{', blocks downstream' if test.severity == 'error' else ''})"
 
 
-def _jsonable(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return json.loads(json.dumps(rows, default=str))  # type: ignore[no-any-return]
-
-
-def evaluate_tests(
-    warehouse: Warehouse, graph: ModelGraph, node: ModelNode
-) -> Iterator[dg.AssetCheckResult]:
+def evaluate_tests(warehouse: Warehouse, graph: ModelGraph, node: ModelNode) -> list[CheckOutcome]:
     """Run every yml test and data test of ``node`` in the warehouse; failing rows are counted
     and sampled there, never all loaded."""
     table = node.relation.to_table()
@@ -95,61 +89,31 @@ def evaluate_tests(
         return graph.nodes[referenced_model(name)].relation.to_table()
 
     where = node.model.properties_path or node.model.path
-    for test in node.tests:
-        failing = (
+    outcomes = [
+        run_check(
+            warehouse,
             failing_rows(test, table, resolve)
             if test.is_builtin
-            else graph.generic_test_query(node, test, scoped_rows(test, table))
+            else graph.generic_test_query(node, test, scoped_rows(test, table)),
+            name=test.check_name,
+            severity=test.severity,
+            description=describe_test(test),
+            what=f"{where}: test {test.check_name!r} of model {node.name!r}",
         )
-        yield _check_result(
-            warehouse,
-            failing,
-            test.check_name,
-            test.severity,
-            describe_test(test),
-            f"{where}: test {test.check_name!r} of model {node.name!r}",
-        )
-    for data_test in node.data_tests:
-        yield _check_result(
+        for test in node.tests
+    ]
+    outcomes += [
+        run_check(
             warehouse,
             graph.data_test_query(data_test),
-            data_test.check_name,
-            data_test.severity,
-            describe_data_test(data_test),
-            f"{data_test.file.path}: data test {data_test.name!r}",
+            name=data_test.check_name,
+            severity=data_test.severity,
+            description=describe_data_test(data_test),
+            what=f"{data_test.file.path}: data test {data_test.name!r}",
         )
-
-
-def _check_result(
-    warehouse: Warehouse,
-    failing: Any,
-    check_name: str,
-    severity: str,
-    description: str,
-    what: str,
-) -> dg.AssetCheckResult:
-    """Count the rows ``failing`` selects and sample a few; passed means none."""
-    sample_query = sample_of(failing, FAILURE_SAMPLE_ROWS)
-    try:
-        failures = int(warehouse.scalar(count_of(failing)) or 0)
-        sample = warehouse.query(sample_query).to_pylist() if failures else []
-    except WarehouseError as exc:
-        raise ModelError(f"{what} cannot run: {exc}") from None
-    metadata: dict[str, Any] = {
-        "failing_rows": failures,
-        "query": dg.MetadataValue.md(
-            f"```sql\n{sample_query.sql(dialect=warehouse.dialect, pretty=True)}\n```"
-        ),
-    }
-    if failures:
-        metadata["failing_sample"] = dg.MetadataValue.json(_jsonable(sample))
-    return dg.AssetCheckResult(
-        check_name=check_name,
-        passed=failures == 0,
-        severity=dg.AssetCheckSeverity.ERROR if severity == "error" else dg.AssetCheckSeverity.WARN,
-        metadata=metadata,
-        description=description,
-    )
+        for data_test in node.data_tests
+    ]
+    return outcomes
 
 
 def code_references(node: ModelNode) -> Any:
@@ -191,19 +155,23 @@ def lineage_metadata(
     )
 
 
-def _unchanged(
-    context: AssetExecutionContext, session: Warehouse, graph: ModelGraph, node: ModelNode
-) -> dg.MaterializeResult:  # type: ignore[type-arg]
-    """Its SQL and everything it reads are as they were at its last build: keep the table and
-    re-run its checks (they are cheap and their results belong to every run)."""
-    context.log.info(f"{node.name}: up to date (SQL and inputs unchanged), not rebuilt")
-    return dg.MaterializeResult(
-        metadata={
-            "dagster/row_count": session.row_count(node.relation),
-            "rebuilt": False,
-            "reason": "SQL and inputs unchanged since the last build",
-        },
-        check_results=list(evaluate_tests(session, graph, node)),
+class _AuditFailed(Exception):
+    """Raised inside a build's transaction to roll it back: a blocking check failed."""
+
+
+def _blocked(
+    key: dg.AssetKey, outcomes: list[CheckOutcome], candidate: Relation | None
+) -> CheckFailedError:
+    failed = ", ".join(o.name for o in outcomes if o.blocks)
+    kept = (
+        f"; the refused build is kept for inspection in {candidate}"
+        if candidate is not None
+        else ""
+    )
+    return CheckFailedError(
+        f"{key.to_user_string()}: blocking check(s) failed: {failed}. Not published: readers "
+        f"keep the previous version{kept}. Downstream assets do not run. See the failing rows "
+        "in the check results (ssot_meta.check_results)."
     )
 
 
@@ -213,6 +181,7 @@ def build_model_asset(graph: ModelGraph, node: ModelNode) -> dg.AssetsDefinition
     deps += [source_key(source, table) for source, table in sorted(set(node.parsed.sources))]
     deps += [seed_key(name) for name in node.seeds]
     key = model_key(node.layer, node.name)
+    asset_name = key.to_user_string()
     project = graph.project
 
     @dg.asset(
@@ -234,16 +203,19 @@ def build_model_asset(graph: ModelGraph, node: ModelNode) -> dg.AssetsDefinition
     )
     def _build(
         context: AssetExecutionContext, config: ModelConfig, warehouse: WarehouseResource
-    ) -> dg.MaterializeResult:  # type: ignore[type-arg]
+    ) -> Iterator[Any]:
+        """Write, audit, publish: the build and its checks run in one transaction, which
+        commits (publishes) only when no blocking check failed."""
         session = warehouse.session
         started = time.perf_counter()
+        run_id = context.run.run_id
 
         def audit(kind: str, rows: int, outcome: str, detail: str = "") -> None:
             record_audit(
                 session,
                 AuditEntry(
-                    run_id=context.run.run_id,
-                    asset=key.to_user_string(),
+                    run_id=run_id,
+                    asset=asset_name,
                     kind=kind,
                     rows_in=0,
                     rows_out=rows,
@@ -254,13 +226,51 @@ def build_model_asset(graph: ModelGraph, node: ModelNode) -> dg.AssetsDefinition
                 ),
             )
 
+        def checks_detail(outcomes: list[CheckOutcome]) -> str:
+            return "; ".join(
+                [
+                    *(f"failed: {o.name}" for o in outcomes if o.blocks),
+                    *(f"warned: {o.name}" for o in outcomes if not o.passed and not o.blocks),
+                ]
+            )
+
+        candidate: Relation | None = None
         try:
             sql = graph.query(node.name).sql(dialect=session.dialect)
             reason, changes_data = build_reason(graph, node, session, sql)
             if reason is None and (config.rebuild or config.full_refresh):
                 reason, changes_data = "asked for (--all or --full-refresh)", True
             if reason is None:
-                return _unchanged(context, session, graph, node)
+                # SQL and inputs unchanged since the last build: keep the table, re-run its
+                # checks (cheap, and their results belong to every run).
+                context.log.info(f"{node.name}: up to date (SQL and inputs unchanged), not rebuilt")
+                outcomes = evaluate_tests(session, graph, node)
+                record_outcomes(
+                    session,
+                    outcomes,
+                    run_id=run_id,
+                    asset=asset_name,
+                    audited=str(node.relation),
+                    published=True,
+                )
+                audit(
+                    "checks",
+                    session.row_count(node.relation),
+                    "failed" if any(o.blocks for o in outcomes) else "success",
+                    checks_detail(outcomes),
+                )
+                if any(o.blocks for o in outcomes):
+                    yield from (check_result(o) for o in outcomes)
+                    raise _blocked(key, outcomes, None)
+                yield dg.MaterializeResult(
+                    metadata={
+                        "dagster/row_count": session.row_count(node.relation),
+                        "rebuilt": False,
+                        "reason": "SQL and inputs unchanged since the last build",
+                    },
+                    check_results=[check_result(o) for o in outcomes],
+                )
+                return
             context.log.info(f"{node.name}: building: {reason}")
             incremental = (
                 node.materialized == "incremental"
@@ -268,44 +278,65 @@ def build_model_asset(graph: ModelGraph, node: ModelNode) -> dg.AssetsDefinition
                 and session.exists(node.relation)
             )
             query = graph.query(node.name, incremental=incremental)
-            with session.transaction():
-                staged = materialize(session, node.build_spec, query, incremental=incremental)
-                check_contract(session, node)
-                rows = session.row_count(node.relation)
-                if node.materialized == "snapshot":
-                    detail = f"{staged} versions opened or closed"
-                else:
-                    detail = f"increment of {staged} rows" if staged is not None else ""
-                audit("build", rows, "success", "; ".join(d for d in (reason, detail) if d))
-                record_build(session, node, sql, context.run.run_id, changed=changes_data)
-            built_s = time.perf_counter() - started
-            results = list(evaluate_tests(session, graph, node))
+            outcomes = []
+            try:
+                with session.transaction():
+                    staged = materialize(session, node.build_spec, query, incremental=incremental)
+                    check_contract(session, node)
+                    rows = session.row_count(node.relation)
+                    built_s = time.perf_counter() - started
+                    outcomes = evaluate_tests(session, graph, node)
+                    if any(o.blocks for o in outcomes):
+                        raise _AuditFailed
+                    if node.materialized == "snapshot":
+                        detail = f"{staged} versions opened or closed"
+                    else:
+                        detail = f"increment of {staged} rows" if staged is not None else ""
+                    audit("build", rows, "success", "; ".join(d for d in (reason, detail) if d))
+                    audit("checks", rows, "success", checks_detail(outcomes))
+                    record_build(session, node, sql, run_id, changed=changes_data)
+                    audit("publish", rows, "success", f"published {node.relation}")
+            except _AuditFailed:
+                # rolled back: the published table is as it was; keep what was refused
+                try:
+                    candidate = keep_candidate(
+                        session, node.build_spec, query, incremental=incremental
+                    )
+                except WarehouseError as exc:
+                    context.log.warning(f"{node.name}: the refused build cannot be kept: {exc}")
+                audit("build", rows, "success", reason)
+                audit("checks", rows, "failed", checks_detail(outcomes))
+                audit(
+                    "publish",
+                    0,
+                    "blocked",
+                    "not published; previous version kept"
+                    + (f"; candidate in {candidate}" if candidate is not None else ""),
+                )
+            published = candidate is None and not any(o.blocks for o in outcomes)
+            record_outcomes(
+                session,
+                outcomes,
+                run_id=run_id,
+                asset=asset_name,
+                audited=str(node.relation if published else candidate),
+                published=published,
+            )
+            if not published:
+                yield from (check_result(o) for o in outcomes)
+                raise _blocked(key, outcomes, candidate)
             try:
                 lineage: Any = lineage_metadata(session, graph, node, query)
             except ModelError as exc:  # metadata only: the table itself is fine
                 context.log.warning(str(exc))
                 lineage = None
+        except CheckFailedError:
+            raise
         except Exception as exc:
             with contextlib.suppress(WarehouseError):  # the build's own error matters more
                 audit("build", 0, "failed", f"{type(exc).__name__}: {exc}"[:2000])
             raise
-        failed = [
-            r.check_name
-            for r in results
-            if not r.passed and r.severity == dg.AssetCheckSeverity.ERROR
-        ]
-        warned = [
-            r.check_name
-            for r in results
-            if not r.passed and r.severity == dg.AssetCheckSeverity.WARN
-        ]
-        audit(
-            "checks",
-            rows,
-            "failed" if failed else "success",
-            "; ".join([*(f"failed: {n}" for n in failed), *(f"warned: {n}" for n in warned)]),
-        )
-        return dg.MaterializeResult(
+        yield dg.MaterializeResult(
             metadata={
                 "dagster/row_count": rows,
                 "dagster/column_schema": table_schema_from_warehouse(
@@ -320,7 +351,7 @@ def build_model_asset(graph: ModelGraph, node: ModelNode) -> dg.AssetsDefinition
                     f"```sql\n{query.sql(dialect=session.dialect, pretty=True)}\n```"
                 ),
             },
-            check_results=results,
+            check_results=[check_result(o) for o in outcomes],
         )
 
     return _build

@@ -6,12 +6,18 @@
 import dagster as dg
 from dagster import AssetExecutionContext
 
+from pipelines.assets.checks import check_result
 from pipelines.assets.keys import source_key
 from pipelines.assets.resources import WarehouseResource
 from pipelines.assets.schema import table_schema_for_source
 from pipelines.config import SourceSpec, SourceTableSpec
-from pipelines.landing import BATCH_ID_COLUMN, land_table
+from pipelines.landing import BATCH_ID_COLUMN, LOADED_AT_COLUMN, land_table
+from pipelines.meta import AuditEntry, record_audit
 from pipelines.project import Project
+from pipelines.quality.checks import record_outcomes
+from pipelines.quality.freshness import CHECK_NAME as FRESHNESS
+from pipelines.quality.freshness import check_freshness, freshness_of
+from pipelines.quality.freshness import describe as describe_freshness
 
 
 class LandConfig(dg.Config):
@@ -30,6 +36,21 @@ def build_source_asset(
 ) -> dg.AssetsDefinition:
     key = source_key(source.name, table.name)
     pii = sorted({c.pii for c in table.columns if c.pii != "none"})
+    sla = freshness_of(source, table)
+    specs = (
+        [
+            dg.AssetCheckSpec(
+                name=FRESHNESS,
+                asset=key,
+                blocking=False,
+                description=describe_freshness(
+                    sla, f"`{table.cursor}`" if table.cursor else "load"
+                ),
+            )
+        ]
+        if sla is not None
+        else []
+    )
 
     @dg.asset(
         key=key,
@@ -48,7 +69,9 @@ def build_source_asset(
             ),
             "primary_key": ", ".join(table.primary_key),
             "pii_columns": ", ".join(c.name for c in table.columns if c.pii != "none") or "none",
+            **({"freshness_sla": sla.model_dump_json(exclude_none=True)} if sla else {}),
         },
+        check_specs=specs,
     )
     def _land(
         context: AssetExecutionContext, config: LandConfig, warehouse: WarehouseResource
@@ -67,7 +90,46 @@ def build_source_asset(
                 f"{source.name}.{table.name}: new source column(s) not in the contract landed as-is: "
                 f"{', '.join(result.extra_columns)}; declare them in sources/{source.name}.yml"
             )
+        outcomes = []
+        if sla is not None:
+            outcomes.append(
+                check_freshness(
+                    session,
+                    result.relation,
+                    sla,
+                    cursor=table.cursor,
+                    loaded_at_column=LOADED_AT_COLUMN,
+                    now=project.now(),
+                )
+            )
+            record_outcomes(
+                session,
+                outcomes,
+                run_id=context.run.run_id,
+                asset=key.to_user_string(),
+                audited=str(result.relation),
+                published=True,
+            )
+            record_audit(
+                session,
+                AuditEntry(
+                    run_id=context.run.run_id,
+                    asset=key.to_user_string(),
+                    kind="checks",
+                    rows_in=0,
+                    rows_out=result.rows_landed,
+                    rows_quarantined=0,
+                    duration_s=0.0,
+                    outcome="success" if all(o.passed for o in outcomes) else "warned",
+                    detail="; ".join(
+                        f"{o.name}: {o.observed.get('age_hours', 'no rows')} h old"
+                        + ("" if o.passed else f" ({o.severity})")
+                        for o in outcomes
+                    ),
+                ),
+            )
         return dg.MaterializeResult(
+            check_results=[check_result(o) for o in outcomes],
             metadata={
                 "dagster/row_count": session.row_count(result.relation),
                 "rows_read": result.rows_read,
@@ -81,7 +143,7 @@ def build_source_asset(
                 "table": str(result.relation),
                 "duration_s": round(result.duration_s, 3),
                 "batch_column": BATCH_ID_COLUMN,
-            }
+            },
         )
 
     return _land

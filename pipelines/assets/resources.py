@@ -1,7 +1,8 @@
 """The Dagster resource that hands assets a warehouse session for the selected target.
 
 One session is opened per run (the definitions use the in-process executor) because DuckDB
-allows one writing process per file; the session is closed when the run ends.
+allows one writing process per file; when the run ends the session publishes what the run
+committed for readers and closes.
 """
 
 from __future__ import annotations
@@ -32,9 +33,12 @@ class WarehouseResource(dg.ConfigurableResource):  # type: ignore[type-arg]
         self._session = None
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        """The run is over (succeeded or not): publish what it committed to readers."""
         if self._session is not None:
-            self._session.close()
-            self._session = None
+            session, self._session = self._session, None
+            published = session.publish()
+            if published is not None and context.log is not None:
+                context.log.info(f"published the warehouse for readers: {published}")
 
     @property
     def session(self) -> Warehouse:

@@ -92,6 +92,28 @@ def materialize(
     return _apply_increment(warehouse, spec, query)
 
 
+def candidate_relation(relation: Relation) -> Relation:
+    """Where the candidate of a build that failed its audit is kept for inspection."""
+    return Relation(META_SCHEMA, f"candidate__{relation.schema}__{relation.name}")
+
+
+def keep_candidate(
+    warehouse: Warehouse, spec: BuildSpec, query: exp.Query, *, incremental: bool
+) -> Relation:
+    """Write the rows a build produced, which its audit refused, beside the published table.
+
+    The build itself was rolled back (the published table is untouched); this writes what it
+    would have published: the model's rows (a view model: a view of them), or for an
+    incremental build the increment it would have applied.
+    """
+    candidate = candidate_relation(spec.relation)
+    if warehouse.exists(candidate):
+        warehouse.drop(candidate, kind="VIEW" if warehouse.is_view(candidate) else "TABLE")
+    kind = "VIEW" if spec.materialized == "view" else "TABLE"
+    warehouse.replace_with_select(candidate, query, kind=kind)
+    return candidate
+
+
 def _replace(warehouse: Warehouse, relation: Relation, query: exp.Query, kind: str) -> None:
     """CREATE OR REPLACE ``kind``; a relation of the other kind (the model's materialization
     changed) is dropped first, in the same transaction."""

@@ -11,16 +11,26 @@ if TYPE_CHECKING:
 
 
 def open_warehouse(project: Project, *, read_only: bool = False) -> Warehouse:
-    """Open a session on the project's selected target (``$SSOT_TARGET`` or the default)."""
+    """Open a session on the project's selected target (``$SSOT_TARGET`` or the default).
+
+    A writing session works on the target's build file and :meth:`Warehouse.publish` hands
+    its commits to readers; ``read_only`` opens what readers see (the published file), which
+    works while a run is writing.
+    """
     target = project.target
     if target.type == "duckdb":
         from pipelines.warehouse.duckdb import DuckDBWarehouse
 
+        published = project.resolve_path(target.path)
+        if read_only:
+            return DuckDBWarehouse(
+                published, threads=target.threads, memory_limit=target.memory_limit, read_only=True
+            )
         return DuckDBWarehouse(
-            project.resolve_path(target.path),
+            project.resolve_path(target.build_file()),
             threads=target.threads,
             memory_limit=target.memory_limit,
-            read_only=read_only,
+            publish_to=published,
         )
     raise AssertionError(f"unhandled target type {target.type!r}")
 

@@ -65,6 +65,15 @@ class Warehouse(ABC):
     @abstractmethod
     def close(self) -> None: ...
 
+    def publish(self) -> str | None:
+        """End of a run: make what it committed visible to readers, then close the session.
+
+        Returns where readers find it when that moved (a published file), else None.
+        Backends whose readers see every commit directly only close.
+        """
+        self.close()
+        return None
+
     def __enter__(self) -> Warehouse:
         return self
 

@@ -7,6 +7,8 @@ The only module (with the BigQuery backend) allowed to import an engine driver; 
 from __future__ import annotations
 
 import itertools
+import os
+import shutil
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -49,12 +51,22 @@ class DuckDBWarehouse(Warehouse):
         threads: int | None = None,
         memory_limit: str | None = None,
         read_only: bool = False,
+        publish_to: Path | str | None = None,
     ) -> None:
         import duckdb
 
         self._path = str(path)
+        self._publish_to = Path(publish_to) if publish_to is not None else None
         if self._path != ":memory:":
             Path(self._path).parent.mkdir(parents=True, exist_ok=True)
+            if (
+                self._publish_to is not None
+                and not Path(self._path).exists()
+                and self._publish_to.exists()
+            ):
+                # No build file yet beside a published one (a warehouse from before the split,
+                # or a lost build file): carry on from what readers see, nothing is rebuilt.
+                shutil.copyfile(self._publish_to, self._path)
         config: dict[str, Any] = {}
         if threads:
             config["threads"] = threads
@@ -80,6 +92,46 @@ class DuckDBWarehouse(Warehouse):
 
     def close(self) -> None:
         self._con.close()
+
+    def publish(self) -> str | None:
+        """Make everything committed visible to readers, then close the session.
+
+        DuckDB lets one process write a file and nobody else open it meanwhile, so readers
+        never open the file a run writes: they open the published copy (``publish_to``). The
+        build file is checkpointed and closed, copied beside the published file and renamed
+        over it in one step; a reader that has the old copy open keeps reading it, the next
+        one opens the new copy, and nobody sees a half-written file.
+        """
+        if self._publish_to is None or self._path == ":memory:":
+            self.close()
+            return None
+        import duckdb
+
+        try:
+            self._con.execute("CHECKPOINT")
+        except duckdb.Error as exc:
+            raise _map_error(exc, "CHECKPOINT") from exc
+        self.close()
+        target = self._publish_to
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f".{target.name}.publishing-{os.getpid()}")
+        try:
+            shutil.copyfile(self._path, partial)
+            with open(partial, "rb+") as handle:
+                os.fsync(handle.fileno())
+            os.replace(partial, target)
+        except OSError as exc:
+            partial.unlink(missing_ok=True)
+            raise TerminalWarehouseError(
+                f"cannot publish {self._path} to {target}: {exc}; the build file is intact, "
+                "the next run publishes again"
+            ) from exc
+        directory = os.open(target.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+        return str(target)
 
     # -- SQL ----------------------------------------------------------------------------------
     def execute(self, sql: exp.Expression | str) -> None:

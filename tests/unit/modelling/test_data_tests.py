@@ -11,6 +11,7 @@ from pipelines.assets.resources import WarehouseResource
 from pipelines.errors import ModelError
 from pipelines.modelling import ModelGraph
 from pipelines.project import load_project
+from pipelines.warehouse import Relation, open_warehouse
 
 MODELS = {
     "models/staging/a.sql": "select 1 as id, 10 as amount union all select 2, -5",
@@ -67,8 +68,17 @@ def test_a_failing_error_data_test_blocks_downstream(make_project) -> None:
     assert not failed.passed
     assert failed.metadata["failing_rows"].value == 1
     assert failed.metadata["failing_sample"].value == [{"id": 2, "amount": -5}]
-    materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
-    assert materialized == {"staging/a"}  # c and d never ran
+    # a's build is refused (not published, kept as a candidate); c and d never ran
+    assert result.get_asset_materialization_events() == []
+    failure = str(result.get_step_failure_events()[0].step_failure_data.error)
+    assert "staging/a: blocking check(s) failed: data_test__no_negative" in failure
+    assert "ssot_meta.candidate__staging__a" in failure
+    project = load_project(graph.project.root)
+    with open_warehouse(project, read_only=True) as warehouse:
+        assert not warehouse.exists(Relation("staging", "a"))
+        assert warehouse.query("select id from ssot_meta.candidate__staging__a order by id")[
+            "id"
+        ].to_pylist() == [1, 2]
 
 
 def test_a_failing_warn_data_test_only_reports(make_project) -> None:
@@ -116,10 +126,8 @@ def test_generic_tests_run_with_their_arguments_and_where(make_project) -> None:
         lenient: (True, "WARN", 0),
         scoped: (False, "WARN", 1),
     }
-    # the blocking failure stops downstream
-    assert [e.asset_key.to_user_string() for e in result.get_asset_materialization_events()] == [
-        "staging/a"
-    ]
+    # the blocking failure refuses a (not published) and so stops downstream
+    assert result.get_asset_materialization_events() == []
 
 
 def test_the_same_test_twice_is_an_error(make_project) -> None:

@@ -124,3 +124,35 @@ def test_insert_row_creates_the_table_then_appends_typed_values(warehouse) -> No
         first,
         second,
     ]
+
+
+# -- publishing for readers (DuckDB: one writer per file, so readers open a published copy) ---
+
+
+def test_readers_open_the_published_copy_while_the_build_file_is_written(tmp_path) -> None:
+    import duckdb
+
+    build, published = tmp_path / "w.build.duckdb", tmp_path / "w.duckdb"
+    session = DuckDBWarehouse(build, publish_to=published)
+    session.execute("create table t as select 1 as v")
+    assert session.publish() == str(published)
+
+    session = DuckDBWarehouse(build, publish_to=published)  # the next run
+    session.execute("create or replace table t as select 2 as v")
+    with duckdb.connect(str(published), read_only=True) as reader:
+        # the run is writing the build file; readers see the last published version
+        assert reader.execute("select v from t").fetchall() == [(1,)]
+        session.publish()
+        # a reader that had the old copy open keeps reading it, whole
+        assert reader.execute("select v from t").fetchall() == [(1,)]
+    with duckdb.connect(str(published), read_only=True) as reader:
+        assert reader.execute("select v from t").fetchall() == [(2,)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w.build.duckdb", "w.duckdb"]
+
+
+def test_a_missing_build_file_starts_from_the_published_one(tmp_path) -> None:
+    build, published = tmp_path / "w.build.duckdb", tmp_path / "w.duckdb"
+    with DuckDBWarehouse(published) as old:  # a warehouse from before builds were separate
+        old.execute("create table t as select 7 as v")
+    with DuckDBWarehouse(build, publish_to=published) as session:
+        assert session.scalar("select v from t") == 7

@@ -1,0 +1,149 @@
+"""Running a data check in the warehouse and keeping its result.
+
+A check is a query of failing rows (a yml test, a data test, an expectation, a freshness rule).
+:func:`run_check` counts those rows and samples a few inside the warehouse (a table is never
+loaded whole) and returns a :class:`CheckOutcome`; :func:`record_outcomes` appends every outcome
+to ``ssot_meta.check_results``, so the history of each check, failing samples included, stays
+queryable after later runs.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from pipelines.errors import ModelError, WarehouseError
+from pipelines.project import META_SCHEMA
+from pipelines.quality.builtin_tests import count_of, sample_of
+from pipelines.warehouse.base import Relation
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    import pyarrow as pa
+    from sqlglot import exp
+
+    from pipelines.warehouse.base import Warehouse
+
+CHECK_RESULTS = Relation(META_SCHEMA, "check_results")
+SAMPLE_ROWS = 5
+SEVERITIES = ("error", "warn")
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    """One evaluation of one check."""
+
+    name: str
+    severity: str  # error (blocks publishing and downstream) | warn (reported)
+    description: str
+    failing_rows: int
+    sample: list[dict[str, Any]] = field(default_factory=list)
+    query: str = ""
+    #: observed values worth showing next to the result (a freshness age, a metric)
+    observed: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return self.failing_rows == 0
+
+    @property
+    def blocks(self) -> bool:
+        return not self.passed and self.severity == "error"
+
+
+def jsonable(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows with dates, decimals and bytes turned into JSON-safe values."""
+    return json.loads(json.dumps(rows, default=str))  # type: ignore[no-any-return]
+
+
+def run_check(
+    warehouse: Warehouse,
+    failing: exp.Query,
+    *,
+    name: str,
+    severity: str,
+    description: str,
+    what: str,
+) -> CheckOutcome:
+    """Count the rows ``failing`` selects and sample a few; passed means none.
+
+    ``what`` names the check for an error message (file, model, test) when its query fails.
+    """
+    sample_query = sample_of(failing, SAMPLE_ROWS)
+    try:
+        failures = int(warehouse.scalar(count_of(failing)) or 0)
+        sample = warehouse.query(sample_query).to_pylist() if failures else []
+    except WarehouseError as exc:
+        raise ModelError(f"{what} cannot run: {exc}") from None
+    return CheckOutcome(
+        name=name,
+        severity=severity,
+        description=description,
+        failing_rows=failures,
+        sample=jsonable(sample),
+        query=sample_query.sql(dialect=warehouse.dialect, pretty=True),
+    )
+
+
+def check_results_schema() -> pa.Schema:
+    import pyarrow as pa
+
+    return pa.schema(
+        [
+            ("run_id", pa.string()),
+            ("asset", pa.string()),
+            ("check_name", pa.string()),
+            ("severity", pa.string()),
+            ("passed", pa.bool_()),
+            ("failing_rows", pa.int64()),
+            ("failing_sample", pa.string()),
+            ("observed", pa.string()),
+            ("query", pa.string()),
+            ("audited", pa.string()),
+            ("published", pa.bool_()),
+            ("checked_at", pa.timestamp("us", tz="UTC")),
+        ]
+    )
+
+
+def record_outcomes(
+    warehouse: Warehouse,
+    outcomes: Iterable[CheckOutcome],
+    *,
+    run_id: str,
+    asset: str,
+    audited: str,
+    published: bool,
+) -> None:
+    """Append each outcome to ``ssot_meta.check_results`` (one row per check and run).
+
+    ``audited``: the relation the checks read (the published table, or the candidate kept
+    after a failed audit); ``published``: whether that build was published.
+    """
+    import pyarrow as pa
+
+    checked_at = datetime.now(UTC)
+    rows = [
+        {
+            "run_id": run_id,
+            "asset": asset,
+            "check_name": o.name,
+            "severity": o.severity,
+            "passed": o.passed,
+            "failing_rows": o.failing_rows,
+            "failing_sample": json.dumps(o.sample) if o.sample else None,
+            "observed": json.dumps(o.observed, default=str) if o.observed else None,
+            "query": o.query or None,
+            "audited": audited,
+            "published": published,
+            "checked_at": checked_at,
+        }
+        for o in outcomes
+    ]
+    if rows:
+        warehouse.append_arrow(
+            CHECK_RESULTS, pa.Table.from_pylist(rows, schema=check_results_schema())
+        )
