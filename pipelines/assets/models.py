@@ -34,6 +34,7 @@ from pipelines.modelling.materialize import keep_candidate
 from pipelines.modelling.state import build_reason, record_build
 from pipelines.quality.builtin_tests import failing_rows, scoped_rows
 from pipelines.quality.checks import CheckOutcome, record_outcomes, run_check
+from pipelines.quality.expectations import run_suite
 from pipelines.warehouse.base import Relation, Warehouse
 
 
@@ -52,6 +53,8 @@ def check_specs(node: ModelNode) -> list[dg.AssetCheckSpec]:
         (t.check_name, t.severity, describe_test(t)) for t in node.tests
     ]
     checks += [(t.check_name, t.severity, describe_data_test(t)) for t in node.data_tests]
+    if node.suite is not None:
+        checks += [(e.check_name, e.severity, e.describe()) for e in node.suite.expectations]
     return [
         dg.AssetCheckSpec(
             name=name, asset=key, blocking=severity == "error", description=description
@@ -113,6 +116,8 @@ def evaluate_tests(warehouse: Warehouse, graph: ModelGraph, node: ModelNode) -> 
         )
         for data_test in node.data_tests
     ]
+    if node.suite is not None:
+        outcomes += run_suite(warehouse, node.suite, table)
     return outcomes
 
 

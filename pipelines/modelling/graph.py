@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlglot import exp
 
-from pipelines.errors import ModelError
+from pipelines.errors import ConfigError, ModelError
 from pipelines.modelling.materialize import (
     INCREMENTAL_STRATEGIES,
     SCHEMA_CHANGE_POLICIES,
@@ -28,6 +28,7 @@ from pipelines.modelling.render import (
     render_model,
 )
 from pipelines.project import RAW_SCHEMA, SEEDS_SCHEMA, ModelFile
+from pipelines.quality.expectations import Suite, load_suite
 from pipelines.warehouse.base import Relation
 
 if TYPE_CHECKING:
@@ -57,6 +58,8 @@ class ModelNode:
     seed_names: frozenset[str] = frozenset()
     #: the singular data tests attached to this model (they run after it is built)
     data_tests: tuple[DataTest, ...] = ()
+    #: the model's Great Expectations suite (`expectations/<model>.json`), if any
+    suite: Suite | None = None
 
     @property
     def name(self) -> str:
@@ -202,6 +205,28 @@ class ModelGraph:
         self.data_tests = self._attach_data_tests()
         if self.data_tests:
             self.order = self._topological_order()
+        self._attach_suites()
+
+    def _attach_suites(self) -> None:
+        """`expectations/<model>.json` belongs to the model of that name."""
+        for name, path in self.project.expectation_files.items():
+            if name not in self.nodes:
+                raise ModelError(
+                    f"{path}: an expectation suite for model {name!r}, but no model has that "
+                    "name; name the file after its model (`expectations/<model>.json`)"
+                )
+            try:
+                suite = load_suite(path)
+            except ConfigError as exc:
+                raise ModelError(str(exc)) from None
+            clash = {t.check_name for t in self.nodes[name].tests} & {
+                e.check_name for e in suite.expectations
+            }
+            if clash:
+                raise ModelError(
+                    f"{path}: check name(s) {', '.join(sorted(clash))} clash with yml tests"
+                )
+            self.nodes[name] = replace(self.nodes[name], suite=suite)
 
     def _attach_data_tests(self) -> dict[str, DataTest]:
         """Each singular test joins the model it refs that comes last in the build order."""

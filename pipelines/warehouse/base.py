@@ -156,6 +156,11 @@ class Warehouse(ABC):
     def row_hash(self, columns: Sequence[exp.Expression]) -> exp.Expression:
         """A 64-bit fingerprint of a row's values (NULL-safe), to tell changed rows from unchanged."""
 
+    def median(self, value: exp.Expression) -> exp.Expression:
+        """The aggregate median of ``value`` (the middle of the two middle values for an even
+        count), in ``dialect``."""
+        return exp.Median(this=value)
+
     def drop(self, relation: Relation, *, kind: str = "TABLE") -> None:
         self.execute(exp.Drop(tables=[relation.to_table()], kind=kind, exists=True))
 
