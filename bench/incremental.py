@@ -23,48 +23,14 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-PROJECT_FILES = (
-    "pyproject.toml",
-    "workspace.yaml",
-    "sources",
-    "models",
-    "macros",
-    "seeds",
-    "data_tests",
-    "expectations",
-)
+from _project import copy_project, log, ssot
+
 TARGET = 0.05
-
-
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def ssot(root: Path, *args: str) -> float:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SSOT_")}
-    env.update({"SSOT_PROJECT_DIR": str(root), "DAGSTER_HOME": str(root / ".dagster")})
-    started = time.perf_counter()
-    proc = subprocess.run(
-        [str(Path(sys.executable).with_name("ssot")), *args],
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    seconds = time.perf_counter() - started
-    if proc.returncode != 0:
-        raise RuntimeError(f"ssot {' '.join(args)} failed:\n{(proc.stdout + proc.stderr)[-4000:]}")
-    return seconds
 
 
 def source_rows(root: Path) -> dict[str, int]:
@@ -100,7 +66,6 @@ def main() -> int:
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench_incremental_"))
     root = work / "project"
-    root.mkdir()
     results: dict[str, Any] = {
         "benchmark": "bench/incremental",
         "started_utc": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -108,12 +73,7 @@ def main() -> int:
         "cores": os.cpu_count(),
     }
     try:
-        for name in PROJECT_FILES:
-            src = ROOT / name
-            if src.is_dir():
-                shutil.copytree(src, root / name)
-            elif src.exists():
-                shutil.copy2(src, root / name)
+        copy_project(root)
         results["demo_init_s"] = ssot(
             root, "demo", "init", "--scale", str(args.scale), "--seed", str(args.seed)
         )

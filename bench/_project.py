@@ -1,0 +1,57 @@
+"""What the end-to-end benchmarks share: a throwaway copy of the project and `ssot` in it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PROJECT_FILES = (
+    "pyproject.toml",
+    "workspace.yaml",
+    "sources",
+    "models",
+    "macros",
+    "seeds",
+    "data_tests",
+    "expectations",
+)
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def copy_project(root: Path) -> Path:
+    """The project's own files (no data, warehouse or Dagster history) copied into ``root``."""
+    root.mkdir(parents=True, exist_ok=True)
+    for name in PROJECT_FILES:
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, root / name)
+        elif src.exists():
+            shutil.copy2(src, root / name)
+    return root
+
+
+def ssot(root: Path, *args: str) -> float:
+    """Run `ssot ARGS` on the project in ``root``; its wall time in seconds (raises on failure)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SSOT_")}
+    env.update({"SSOT_PROJECT_DIR": str(root), "DAGSTER_HOME": str(root / ".dagster")})
+    started = time.perf_counter()
+    proc = subprocess.run(
+        [str(Path(sys.executable).with_name("ssot")), *args],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    seconds = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise RuntimeError(f"ssot {' '.join(args)} failed:\n{(proc.stdout + proc.stderr)[-4000:]}")
+    return seconds
