@@ -201,7 +201,8 @@ def child_definitions(project: str) -> dict[str, Any]:
     defs = definitions.defs
     loaded = time.perf_counter() - started
     heavy = sorted(m for m in ("great_expectations", "pandas", "pandera") if m in sys.modules)
-    return {"seconds": loaded, "assets": len(list(defs.assets or [])), "heavy_imports": heavy}
+    keys = {key for assets in defs.assets or [] for key in getattr(assets, "keys", ())}
+    return {"seconds": loaded, "assets": len(keys), "heavy_imports": heavy}
 
 
 CHILDREN = {"plain": child_plain, "parse": child_parse, "definitions": child_definitions}

@@ -57,21 +57,34 @@ class AssetLine:
 
 
 class RunReporter:
-    """Turns Dagster events into progress lines while the run goes, and a summary at the end."""
+    """Turns Dagster events into progress lines while the run goes, and a summary at the end.
 
-    def __init__(self, asset_keys: Sequence[str]) -> None:
+    A single-asset step (a source table, a seed) is one line from its start to its end. The
+    models' step builds many assets: each model's line ends with its materialization (or an
+    observation saying it failed or did not run); a refused model has failed checks and no
+    materialization.
+    """
+
+    def __init__(
+        self, asset_keys: Sequence[str], steps: dict[str, list[str]] | None = None
+    ) -> None:
         self.total = len(asset_keys)
         self.done = 0
         self.lines: dict[str, AssetLine] = {key: AssetLine(key) for key in asset_keys}
         self._started: dict[str, float] = {}
-        # Dagster names an asset's step after its key path joined by "__".
+        # Dagster names a single asset's step after its key path joined by "__".
         self._by_step = {key.replace("/", "__"): key for key in asset_keys}
+        #: multi-asset steps -> the assets they build
+        self._steps = dict(steps or {})
+        self._step_started: dict[str, float] = {}
+        #: the messages of failed multi-asset steps (each names its models and why)
+        self.step_errors: list[str] = []
 
     def _line(self, key: str) -> AssetLine:
         return self.lines.setdefault(key, AssetLine(key))
 
     def heartbeat(self) -> None:
-        """Say which assets are still running, so a long load never looks like a hang."""
+        """Say what is still running, so a long load never looks like a hang."""
         now = time.perf_counter()
         for line in self.lines.values():
             started = self._started.get(line.key)
@@ -81,6 +94,13 @@ class RunReporter:
                 and now - started >= HEARTBEAT_SECONDS
             ):
                 console.print(f"      ... {line.key} still running ({now - started:.0f}s)")
+        for step, started in self._step_started.items():
+            keys = self._steps[step]
+            finished = sum(1 for k in keys if self.lines[k].status != "pending")
+            if now - started >= HEARTBEAT_SECONDS:
+                console.print(
+                    f"      ... {step}: {finished} of {len(keys)} done ({now - started:.0f}s)"
+                )
 
     def _key(self, event: dg.DagsterEvent) -> str:
         if event.asset_key is not None:
@@ -90,6 +110,10 @@ class RunReporter:
 
     def __call__(self, event: dg.DagsterEvent) -> None:
         kind = event.event_type_value
+        step = event.step_key or ""
+        if step in self._steps:
+            self._on_step_event(kind, step, event)
+            return
         if kind == "STEP_START":
             line = self._line(self._key(event))
             self._started[line.key] = time.perf_counter()
@@ -99,23 +123,59 @@ class RunReporter:
         elif kind == "ASSET_CHECK_EVALUATION":
             self._on_check(event)
         elif kind == "STEP_SUCCESS":
-            self._finish(event, "ok")
+            self._finish(self._line(self._key(event)), "ok")
         elif kind == "STEP_FAILURE":
-            line = self._finish(event, "failed")
+            line = self._finish(self._line(self._key(event)), "failed")
             line.error = _root_cause(getattr(event.event_specific_data, "error", None))
             console.print(f"      [red]error:[/red] {escape(line.error)}")
         elif kind == "STEP_SKIPPED":
-            line = self._line(self._key(event))
-            line.status = "skipped"
-            self.done += 1
-            console.print(
-                f"[{self.done:>3}/{self.total}] [yellow]skipped[/yellow] {line.key} (an upstream asset failed)"
-            )
+            self._skip(self._line(self._key(event)), "an upstream asset failed")
 
-    def _finish(self, event: dg.DagsterEvent, status: str) -> AssetLine:
-        line = self._line(self._key(event))
+    def _on_step_event(self, kind: str, step: str, event: dg.DagsterEvent) -> None:
+        """An event of a multi-asset step (the models')."""
+        now = time.perf_counter()
+        if kind == "STEP_START":
+            self._step_started[step] = now
+            self._last = now
+        elif kind == "ASSET_MATERIALIZATION":
+            line = self._on_materialization(event)
+            if line.seconds is None:
+                line.seconds = now - getattr(self, "_last", now)
+            self._last = now
+            self._finish(line, "ok")
+        elif kind == "ASSET_CHECK_EVALUATION":
+            self._on_check(event)
+        elif kind == "ASSET_OBSERVATION":
+            line = self._line(self._key(event))
+            metadata = event.event_specific_data.asset_observation.metadata  # type: ignore[union-attr]
+            self._last = now
+            if "error" in metadata:
+                line.error = str(metadata["error"].value).splitlines()[0]
+                self._finish(line, "failed")
+                console.print(f"      [red]error:[/red] {escape(line.error)}")
+            elif "not_run" in metadata:
+                self._skip(line, str(metadata["not_run"].value))
+        elif kind in ("STEP_SUCCESS", "STEP_FAILURE", "STEP_SKIPPED"):
+            self._step_started.pop(step, None)
+            if kind == "STEP_FAILURE":
+                self.step_errors.append(
+                    _full_message(getattr(event.event_specific_data, "error", None))
+                )
+            for key in self._steps[step]:
+                line = self.lines[key]
+                if line.status == "pending" and line.checks_failed:
+                    self._finish(line, "refused")  # its blocking checks failed: not published
+                elif line.status == "pending" and kind == "STEP_SKIPPED":
+                    self._skip(line, "an upstream asset failed")
+
+    def _skip(self, line: AssetLine, why: str) -> None:
+        line.status = "skipped"
+        self.done += 1
+        console.print(f"[{self.done:>3}/{self.total}] [yellow]skipped[/yellow] {line.key} ({why})")
+
+    def _finish(self, line: AssetLine, status: str) -> AssetLine:
         started = self._started.get(line.key)
-        if started is not None:
+        if started is not None and line.seconds is None:
             line.seconds = time.perf_counter() - started
         if line.status != "failed":
             line.status = "checks failed" if line.checks_failed else status
@@ -139,9 +199,11 @@ class RunReporter:
         )
         return line
 
-    def _on_materialization(self, event: dg.DagsterEvent) -> None:
+    def _on_materialization(self, event: dg.DagsterEvent) -> AssetLine:
         line = self._line(self._key(event))
         metadata = event.event_specific_data.materialization.metadata  # type: ignore[union-attr]
+        if "duration_s" in metadata and event.step_key in self._steps:
+            line.seconds = float(str(metadata["duration_s"].value))
         if "dagster/row_count" in metadata:
             line.rows = int(str(metadata["dagster/row_count"].value))
         if "rows_quarantined" in metadata:
@@ -154,6 +216,7 @@ class RunReporter:
                 f"      [yellow]schema drift:[/yellow] {escape(line.key)} has new source column(s) "
                 f"{escape(new_columns)}, landed as-is; declare them in the source's yml"
             )
+        return line
 
     def _on_check(self, event: dg.DagsterEvent) -> None:
         evaluation: Any = event.event_specific_data
@@ -188,6 +251,17 @@ class RunReporter:
                 f"{line.quarantined:,}" if line.quarantined is not None else "-",
             )
         return table
+
+
+def _full_message(error: Any) -> str:
+    """The whole message of the project's own error in ``error``'s chain (all its lines)."""
+    while error is not None:
+        if error.cls_name in _PROJECT_ERRORS:
+            message = str(error.message).strip()
+            prefix = message.split(": ", 1)[0]
+            return message[len(prefix) + 2 :] if prefix.endswith(error.cls_name) else message
+        error = error.cause or getattr(error, "context", None)
+    return _root_cause(error)
 
 
 def _root_cause(error: Any) -> str:
@@ -238,7 +312,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"[bold]ssot run[/bold]: {len(keys)} assets, target [bold]{project.target_name}[/bold] "
         f"({project.target.type})"
     )
-    reporter = RunReporter(keys)
+    from pipelines.assets.models import MODELS_STEP
+
+    model_keys = [model_key(m.layer, m.name).to_user_string() for m in project.models.values()]
+    reporter = RunReporter(keys, {MODELS_STEP: model_keys} if model_keys else {})
     started = time.perf_counter()
     stop = threading.Event()
 
@@ -279,9 +356,16 @@ def cmd_run(args: argparse.Namespace) -> int:
             console.print(f"  blocking check failed: {item}")
         for item in failed_steps:
             console.print(f"  asset failed: {escape(item)}")
-        not_run = [line.key for line in reporter.lines.values() if line.status == "pending"]
+        for message in reporter.step_errors:
+            for text in message.splitlines():
+                console.print(f"  {escape(text)}")
+        not_run = [
+            line.key for line in reporter.lines.values() if line.status in ("pending", "skipped")
+        ]
         if not_run:
-            console.print(f"  not run (an upstream asset failed): {', '.join(sorted(not_run))}")
+            console.print(
+                f"  not run (an upstream asset failed or was refused): {', '.join(sorted(not_run))}"
+            )
         return 1
     path = project.resolve_path(project.target.path)
     console.print(f"[green bold]warehouse built[/green bold]: {path}")

@@ -47,3 +47,8 @@ class TerminalSourceError(SourceError):
 
 class CheckFailedError(SsotError):
     """A blocking data check failed; the message names the asset and the failed checks."""
+
+
+class ModelsNotPublishedError(SsotError):
+    """Some models of a run were refused by a blocking check or failed to build; the message
+    lists each one with its reason (the others were published)."""

@@ -59,10 +59,12 @@ def audit_schema() -> pa.Schema:
     )
 
 
-def record_audit(warehouse: Warehouse, entry: AuditEntry) -> None:
-
-    row = {**entry.__dict__, "recorded_at": datetime.now(UTC)}
-    warehouse.insert_row(AUDIT, audit_schema(), row)
+def record_audit(warehouse: Warehouse, *entries: AuditEntry) -> None:
+    """Append audit rows (one statement for all of them)."""
+    now = datetime.now(UTC)
+    warehouse.insert_rows(
+        AUDIT, audit_schema(), [{**e.__dict__, "recorded_at": now} for e in entries]
+    )
 
 
 _RUNS_SQL = """

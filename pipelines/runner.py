@@ -73,14 +73,23 @@ def location_name(project: Project) -> str:
 def run_config_for(
     full_refresh: Sequence[dg.AssetKey], rebuild: Sequence[dg.AssetKey] = ()
 ) -> dict[str, Any]:
-    """The run config of `ssot run`: quiet console log, and per asset the full-refresh flag
-    (source tables pull from scratch, incremental models rebuild from their whole query) and
-    the rebuild flag (models build even when nothing they depend on changed)."""
+    """The run config of `ssot run`: quiet console log; the full-refresh flag of each source
+    table named (it pulls from scratch); and for the models' step, the models to rebuild from
+    their whole query (incremental ones) and the models to build even when up to date."""
+    from pipelines.assets.models import MODELS_STEP
+    from pipelines.project import RAW_SCHEMA, SEEDS_SCHEMA
+
     ops: dict[str, Any] = {}
-    for key in full_refresh:
-        ops.setdefault(key.to_python_identifier(), {"config": {}})["config"]["full_refresh"] = True
-    for key in rebuild:
-        ops.setdefault(key.to_python_identifier(), {"config": {}})["config"]["rebuild"] = True
+    models: dict[str, list[str]] = {}
+    for option, keys in (("full_refresh", full_refresh), ("rebuild", rebuild)):
+        for key in keys:
+            if key.path[0] in (RAW_SCHEMA, SEEDS_SCHEMA):
+                config = ops.setdefault(key.to_python_identifier(), {"config": {}})["config"]
+                config[option] = True
+            else:
+                models.setdefault(option, []).append(key.path[-1])
+    if models:
+        ops[MODELS_STEP] = {"config": models}
     return {**RUN_CONFIG, **({"ops": ops} if ops else {})}
 
 

@@ -6,7 +6,7 @@ import dagster as dg
 
 from pipelines.assets.jobs import build_job, build_schedule
 from pipelines.assets.keys import JOB_NAME, model_key, source_key
-from pipelines.assets.models import build_model_asset
+from pipelines.assets.models import build_models_asset
 from pipelines.assets.raw import build_source_asset
 from pipelines.assets.resources import WarehouseResource
 from pipelines.assets.seeds import build_seed_asset
@@ -21,7 +21,8 @@ def build_definitions(project: Project) -> dg.Definitions:
         build_source_asset(project, source, table) for source, table in project.source_tables()
     ]
     assets += [build_seed_asset(project, seed) for seed in project.seeds.values()]
-    assets += [build_model_asset(graph, graph.nodes[name]) for name in graph.order]
+    if graph.order:
+        assets.append(build_models_asset(graph))
     job = build_job()
     return dg.Definitions(
         assets=assets,

@@ -1,4 +1,11 @@
-"""One Dagster asset per model, with its yml tests as asset checks run right after the build."""
+"""The models as Dagster assets: one asset per model (its own lineage, checks and history in the
+UI), all built by one multi-asset step in graph order.
+
+One step for every model keeps Dagster's bookkeeping per model to its events (materialization,
+check results) instead of a whole step each. Any subset of models can still be materialized (the
+step is subsettable); a model whose blocking check fails is not published and the models that
+depend on it are not run, while the others go on.
+"""
 
 # No `from __future__ import annotations` here: Dagster reads the asset functions'
 # annotations (context type, resources) at definition time and needs real classes.
@@ -17,7 +24,12 @@ from pipelines.assets.keys import model_key, seed_key, source_key
 from pipelines.assets.resources import WarehouseResource
 from pipelines.assets.schema import table_schema_for_model, table_schema_from_warehouse
 from pipelines.config import TestSpec
-from pipelines.errors import CheckFailedError, ModelError, WarehouseError
+from pipelines.errors import (
+    CheckFailedError,
+    ModelError,
+    ModelsNotPublishedError,
+    WarehouseError,
+)
 from pipelines.meta import AuditEntry, record_audit
 from pipelines.modelling import (
     DataTest,
@@ -37,14 +49,23 @@ from pipelines.quality.checks import CheckOutcome, record_outcomes, run_check
 from pipelines.quality.expectations import run_suite
 from pipelines.warehouse.base import Relation, Warehouse
 
+#: the name of the multi-asset (its op and step) that builds the models
+MODELS_STEP = "models"
+#: in a ModelConfig list: every model
+ALL = "*"
+
 
 class ModelConfig(dg.Config):
-    """Run-time options of a model's build (set by `ssot run --full-refresh ...`)."""
+    """Run-time options of the models' build (set by `ssot run --full-refresh ... / --all`)."""
 
-    #: rebuild an incremental model from its whole query instead of applying an increment
-    full_refresh: bool = False
-    #: build even when its SQL and everything it reads are unchanged since its last build
-    rebuild: bool = False
+    #: incremental models rebuilt from their whole query instead of applying an increment
+    #: (model names, or "*")
+    full_refresh: list[str] = []
+    #: models built even when their SQL and everything they read are unchanged (names, or "*")
+    rebuild: list[str] = []
+
+    def says(self, option: list[str], name: str) -> bool:
+        return ALL in option or name in option
 
 
 def check_specs(node: ModelNode) -> list[dg.AssetCheckSpec]:
@@ -180,17 +201,14 @@ def _blocked(
     )
 
 
-def build_model_asset(graph: ModelGraph, node: ModelNode) -> dg.AssetsDefinition:
+def model_spec(graph: ModelGraph, node: ModelNode) -> dg.AssetSpec:
     # Relationships tests read their parent model, so it must be built first: a dependency too.
     deps = [model_key(graph.nodes[ref].layer, ref) for ref in node.upstream]
     deps += [source_key(source, table) for source, table in sorted(set(node.parsed.sources))]
     deps += [seed_key(name) for name in node.seeds]
-    key = model_key(node.layer, node.name)
-    asset_name = key.to_user_string()
     project = graph.project
-
-    @dg.asset(
-        key=key,
+    return dg.AssetSpec(
+        key=model_key(node.layer, node.name),
         deps=deps,
         group_name=node.layer,
         description=node.description or f"Model {node.name}",
@@ -204,159 +222,234 @@ def build_model_asset(graph: ModelGraph, node: ModelNode) -> dg.AssetsDefinition
             "materialized": node.materialized,
             "relation": str(node.relation),
         },
-        check_specs=check_specs(node),
+        skippable=True,
     )
-    def _build(
+
+
+def build_models_asset(graph: ModelGraph, names: list[str] | None = None) -> dg.AssetsDefinition:
+    """The multi-asset of the models (all of them, or those ``names``), in graph order."""
+    order = [name for name in graph.order if names is None or name in names]
+    nodes = [graph.nodes[name] for name in order]
+
+    @dg.multi_asset(
+        name=MODELS_STEP,
+        specs=[model_spec(graph, node) for node in nodes],
+        check_specs=[spec for node in nodes for spec in check_specs(node)],
+        can_subset=True,
+    )
+    def _models(
         context: AssetExecutionContext, config: ModelConfig, warehouse: WarehouseResource
     ) -> Iterator[Any]:
-        """Write, audit, publish: the build and its checks run in one transaction, which
-        commits (publishes) only when no blocking check failed."""
         session = warehouse.session
-        started = time.perf_counter()
-        run_id = context.run.run_id
-
-        def audit(kind: str, rows: int, outcome: str, detail: str = "") -> None:
-            record_audit(
-                session,
-                AuditEntry(
-                    run_id=run_id,
-                    asset=asset_name,
-                    kind=kind,
-                    rows_in=0,
-                    rows_out=rows,
-                    rows_quarantined=0,
-                    duration_s=time.perf_counter() - started,
-                    outcome=outcome,
-                    detail=detail,
-                ),
-            )
-
-        def checks_detail(outcomes: list[CheckOutcome]) -> str:
-            return "; ".join(
-                [
-                    *(f"failed: {o.name}" for o in outcomes if o.blocks),
-                    *(f"warned: {o.name}" for o in outcomes if not o.passed and not o.blocks),
-                ]
-            )
-
-        candidate: Relation | None = None
-        try:
-            sql = graph.query(node.name).sql(dialect=session.dialect)
-            reason, changes_data = build_reason(graph, node, session, sql)
-            if reason is None and (config.rebuild or config.full_refresh):
-                reason, changes_data = "asked for (--all or --full-refresh)", True
-            if reason is None:
-                # SQL and inputs unchanged since the last build: keep the table, re-run its
-                # checks (cheap, and their results belong to every run).
-                context.log.info(f"{node.name}: up to date (SQL and inputs unchanged), not rebuilt")
-                outcomes = evaluate_tests(session, graph, node)
-                record_outcomes(
-                    session,
-                    outcomes,
-                    run_id=run_id,
-                    asset=asset_name,
-                    audited=str(node.relation),
-                    published=True,
+        selected = context.selected_asset_keys
+        stopped: dict[str, str] = {}  # model -> why it did not publish
+        failures: list[str] = []
+        for node in nodes:
+            key = model_key(node.layer, node.name)
+            if key not in selected:
+                continue
+            held = [ref for ref in node.upstream if ref in stopped]
+            if held:
+                stopped[node.name] = "not run"
+                context.log.warning(
+                    f"{key.to_user_string()}: not run: upstream model {held[0]} {stopped[held[0]]}"
                 )
-                audit(
-                    "checks",
-                    session.row_count(node.relation),
-                    "failed" if any(o.blocks for o in outcomes) else "success",
-                    checks_detail(outcomes),
+                yield dg.AssetObservation(
+                    asset_key=key,
+                    metadata={"not_run": f"upstream model {held[0]} {stopped[held[0]]}"},
                 )
-                if any(o.blocks for o in outcomes):
-                    yield from (check_result(o) for o in outcomes)
-                    raise _blocked(key, outcomes, None)
-                yield dg.MaterializeResult(
-                    metadata={
-                        "dagster/row_count": session.row_count(node.relation),
-                        "rebuilt": False,
-                        "reason": "SQL and inputs unchanged since the last build",
-                    },
-                    check_results=[check_result(o) for o in outcomes],
-                )
-                return
-            context.log.info(f"{node.name}: building: {reason}")
-            incremental = (
-                node.materialized == "incremental"
-                and not config.full_refresh
-                and session.exists(node.relation)
-            )
-            query = graph.query(node.name, incremental=incremental)
-            outcomes = []
+                continue
             try:
-                with session.transaction():
-                    staged = materialize(session, node.build_spec, query, incremental=incremental)
-                    check_contract(session, node)
-                    rows = session.row_count(node.relation)
-                    built_s = time.perf_counter() - started
-                    outcomes = evaluate_tests(session, graph, node)
-                    if any(o.blocks for o in outcomes):
-                        raise _AuditFailed
-                    if node.materialized == "snapshot":
-                        detail = f"{staged} versions opened or closed"
-                    else:
-                        detail = f"increment of {staged} rows" if staged is not None else ""
-                    audit("build", rows, "success", "; ".join(d for d in (reason, detail) if d))
-                    audit("checks", rows, "success", checks_detail(outcomes))
-                    record_build(session, node, sql, run_id, changed=changes_data)
-                    audit("publish", rows, "success", f"published {node.relation}")
-            except _AuditFailed:
-                # rolled back: the published table is as it was; keep what was refused
-                try:
-                    candidate = keep_candidate(
-                        session, node.build_spec, query, incremental=incremental
-                    )
-                except WarehouseError as exc:
-                    context.log.warning(f"{node.name}: the refused build cannot be kept: {exc}")
-                audit("build", rows, "success", reason)
-                audit("checks", rows, "failed", checks_detail(outcomes))
-                audit(
-                    "publish",
-                    0,
-                    "blocked",
-                    "not published; previous version kept"
-                    + (f"; candidate in {candidate}" if candidate is not None else ""),
+                yield from _build_model(
+                    context,
+                    session,
+                    graph,
+                    node,
+                    full_refresh=config.says(config.full_refresh, node.name),
+                    rebuild=config.says(config.rebuild, node.name),
                 )
-            published = candidate is None and not any(o.blocks for o in outcomes)
+            except CheckFailedError as exc:
+                stopped[node.name] = "was refused by a blocking check"
+                failures.append(str(exc))
+            except Exception as exc:
+                stopped[node.name] = "failed"
+                message = f"{type(exc).__name__}: {exc}"
+                context.log.error(f"{key.to_user_string()}: {message}")
+                yield dg.AssetObservation(asset_key=key, metadata={"error": message[:4000]})
+                failures.append(f"{key.to_user_string()}: {message}")
+        if failures:
+            raise ModelsNotPublishedError(
+                f"{len(failures)} model(s) not published:\n" + "\n".join(failures)
+            )
+
+    return _models
+
+
+def _build_model(
+    context: AssetExecutionContext,
+    session: Warehouse,
+    graph: ModelGraph,
+    node: ModelNode,
+    *,
+    full_refresh: bool,
+    rebuild: bool,
+) -> Iterator[Any]:
+    """Write, audit, publish one model: the build and its checks run in one transaction, which
+    commits (publishes) only when no blocking check failed; a refusal raises CheckFailedError
+    after its check results."""
+    key = model_key(node.layer, node.name)
+    asset_name = key.to_user_string()
+    started = time.perf_counter()
+    run_id = context.run.run_id
+
+    def entry(kind: str, rows: int, outcome: str, detail: str = "") -> AuditEntry:
+        return AuditEntry(
+            run_id=run_id,
+            asset=asset_name,
+            kind=kind,
+            rows_in=0,
+            rows_out=rows,
+            rows_quarantined=0,
+            duration_s=time.perf_counter() - started,
+            outcome=outcome,
+            detail=detail,
+        )
+
+    def checks_detail(outcomes: list[CheckOutcome]) -> str:
+        return "; ".join(
+            [
+                *(f"failed: {o.name}" for o in outcomes if o.blocks),
+                *(f"warned: {o.name}" for o in outcomes if not o.passed and not o.blocks),
+            ]
+        )
+
+    candidate: Relation | None = None
+    try:
+        full_query = graph.query(node.name)
+        sql = full_query.sql(dialect=session.dialect)
+        reason, changes_data = build_reason(graph, node, session, sql)
+        if reason is None and (rebuild or full_refresh):
+            reason, changes_data = "asked for (--all or --full-refresh)", True
+        if reason is None:
+            # SQL and inputs unchanged since the last build: keep the table, re-run its
+            # checks (cheap, and their results belong to every run).
+            outcomes = evaluate_tests(session, graph, node)
             record_outcomes(
                 session,
                 outcomes,
                 run_id=run_id,
                 asset=asset_name,
-                audited=str(node.relation if published else candidate),
-                published=published,
+                audited=str(node.relation),
+                published=True,
             )
-            if not published:
-                yield from (check_result(o) for o in outcomes)
-                raise _blocked(key, outcomes, candidate)
-            try:
-                lineage: Any = lineage_metadata(session, graph, node, query)
-            except ModelError as exc:  # metadata only: the table itself is fine
-                context.log.warning(str(exc))
-                lineage = None
-        except CheckFailedError:
-            raise
-        except Exception as exc:
-            with contextlib.suppress(WarehouseError):  # the build's own error matters more
-                audit("build", 0, "failed", f"{type(exc).__name__}: {exc}"[:2000])
-            raise
-        yield dg.MaterializeResult(
-            metadata={
-                "dagster/row_count": rows,
-                "dagster/column_schema": table_schema_from_warehouse(
-                    session.columns(node.relation)
+            rows = session.row_count(node.relation)
+            record_audit(
+                session,
+                entry(
+                    "checks",
+                    rows,
+                    "failed" if any(o.blocks for o in outcomes) else "success",
+                    checks_detail(outcomes),
                 ),
-                **({"dagster/column_lineage": lineage} if lineage is not None else {}),
-                "build_s": round(built_s, 3),
-                "rebuilt": True,
-                "reason": reason,
-                **({"increment_rows": staged} if staged is not None else {}),
-                "compiled_sql": dg.MetadataValue.md(
-                    f"```sql\n{query.sql(dialect=session.dialect, pretty=True)}\n```"
-                ),
-            },
-            check_results=[check_result(o) for o in outcomes],
+            )
+            if any(o.blocks for o in outcomes):
+                yield from (check_result(o, key) for o in outcomes)
+                raise _blocked(key, outcomes, None)
+            yield dg.MaterializeResult(
+                asset_key=key,
+                metadata={
+                    "dagster/row_count": rows,
+                    "rebuilt": False,
+                    "duration_s": round(time.perf_counter() - started, 3),
+                    "reason": "SQL and inputs unchanged since the last build",
+                },
+                check_results=[check_result(o, key) for o in outcomes],
+            )
+            return
+        incremental = (
+            node.materialized == "incremental"
+            and not full_refresh
+            and session.exists(node.relation)
         )
-
-    return _build
+        query = graph.query(node.name, incremental=True) if incremental else full_query
+        outcomes = []
+        try:
+            with session.transaction():
+                staged = materialize(session, node.build_spec, query, incremental=incremental)
+                check_contract(session, node)
+                rows = session.row_count(node.relation)
+                built_s = time.perf_counter() - started
+                outcomes = evaluate_tests(session, graph, node)
+                if any(o.blocks for o in outcomes):
+                    raise _AuditFailed
+                if node.materialized == "snapshot":
+                    detail = f"{staged} versions opened or closed"
+                else:
+                    detail = f"increment of {staged} rows" if staged is not None else ""
+                record_build(session, node, sql, run_id, changed=changes_data)
+                record_audit(
+                    session,
+                    entry("build", rows, "success", "; ".join(d for d in (reason, detail) if d)),
+                    entry("checks", rows, "success", checks_detail(outcomes)),
+                    entry("publish", rows, "success", f"published {node.relation}"),
+                )
+        except _AuditFailed:
+            # rolled back: the published table is as it was; keep what was refused
+            try:
+                candidate = keep_candidate(session, node.build_spec, query, incremental=incremental)
+            except WarehouseError as exc:
+                context.log.warning(f"{node.name}: the refused build cannot be kept: {exc}")
+            record_audit(
+                session,
+                entry("build", rows, "success", reason),
+                entry("checks", rows, "failed", checks_detail(outcomes)),
+                entry(
+                    "publish",
+                    0,
+                    "blocked",
+                    "not published; previous version kept"
+                    + (f"; candidate in {candidate}" if candidate is not None else ""),
+                ),
+            )
+        published = candidate is None and not any(o.blocks for o in outcomes)
+        record_outcomes(
+            session,
+            outcomes,
+            run_id=run_id,
+            asset=asset_name,
+            audited=str(node.relation if published else candidate),
+            published=published,
+        )
+        if not published:
+            yield from (check_result(o, key) for o in outcomes)
+            raise _blocked(key, outcomes, candidate)
+        try:
+            lineage: Any = lineage_metadata(session, graph, node, query)
+        except ModelError as exc:  # metadata only: the table itself is fine
+            context.log.warning(str(exc))
+            lineage = None
+    except CheckFailedError:
+        raise
+    except Exception as exc:
+        with contextlib.suppress(WarehouseError):  # the build's own error matters more
+            record_audit(
+                session, entry("build", 0, "failed", f"{type(exc).__name__}: {exc}"[:2000])
+            )
+        raise
+    yield dg.MaterializeResult(
+        asset_key=key,
+        metadata={
+            "dagster/row_count": rows,
+            "dagster/column_schema": table_schema_from_warehouse(session.columns(node.relation)),
+            **({"dagster/column_lineage": lineage} if lineage is not None else {}),
+            "build_s": round(built_s, 3),
+            "rebuilt": True,
+            "duration_s": round(time.perf_counter() - started, 3),
+            "reason": reason,
+            **({"increment_rows": staged} if staged is not None else {}),
+            "compiled_sql": dg.MetadataValue.md(
+                f"```sql\n{query.sql(dialect=session.dialect, pretty=True)}\n```"
+            ),
+        },
+        check_results=[check_result(o, key) for o in outcomes],
+    )

@@ -185,18 +185,26 @@ class Warehouse(ABC):
         """
 
     def insert_row(self, relation: Relation, schema: pa.Schema, row: Mapping[str, Any]) -> None:
-        """Append one bookkeeping row (audit, state): a single INSERT ... VALUES once the table
-        exists; the first row creates it with ``schema``'s types."""
+        """Append one bookkeeping row (audit, state); see :meth:`insert_rows`."""
+        self.insert_rows(relation, schema, [row])
+
+    def insert_rows(
+        self, relation: Relation, schema: pa.Schema, rows: Sequence[Mapping[str, Any]]
+    ) -> None:
+        """Append a few bookkeeping rows in one INSERT ... VALUES once the table exists; the
+        first rows create it with ``schema``'s types."""
         import pyarrow as pa
 
-        if not self.exists(relation):
-            self.append_arrow(relation, pa.Table.from_pylist([dict(row)], schema=schema))
+        if not rows:
             return
-        values = [_literal(row.get(field.name)) for field in schema]
-        insert = self._insert(
-            relation, schema.names, exp.values([exp.Tuple(expressions=values)])  # type: ignore[arg-type]
-        )
-        self.execute(insert)
+        if not self.exists(relation):
+            self.append_arrow(relation, pa.Table.from_pylist([dict(r) for r in rows], schema=schema))
+            return
+        values = [
+            exp.Tuple(expressions=[_literal(row.get(field.name)) for field in schema])
+            for row in rows
+        ]
+        self.execute(self._insert(relation, schema.names, exp.values(values)))  # type: ignore[arg-type]
 
     @abstractmethod
     def append_arrow(self, relation: Relation, table: pa.Table, *, add_columns: bool = False) -> int:

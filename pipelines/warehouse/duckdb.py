@@ -85,6 +85,8 @@ class DuckDBWarehouse(Warehouse):
         self._con.execute("SET checkpoint_threshold = '256MB'")
         self._in_transaction = False
         self._counter = itertools.count()
+        #: schemas known to exist (committed) in this session
+        self._schemas: set[str] = set()
 
     @property
     def location(self) -> str:
@@ -170,7 +172,11 @@ class DuckDBWarehouse(Warehouse):
 
     # -- objects ------------------------------------------------------------------------------
     def ensure_schema(self, schema: str) -> None:
+        if schema in self._schemas:
+            return
         self.execute(exp.Create(this=exp.to_identifier(schema, quoted=True), kind="SCHEMA", exists=True))
+        if not self._in_transaction:  # a rollback would undo it
+            self._schemas.add(schema)
 
     def _info_schema_filter(self, relation: Relation) -> exp.Condition:
         return exp.and_(
@@ -178,7 +184,23 @@ class DuckDBWarehouse(Warehouse):
             exp.column("table_name").eq(exp.Literal.string(relation.name)),
         )
 
+    def _describe(self, relation: Relation) -> list[tuple[str, str]] | None:
+        """(name, type) of the relation's columns by DESCRIBE (a catalog lookup, about ten times
+        faster than information_schema); None when it does not bind (missing, or a view whose
+        tables are gone). A catalog error does not abort the open transaction."""
+        import duckdb
+
+        try:
+            rows = self._con.execute(f"DESCRIBE {relation.to_table().sql('duckdb')}").fetchall()
+        except (duckdb.CatalogException, duckdb.BinderException):
+            return None
+        except duckdb.Error as exc:
+            raise _map_error(exc, f"DESCRIBE {relation}") from exc
+        return [(str(row[0]), str(row[1])) for row in rows]
+
     def exists(self, relation: Relation) -> bool:
+        if self._describe(relation) is not None:
+            return True
         query = (
             exp.select(exp.Count(this=exp.Star()))
             .from_(exp.table_("tables", db="information_schema"))
@@ -187,15 +209,19 @@ class DuckDBWarehouse(Warehouse):
         return bool(self.scalar(query))
 
     def is_view(self, relation: Relation) -> bool:
+        # duckdb_views() holds only views: much smaller (and faster) than information_schema
         query = (
             exp.select(exp.Count(this=exp.Star()))
-            .from_(exp.table_("tables", db="information_schema"))
-            .where(self._info_schema_filter(relation))
-            .where(exp.column("table_type").eq(exp.Literal.string("VIEW")))
+            .from_(exp.func("duckdb_views"))
+            .where(exp.column("schema_name").eq(exp.Literal.string(relation.schema)))
+            .where(exp.column("view_name").eq(exp.Literal.string(relation.name)))
         )
         return bool(self.scalar(query))
 
     def columns(self, relation: Relation) -> list[tuple[str, str]]:
+        described = self._describe(relation)
+        if described is not None:
+            return described
         query = (
             exp.select("column_name", "data_type")
             .from_(exp.table_("columns", db="information_schema"))

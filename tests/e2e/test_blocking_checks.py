@@ -122,10 +122,18 @@ def test_blocking_check_stops_the_run_and_the_ui_reexecutes_from_failure(project
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=60)
     assert status == "SUCCESS"
-    # only the failed step and what depends on it; the steps that had succeeded are not rerun
-    assert sorted(steps) == [
-        "conformed__fct_orders",
-        "conformed__fct_payments",
-        "marts__customer_lifetime_value",
+    # only the models' step runs again (the sources had landed), and in it only the refused
+    # model and what depends on it are built; the models published before are kept
+    assert steps == ["models"]
+    with duckdb.connect(str(ws.warehouse), read_only=True) as con:
+        rebuilt = con.execute(
+            "select asset from ssot_meta.audit where kind = 'build' and outcome = 'success' "
+            "and run_id = ? order by asset",
+            [child_id],
+        ).fetchall()
+    assert rebuilt == [
+        ("conformed/fct_orders",),
+        ("conformed/fct_payments",),
+        ("marts/customer_lifetime_value",),
     ]
     assert marts_tables(ws.warehouse) == 1

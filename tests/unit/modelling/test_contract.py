@@ -6,7 +6,7 @@ from __future__ import annotations
 import dagster as dg
 import pytest
 
-from pipelines.assets.models import build_model_asset
+from pipelines.assets.models import build_models_asset
 from pipelines.assets.resources import WarehouseResource
 from pipelines.errors import ModelError
 from pipelines.modelling import ModelGraph
@@ -87,7 +87,7 @@ def test_a_build_that_breaks_its_contract_keeps_the_previous_table(make_project)
 
     def materialize() -> dg.ExecuteInProcessResult:
         graph = ModelGraph(load_project(project.root))
-        asset = build_model_asset(graph, graph.nodes["people"])
+        asset = build_models_asset(graph, ["people"])
         return dg.materialize([asset], resources={"warehouse": resource}, raise_on_error=False)
 
     assert materialize().success

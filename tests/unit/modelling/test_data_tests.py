@@ -6,7 +6,7 @@ from __future__ import annotations
 import dagster as dg
 import pytest
 
-from pipelines.assets.models import build_model_asset
+from pipelines.assets.models import build_models_asset
 from pipelines.assets.resources import WarehouseResource
 from pipelines.errors import ModelError
 from pipelines.modelling import ModelGraph
@@ -55,7 +55,7 @@ def test_bad_data_tests_name_their_file(make_project, sql, message) -> None:
 
 def run(project_root, names: list[str]) -> dg.ExecuteInProcessResult:
     graph = ModelGraph(load_project(project_root))
-    assets = [build_model_asset(graph, graph.nodes[name]) for name in graph.order if name in names]
+    assets = [build_models_asset(graph, names)]
     resource = WarehouseResource(project_dir=str(project_root))
     return dg.materialize(assets, resources={"warehouse": resource}, raise_on_error=False)
 

@@ -8,7 +8,7 @@ import json
 import dagster as dg
 import pytest
 
-from pipelines.assets.models import build_model_asset
+from pipelines.assets.models import build_models_asset
 from pipelines.assets.resources import WarehouseResource
 from pipelines.errors import ModelError
 from pipelines.modelling import ModelGraph
@@ -34,7 +34,7 @@ COUNT = {"type": "expect_table_row_count_to_equal", "kwargs": {"value": 2}}
 
 def run(root) -> dg.ExecuteInProcessResult:
     graph = ModelGraph(load_project(root))
-    assets = [build_model_asset(graph, graph.nodes[name]) for name in graph.order]
+    assets = [build_models_asset(graph)]
     resource = WarehouseResource(project_dir=str(root))
     return dg.materialize(assets, resources={"warehouse": resource}, raise_on_error=False)
 
