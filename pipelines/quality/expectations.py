@@ -293,7 +293,7 @@ def _ignored_rows(kwargs: dict[str, Any], columns: Sequence[str], default: str) 
     raise ConfigError(f"ignore_row_if {mode!r} is not one of GX's values")
 
 
-def _row_rule(e: Expectation, warehouse: Warehouse) -> RowRule | None:
+def _row_rule(e: Expectation) -> RowRule | None:
     k, t = e.kwargs, e.type
     c = str(k.get("column"))
     failing: Sql
@@ -390,21 +390,21 @@ def _duplicates(e: Expectation) -> tuple[list[str], Sql] | None:
 
 
 #: aggregate expectations: type -> the SQL of the observed value over the table
-_AGGREGATES: dict[str, Callable[[dict[str, Any], Warehouse], Sql]] = {
-    "expect_table_row_count_to_be_between": lambda k, w: exp.Count(this=exp.Star()),
-    "expect_table_row_count_to_equal": lambda k, w: exp.Count(this=exp.Star()),
-    "expect_column_min_to_be_between": lambda k, w: exp.Min(this=_col(k["column"])),
-    "expect_column_max_to_be_between": lambda k, w: exp.Max(this=_col(k["column"])),
-    "expect_column_mean_to_be_between": lambda k, w: exp.Avg(this=_col(k["column"])),
-    "expect_column_sum_to_be_between": lambda k, w: exp.func(
+_AGGREGATES: dict[str, Callable[[dict[str, Any], Callable[[Sql], Sql]], Sql]] = {
+    "expect_table_row_count_to_be_between": lambda k, _: exp.Count(this=exp.Star()),
+    "expect_table_row_count_to_equal": lambda k, _: exp.Count(this=exp.Star()),
+    "expect_column_min_to_be_between": lambda k, _: exp.Min(this=_col(k["column"])),
+    "expect_column_max_to_be_between": lambda k, _: exp.Max(this=_col(k["column"])),
+    "expect_column_mean_to_be_between": lambda k, _: exp.Avg(this=_col(k["column"])),
+    "expect_column_sum_to_be_between": lambda k, _: exp.func(
         "coalesce", exp.Sum(this=_col(k["column"])), exp.Literal.number(0)
     ),
-    "expect_column_median_to_be_between": lambda k, w: w.median(_col(k["column"])),
-    "expect_column_stdev_to_be_between": lambda k, w: exp.Stddev(this=_col(k["column"])),
-    "expect_column_unique_value_count_to_be_between": lambda k, w: exp.Count(
+    "expect_column_median_to_be_between": lambda k, median: median(_col(k["column"])),
+    "expect_column_stdev_to_be_between": lambda k, _: exp.Stddev(this=_col(k["column"])),
+    "expect_column_unique_value_count_to_be_between": lambda k, _: exp.Count(
         this=exp.Distinct(expressions=[_col(k["column"])])
     ),
-    "expect_column_proportion_of_unique_values_to_be_between": lambda k, w: exp.Div(
+    "expect_column_proportion_of_unique_values_to_be_between": lambda k, _: exp.Div(
         this=exp.cast(exp.Count(this=exp.Distinct(expressions=[_col(k["column"])])), "double"),
         expression=exp.func("nullif", exp.Count(this=_col(k["column"])), exp.Literal.number(0)),
     ),
@@ -508,30 +508,36 @@ def run_suite(warehouse: Warehouse, suite: Suite, table: exp.Table) -> list[Chec
         raise ModelError(f"{suite.path}: the suite cannot run on {table.sql()}: {exc}") from None
 
 
-def _run(warehouse: Warehouse, suite: Suite, table: exp.Table) -> list[CheckOutcome]:
-    rules = {e.index: _row_rule(e, warehouse) for e in suite.expectations if e.type in _ROW_TYPES}
-    # one scan for every per-row rule and every aggregate
+def scan_query(
+    suite: Suite, table: exp.Table, median: Callable[[Sql], Sql] | None = None
+) -> exp.Select | None:
+    """The one query that evaluates every per-row rule (rows considered and failing) and
+    every aggregate of ``suite`` in a single scan of ``table``; None when it has neither.
+    ``median``: the backend's aggregate median (:meth:`Warehouse.median`)."""
     selects: list[Sql] = []
-    for index, rule in rules.items():
-        assert rule is not None
-        selects.append(exp.alias_(_count_if(rule.considered), f"considered_{index}", quoted=True))
-        selects.append(
-            exp.alias_(
-                _count_if(exp.and_(exp.paren(rule.considered), exp.paren(rule.failing))),
-                f"failing_{index}",
-                quoted=True,
-            )
-        )
     for e in suite.expectations:
-        if e.type in _AGGREGATES:
+        rule = _row_rule(e) if e.type in _ROW_TYPES else None
+        if rule is not None:
+            selects.append(
+                exp.alias_(_count_if(rule.considered), f"considered_{e.index}", quoted=True)
+            )
             selects.append(
                 exp.alias_(
-                    _AGGREGATES[e.type](e.kwargs, warehouse), f"value_{e.index}", quoted=True
+                    _count_if(exp.and_(exp.paren(rule.considered), exp.paren(rule.failing))),
+                    f"failing_{e.index}",
+                    quoted=True,
                 )
             )
-    scan: dict[str, Any] = {}
-    if selects:
-        scan = warehouse.query(exp.select(*selects).from_(table.copy())).to_pylist()[0]
+        elif e.type in _AGGREGATES:
+            value = _AGGREGATES[e.type](e.kwargs, median or (lambda v: exp.Median(this=v)))
+            selects.append(exp.alias_(value, f"value_{e.index}", quoted=True))
+    return exp.select(*selects).from_(table.copy()) if selects else None
+
+
+def _run(warehouse: Warehouse, suite: Suite, table: exp.Table) -> list[CheckOutcome]:
+    rules = {e.index: _row_rule(e) for e in suite.expectations if e.type in _ROW_TYPES}
+    query = scan_query(suite, table, warehouse.median)
+    scan: dict[str, Any] = warehouse.query(query).to_pylist()[0] if query is not None else {}
     columns: list[str] | None = None
     outcomes = []
     for e in suite.expectations:
