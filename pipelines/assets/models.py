@@ -23,7 +23,6 @@ from pipelines.assets.checks import check_result
 from pipelines.assets.keys import model_key, seed_key, source_key
 from pipelines.assets.resources import WarehouseResource
 from pipelines.assets.schema import table_schema_for_model, table_schema_from_warehouse
-from pipelines.config import TestSpec
 from pipelines.errors import (
     CheckFailedError,
     ModelError,
@@ -32,21 +31,21 @@ from pipelines.errors import (
 )
 from pipelines.meta import AuditEntry, record_audit
 from pipelines.modelling import (
-    DataTest,
     ModelGraph,
     ModelNode,
-    materialize,
-    referenced_model,
     seed_relation,
     source_relation,
 )
-from pipelines.modelling.contract import check_contract
+from pipelines.modelling.audit import (
+    checks_detail,
+    describe_data_test,
+    describe_test,
+    evaluate_tests,
+)
 from pipelines.modelling.lineage import column_lineage
-from pipelines.modelling.materialize import keep_candidate
+from pipelines.modelling.publish import write_audit_publish
 from pipelines.modelling.state import build_reason, record_build
-from pipelines.quality.builtin_tests import failing_rows, scoped_rows
-from pipelines.quality.checks import CheckOutcome, record_outcomes, run_check
-from pipelines.quality.expectations import run_suite
+from pipelines.quality.checks import CheckOutcome, record_outcomes
 from pipelines.warehouse.base import Relation, Warehouse
 
 #: the name of the multi-asset (its op and step) that builds the models
@@ -82,64 +81,6 @@ def check_specs(node: ModelNode) -> list[dg.AssetCheckSpec]:
         )
         for name, severity, description in checks
     ]
-
-
-def describe_data_test(test: DataTest) -> str:
-    blocks = ", blocks downstream" if test.severity == "error" else ""
-    return f"no row of data_tests/{test.file.path.name} (severity {test.severity}{blocks})"
-
-
-def describe_test(test: TestSpec) -> str:
-    if not test.is_builtin:
-        arguments = ", ".join(f"{k}={v!r}" for k, v in test.arguments.items())
-        on = f"`{test.column}` passes" if test.column else "passes"
-        blocks = ", blocks downstream" if test.severity == "error" else ""
-        return f"{on} {test.name}({arguments}) (severity {test.severity}{blocks})"
-    what = {
-        "unique": f"`{test.column}` has no duplicate values",
-        "not_null": f"`{test.column}` is never null",
-        "accepted_values": f"`{test.column}` is one of {test.values}",
-        "relationships": f"every `{test.column}` exists in {test.to}.{test.field}",
-    }[test.name]
-    return f"{what} (severity {test.severity}{', blocks downstream' if test.severity == 'error' else ''})"
-
-
-def evaluate_tests(warehouse: Warehouse, graph: ModelGraph, node: ModelNode) -> list[CheckOutcome]:
-    """Run every yml test and data test of ``node`` in the warehouse; failing rows are counted
-    and sampled there, never all loaded."""
-    table = node.relation.to_table()
-
-    def resolve(name: str) -> Any:
-        return graph.nodes[referenced_model(name)].relation.to_table()
-
-    where = node.model.properties_path or node.model.path
-    outcomes = [
-        run_check(
-            warehouse,
-            failing_rows(test, table, resolve)
-            if test.is_builtin
-            else graph.generic_test_query(node, test, scoped_rows(test, table)),
-            name=test.check_name,
-            severity=test.severity,
-            description=describe_test(test),
-            what=f"{where}: test {test.check_name!r} of model {node.name!r}",
-        )
-        for test in node.tests
-    ]
-    outcomes += [
-        run_check(
-            warehouse,
-            graph.data_test_query(data_test),
-            name=data_test.check_name,
-            severity=data_test.severity,
-            description=describe_data_test(data_test),
-            what=f"{data_test.file.path}: data test {data_test.name!r}",
-        )
-        for data_test in node.data_tests
-    ]
-    if node.suite is not None:
-        outcomes += run_suite(warehouse, node.suite, table)
-    return outcomes
 
 
 def code_references(node: ModelNode) -> Any:
@@ -179,10 +120,6 @@ def lineage_metadata(
             for column, sources in traced.items()
         }
     )
-
-
-class _AuditFailed(Exception):
-    """Raised inside a build's transaction to roll it back: a blocking check failed."""
 
 
 def _blocked(
@@ -315,14 +252,6 @@ def _build_model(
             detail=detail,
         )
 
-    def checks_detail(outcomes: list[CheckOutcome]) -> str:
-        return "; ".join(
-            [
-                *(f"failed: {o.name}" for o in outcomes if o.blocks),
-                *(f"warned: {o.name}" for o in outcomes if not o.passed and not o.blocks),
-            ]
-        )
-
     candidate: Relation | None = None
     try:
         full_query = graph.query(node.name)
@@ -372,33 +301,36 @@ def _build_model(
             and session.exists(node.relation)
         )
         query = graph.query(node.name, incremental=True) if incremental else full_query
-        outcomes = []
-        try:
-            with session.transaction():
-                staged = materialize(session, node.build_spec, query, incremental=incremental)
-                check_contract(session, node)
-                rows = session.row_count(node.relation)
-                built_s = time.perf_counter() - started
-                outcomes = evaluate_tests(session, graph, node)
-                if any(o.blocks for o in outcomes):
-                    raise _AuditFailed
-                if node.materialized == "snapshot":
-                    detail = f"{staged} versions opened or closed"
-                else:
-                    detail = f"increment of {staged} rows" if staged is not None else ""
-                record_build(session, node, sql, run_id, changed=changes_data)
-                record_audit(
-                    session,
-                    entry("build", rows, "success", "; ".join(d for d in (reason, detail) if d)),
-                    entry("checks", rows, "success", checks_detail(outcomes)),
-                    entry("publish", rows, "success", f"published {node.relation}"),
-                )
-        except _AuditFailed:
-            # rolled back: the published table is as it was; keep what was refused
-            try:
-                candidate = keep_candidate(session, node.build_spec, query, incremental=incremental)
-            except WarehouseError as exc:
-                context.log.warning(f"{node.name}: the refused build cannot be kept: {exc}")
+
+        def on_publish(rows: int, staged: int | None) -> None:
+            if node.materialized == "snapshot":
+                detail = f"{staged} versions opened or closed"
+            else:
+                detail = f"increment of {staged} rows" if staged is not None else ""
+            record_build(session, node, sql, run_id, changed=changes_data)
+            record_audit(
+                session,
+                entry("build", rows, "success", "; ".join(d for d in (reason, detail) if d)),
+                entry("checks", rows, "success", checks_detail(audited)),
+                entry("publish", rows, "success", f"published {node.relation}"),
+            )
+
+        audited: list[CheckOutcome] = []
+
+        def audit(relation: Relation) -> list[CheckOutcome]:
+            audited[:] = evaluate_tests(session, graph, node, relation)
+            return audited
+
+        built = write_audit_publish(
+            session, node, query, incremental=incremental, audit=audit, on_publish=on_publish
+        )
+        rows, staged, built_s, outcomes = built.rows, built.staged, built.build_s, built.outcomes
+        candidate = built.candidate
+        if built.keep_error:
+            context.log.warning(
+                f"{node.name}: the refused build cannot be kept: {built.keep_error}"
+            )
+        if not built.published:
             record_audit(
                 session,
                 entry("build", rows, "success", reason),
@@ -411,16 +343,15 @@ def _build_model(
                     + (f"; candidate in {candidate}" if candidate is not None else ""),
                 ),
             )
-        published = candidate is None and not any(o.blocks for o in outcomes)
         record_outcomes(
             session,
             outcomes,
             run_id=run_id,
             asset=asset_name,
-            audited=str(node.relation if published else candidate),
-            published=published,
+            audited=str(node.relation if built.published else candidate),
+            published=built.published,
         )
-        if not published:
+        if not built.published:
             yield from (check_result(o, key) for o in outcomes)
             raise _blocked(key, outcomes, candidate)
         try:

@@ -15,7 +15,7 @@ from pipelines.errors import ModelError
 
 if TYPE_CHECKING:
     from pipelines.modelling.graph import ModelNode
-    from pipelines.warehouse.base import Warehouse
+    from pipelines.warehouse.base import Relation, Warehouse
 
 
 def yml_line(path: Path, model: str, column: str | None = None) -> int | None:
@@ -49,12 +49,13 @@ def _same_type(declared: str, actual: str, dialect: str) -> bool:
         return declared.strip().lower() == actual.strip().lower()
 
 
-def check_contract(warehouse: Warehouse, node: ModelNode) -> None:
-    """Raise a ModelError naming the yml file and line of the first column that breaks it."""
+def check_contract(warehouse: Warehouse, node: ModelNode, relation: Relation | None = None) -> None:
+    """Raise a ModelError naming the yml file and line of the first column that breaks it.
+    ``relation``: check this build of the model (a candidate) instead of the model's own."""
     declared = node.model.properties.columns
     if not declared:
         return
-    built = dict(warehouse.columns(node.relation))
+    built = dict(warehouse.columns(relation or node.relation))
     path = node.model.properties_path or node.model.path
     for column in declared:
         line = yml_line(path, node.name, column.name) if path.suffix in (".yml", ".yaml") else None

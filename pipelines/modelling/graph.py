@@ -7,6 +7,7 @@ and happens when a model is built or `ssot compile` asks for it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -283,11 +284,15 @@ class ModelGraph:
         )
         return parse_select(sql, dialect="duckdb", path=probe.path)
 
-    def data_test_query(self, test: DataTest) -> exp.Query:
-        """The test's SELECT of failing rows, with real relation names."""
+    def data_test_query(
+        self, test: DataTest, instead: Mapping[str, Relation] | None = None
+    ) -> exp.Query:
+        """The test's SELECT of failing rows, with real relation names; ``instead`` reads
+        other relations for some models (a candidate audited before it is published)."""
+        swapped = dict(instead or {})
         sql = render_model(
             test.file,
-            relation_of_model=self.relation_of,
+            relation_of_model=lambda ref: swapped.get(ref) or self.relation_of(ref),
             relation_of_source=source_relation,
             this=Relation("__this__", test.name),
             macros=self.macros,

@@ -156,6 +156,19 @@ class Warehouse(ABC):
     def row_hash(self, columns: Sequence[exp.Expression]) -> exp.Expression:
         """A 64-bit fingerprint of a row's values (NULL-safe), to tell changed rows from unchanged."""
 
+    def copy_table(self, source: Relation, target: Relation) -> None:
+        """Replace ``target`` with a copy of table ``source`` (where a candidate starts from the
+        published version)."""
+        self.replace_with_select(target, exp.select("*").from_(source.to_table()))
+
+    def publish_table(self, candidate: Relation, target: Relation) -> None:
+        """Replace ``target`` by the audited table ``candidate`` in one atomic statement (a
+        view of that name is dropped first), then drop the candidate."""
+        if self.is_view(target):
+            self.drop(target, kind="VIEW")
+        self.replace_with_select(target, exp.select("*").from_(candidate.to_table()))
+        self.drop(candidate)
+
     def median(self, value: exp.Expression) -> exp.Expression:
         """The aggregate median of ``value`` (the middle of the two middle values for an even
         count), in ``dialect``."""

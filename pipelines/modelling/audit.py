@@ -1,0 +1,91 @@
+"""The checks of a model: its yml tests, the data tests attached to it and its GX suite, run
+in the warehouse against the model's relation or a candidate of it."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from pipelines.modelling.graph import DataTest, ModelGraph, ModelNode, referenced_model
+from pipelines.quality.builtin_tests import failing_rows, scoped_rows
+from pipelines.quality.checks import CheckOutcome, run_check
+from pipelines.quality.expectations import run_suite
+
+if TYPE_CHECKING:
+    from pipelines.config import TestSpec
+    from pipelines.warehouse.base import Relation, Warehouse
+
+
+def blocking_failures(outcomes: list[CheckOutcome]) -> list[str]:
+    return [o.name for o in outcomes if o.blocks]
+
+
+def checks_detail(outcomes: list[CheckOutcome]) -> str:
+    """`failed: a; warned: b`, for the audit log."""
+    return "; ".join(
+        [
+            *(f"failed: {o.name}" for o in outcomes if o.blocks),
+            *(f"warned: {o.name}" for o in outcomes if not o.passed and not o.blocks),
+        ]
+    )
+
+
+def describe_data_test(test: DataTest) -> str:
+    blocks = ", blocks downstream" if test.severity == "error" else ""
+    return f"no row of data_tests/{test.file.path.name} (severity {test.severity}{blocks})"
+
+
+def describe_test(test: TestSpec) -> str:
+    if not test.is_builtin:
+        arguments = ", ".join(f"{k}={v!r}" for k, v in test.arguments.items())
+        on = f"`{test.column}` passes" if test.column else "passes"
+        blocks = ", blocks downstream" if test.severity == "error" else ""
+        return f"{on} {test.name}({arguments}) (severity {test.severity}{blocks})"
+    what = {
+        "unique": f"`{test.column}` has no duplicate values",
+        "not_null": f"`{test.column}` is never null",
+        "accepted_values": f"`{test.column}` is one of {test.values}",
+        "relationships": f"every `{test.column}` exists in {test.to}.{test.field}",
+    }[test.name]
+    return f"{what} (severity {test.severity}{', blocks downstream' if test.severity == 'error' else ''})"
+
+
+def evaluate_tests(
+    warehouse: Warehouse, graph: ModelGraph, node: ModelNode, relation: Relation | None = None
+) -> list[CheckOutcome]:
+    """Run every check of ``node`` (yml tests, data tests, its GX suite) in the warehouse;
+    failing rows are counted and sampled there, never all loaded. ``relation``: audit this
+    relation as the model (a candidate) instead of the model's own."""
+    audited = relation or node.relation
+    table = audited.to_table()
+
+    def resolve(name: str) -> Any:
+        return graph.nodes[referenced_model(name)].relation.to_table()
+
+    where = node.model.properties_path or node.model.path
+    outcomes = [
+        run_check(
+            warehouse,
+            failing_rows(test, table, resolve)
+            if test.is_builtin
+            else graph.generic_test_query(node, test, scoped_rows(test, table)),
+            name=test.check_name,
+            severity=test.severity,
+            description=describe_test(test),
+            what=f"{where}: test {test.check_name!r} of model {node.name!r}",
+        )
+        for test in node.tests
+    ]
+    outcomes += [
+        run_check(
+            warehouse,
+            graph.data_test_query(data_test, {node.name: audited}),
+            name=data_test.check_name,
+            severity=data_test.severity,
+            description=describe_data_test(data_test),
+            what=f"{data_test.file.path}: data test {data_test.name!r}",
+        )
+        for data_test in node.data_tests
+    ]
+    if node.suite is not None:
+        outcomes += run_suite(warehouse, node.suite, table)
+    return outcomes

@@ -1,0 +1,142 @@
+"""Write, audit, publish: a model's new version reaches readers only if its blocking checks pass.
+
+Two strategies, picked by what the backend can do:
+
+* **in a transaction** (``supports_transactions``, DuckDB): the build, the contract check, the
+  audit and the bookkeeping run in one transaction on the model's own relation. The uncommitted
+  table is the candidate; commit publishes it, rollback leaves the previous version untouched.
+  Nothing is copied on success; after a refusal the candidate is written again, from the same
+  query, into ``ssot_meta.candidate__<schema>__<model>`` for inspection.
+* **through a candidate relation** (backends without transactional DDL, such as BigQuery): the
+  build goes to ``ssot_meta.candidate__<schema>__<model>`` (an incremental or snapshot build
+  starts from a copy of the published table), is audited there, and is published by one atomic
+  replace of the model's relation from the candidate; a refused candidate simply stays.
+
+Either way the caller's ``audit`` runs every check against the relation it is given, and its
+``on_publish`` writes the bookkeeping of a published build.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
+
+from pipelines.errors import WarehouseError
+from pipelines.modelling.contract import check_contract
+from pipelines.modelling.materialize import candidate_relation, keep_candidate, materialize
+
+if TYPE_CHECKING:
+    from sqlglot import exp
+
+    from pipelines.modelling.graph import ModelNode
+    from pipelines.quality.checks import CheckOutcome
+    from pipelines.warehouse.base import Relation, Warehouse
+
+Audit = Callable[["Relation"], "list[CheckOutcome]"]
+OnPublish = Callable[[int, "int | None"], None]
+
+
+@dataclass
+class Built:
+    """What became of one build."""
+
+    rows: int = 0
+    #: rows an incremental build applied (a snapshot: versions opened or closed), else None
+    staged: int | None = None
+    build_s: float = 0.0
+    outcomes: list[CheckOutcome] = field(default_factory=list)
+    #: where the refused build was kept; None when published (or when it could not be kept)
+    candidate: Relation | None = None
+    #: why a refused build could not be kept, if it could not
+    keep_error: str = ""
+
+    @property
+    def published(self) -> bool:
+        return not any(o.blocks for o in self.outcomes)
+
+
+class _Refused(Exception):
+    """Raised inside the build's transaction to roll it back: a blocking check failed."""
+
+
+def write_audit_publish(
+    warehouse: Warehouse,
+    node: ModelNode,
+    query: exp.Query,
+    *,
+    incremental: bool,
+    audit: Audit,
+    on_publish: OnPublish,
+) -> Built:
+    """Build ``node`` from ``query``, audit it, publish it if no blocking check failed."""
+    if warehouse.supports_transactions:
+        return _in_transaction(warehouse, node, query, incremental, audit, on_publish)
+    return _through_candidate(warehouse, node, query, incremental, audit, on_publish)
+
+
+def _in_transaction(
+    warehouse: Warehouse,
+    node: ModelNode,
+    query: exp.Query,
+    incremental: bool,
+    audit: Audit,
+    on_publish: OnPublish,
+) -> Built:
+    started = time.perf_counter()
+    built = Built()
+    try:
+        with warehouse.transaction():
+            built.staged = materialize(warehouse, node.build_spec, query, incremental=incremental)
+            check_contract(warehouse, node)
+            built.rows = warehouse.row_count(node.relation)
+            built.build_s = time.perf_counter() - started
+            built.outcomes = audit(node.relation)
+            if not built.published:
+                raise _Refused
+            on_publish(built.rows, built.staged)
+    except _Refused:
+        # rolled back: the published table is as it was; keep what was refused
+        try:
+            built.candidate = keep_candidate(
+                warehouse, node.build_spec, query, incremental=incremental
+            )
+        except WarehouseError as exc:
+            built.keep_error = str(exc)
+    return built
+
+
+def _through_candidate(
+    warehouse: Warehouse,
+    node: ModelNode,
+    query: exp.Query,
+    incremental: bool,
+    audit: Audit,
+    on_publish: OnPublish,
+) -> Built:
+    started = time.perf_counter()
+    target = node.relation
+    candidate = candidate_relation(target)
+    spec = replace(node.build_spec, relation=candidate)
+    if warehouse.exists(candidate):
+        warehouse.drop(candidate, kind="VIEW" if warehouse.is_view(candidate) else "TABLE")
+    keeps_history = node.materialized == "snapshot" or incremental
+    if keeps_history and warehouse.exists(target) and not warehouse.is_view(target):
+        warehouse.copy_table(target, candidate)
+    built = Built()
+    built.staged = materialize(warehouse, spec, query, incremental=incremental)
+    check_contract(warehouse, node, candidate)
+    built.rows = warehouse.row_count(candidate)
+    built.build_s = time.perf_counter() - started
+    built.outcomes = audit(candidate)
+    if not built.published:
+        built.candidate = candidate
+        return built
+    if node.materialized == "view":
+        materialize(warehouse, node.build_spec, query)  # a view: define it again, nothing to copy
+        warehouse.drop(candidate, kind="VIEW")
+    else:
+        warehouse.publish_table(candidate, target)
+    on_publish(built.rows, built.staged)
+    return built
