@@ -30,7 +30,23 @@ demo: $(STAMP) ## (re)generate the demo operational systems (SCALE=1 SEED=42)
 run: $(STAMP) demo_data/state.json ## set up, generate the demo systems if missing, build the warehouse
 	$(BIN)/ssot run
 
-test: $(STAMP) ## run the test suite, servers included (what CI runs)
+# The BigQuery emulator for the integration tests: Python >= 3.13 in its own virtualenv.
+PYTHON_EMULATOR ?= $(shell for p in $(HOME)/.pyenv/versions/3.1[3-9]*/bin/python python3.13 python3; do $$p -c 'import sys; assert sys.version_info >= (3, 13)' 2>/dev/null && { echo $$p; break; }; done)
+EMU_VENV  ?= .venv-bq-emulator
+EMU_STAMP := $(EMU_VENV)/.installed
+
+$(EMU_STAMP): tests/emulator/requirements-bigquery.txt
+	@test -n "$(PYTHON_EMULATOR)" || { echo "the BigQuery emulator needs Python 3.13 (python3.13 on PATH or under ~/.pyenv)"; exit 1; }
+	$(PYTHON_EMULATOR) -m venv $(EMU_VENV)
+	$(EMU_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(EMU_VENV)/bin/python -m pip install --quiet -r tests/emulator/requirements-bigquery.txt
+	$(EMU_VENV)/bin/python tests/emulator/install_extensions.py
+	touch $(EMU_STAMP)
+
+.PHONY: emulator
+emulator: $(EMU_STAMP) ## install the local BigQuery emulator the integration tests start
+
+test: $(STAMP) $(EMU_STAMP) ## run the test suite, servers and the BigQuery emulator included (what CI runs)
 	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 test-fast: $(STAMP) ## unit tests only: no servers, no end-to-end runs
@@ -53,6 +69,11 @@ bench: $(STAMP) ## benchmarks (not part of the tests): demo generator, PostgreSQ
 	$(BIN)/python bench/extract.py $(EXTRACT_ARGS)
 	$(BIN)/python bench/models.py $(MODELS_ARGS)
 	$(BIN)/python bench/incremental.py $(INCREMENTAL_ARGS)
+	$(BIN)/python bench/gate.py $(GATE_ARGS)
+
+.PHONY: bench-gate
+bench-gate: $(STAMP) ## quality-gate benchmark only: auditing a 5 M-row fact table against building it
+	$(BIN)/python bench/gate.py $(GATE_ARGS)
 
 .PHONY: bench-incremental
 bench-incremental: $(STAMP) ## incremental cost: one demo day at scale 100 against a full refresh
@@ -67,7 +88,7 @@ bench-extract: $(STAMP) ## extraction benchmark only (PostgreSQL on 127.0.0.1:54
 	$(BIN)/python bench/extract.py $(EXTRACT_ARGS)
 
 clean: ## remove the generated demo data, warehouse and Dagster history
-	rm -rf demo_data warehouse .dagster target
+	rm -rf demo_data warehouse .dagster target $(EMU_VENV)
 
 lock: $(STAMP) ## re-pin requirements.lock from the current environment
 	{ sed -n '1,2p' requirements.lock; $(BIN)/python -m pip freeze --exclude-editable | grep -v '^-e'; } > requirements.lock.new

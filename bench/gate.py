@@ -40,8 +40,8 @@ class _Rollback(Exception):
 
 def measure(root: Path, repeat: int) -> dict[str, Any]:
     os.environ["SSOT_PROJECT_DIR"] = str(root)
-    from pipelines.modelling.audit import evaluate_tests
     from pipelines.modelling import ModelGraph, materialize
+    from pipelines.modelling.audit import evaluate_tests
     from pipelines.modelling.contract import check_contract
     from pipelines.project import load_project
     from pipelines.quality.expectations import run_suite

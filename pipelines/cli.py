@@ -367,8 +367,13 @@ def cmd_run(args: argparse.Namespace) -> int:
                 f"  not run (an upstream asset failed or was refused): {', '.join(sorted(not_run))}"
             )
         return 1
-    path = project.resolve_path(project.target.path)
-    console.print(f"[green bold]warehouse built[/green bold]: {path}")
+    target = project.target
+    where = (
+        project.resolve_path(target.path)
+        if target.type == "duckdb"
+        else f"BigQuery project {target.project}"
+    )
+    console.print(f"[green bold]warehouse built[/green bold]: {where}")
     console.print(
         f'query it: [bold]{_self_command()} query "select * from marts.customer_lifetime_value '
         'order by revenue desc limit 5"[/bold]'
@@ -510,8 +515,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
     project = load_project()
     graph = validate_project(project)
-    location = project.resolve_path(project.target.path)
-    if not location.exists():
+    target = project.target
+    location = project.resolve_path(target.path) if target.type == "duckdb" else None
+    if location is not None and not location.exists():
         console.print(
             f"nothing built yet ({location}): `ssot run` builds all {len(graph.nodes)} models"
         )

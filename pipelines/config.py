@@ -517,7 +517,27 @@ class DuckDBTarget(_Strict):
         return str(path.with_name(f"{path.stem}.build{path.suffix or '.duckdb'}"))
 
 
-TargetSpec = Annotated[DuckDBTarget, Field(discriminator="type")]
+class BigQueryTarget(_Strict):
+    """A BigQuery project: one dataset per layer. Credentials come from the standard Google
+    mechanisms (GOOGLE_APPLICATION_CREDENTIALS, gcloud, the metadata server), never from here."""
+
+    type: Literal["bigquery"]
+    project: str = Field(description="The Google Cloud project holding the datasets.")
+    location: str | None = Field(
+        default=None, description="Region of new datasets and jobs, e.g. 'EU'."
+    )
+    maximum_bytes_billed: int | None = Field(
+        default=None, gt=0, description="Cost guard: a query job that would bill more fails."
+    )
+    api_endpoint: str | None = Field(
+        default=None,
+        description="An emulator's URL (e.g. http://127.0.0.1:9050): anonymous credentials, "
+        "for tests. SSOT_BIGQUERY_API_ENDPOINT overrides it.",
+    )
+
+
+TargetSpec = Annotated[DuckDBTarget | BigQueryTarget, Field(discriminator="type")]
+_DEFAULT_TARGETS: dict[str, DuckDBTarget | BigQueryTarget] = {"local": DuckDBTarget(type="duckdb")}
 
 
 class ProjectSettings(_Strict):
@@ -529,9 +549,7 @@ class ProjectSettings(_Strict):
     #: what "now" is for freshness checks: the machine's clock, or the demo world's simulated
     #: clock (the demo's data is dated in its own time, not today's)
     clock: Literal["wall", "demo"] = "wall"
-    targets: dict[str, TargetSpec] = Field(
-        default_factory=lambda: {"local": DuckDBTarget(type="duckdb")}
-    )
+    targets: dict[str, TargetSpec] = Field(default_factory=lambda: dict(_DEFAULT_TARGETS))
     #: folder-level model defaults, like dbt_project.yml's `models:`: a folder under models/
     #: (`staging`, `staging/crm`) -> config keys; the deepest folder wins, then the yml, then
     #: the model's own config()

@@ -20,6 +20,7 @@ import yaml
 from pydantic import ValidationError
 
 from pipelines.config import (
+    BigQueryTarget,
     DuckDBTarget,
     ModelPropertiesSpec,
     ProjectSettings,
@@ -95,7 +96,7 @@ class Project:
         return os.environ.get(TARGET_ENV) or self.settings.default_target
 
     @cached_property
-    def target(self) -> DuckDBTarget:
+    def target(self) -> DuckDBTarget | BigQueryTarget:
         name = self.target_name
         try:
             return self.settings.targets[name]

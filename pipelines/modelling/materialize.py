@@ -225,7 +225,7 @@ def _snapshot(warehouse: Warehouse, spec: BuildSpec, query: exp.Query, at: datet
                 )
             ),
         )
-        closed = _affected(warehouse, close)
+        closed = warehouse.execute_dml(close)
         still_current = (
             exp.select("1")
             .from_(exp.alias_(relation.to_table(), "t"))
@@ -247,12 +247,6 @@ def _snapshot(warehouse: Warehouse, spec: BuildSpec, query: exp.Query, at: datet
     finally:
         warehouse.drop(staged)
         warehouse.drop(shape, kind="VIEW")
-
-
-def _affected(warehouse: Warehouse, statement: exp.Expression) -> int:
-    """Run an UPDATE/DELETE; the rows it touched when the backend reports them."""
-    result = warehouse.query(statement)
-    return int(result.column(0)[0].as_py()) if result.num_rows and result.num_columns else 0
 
 
 def _require_unique(warehouse: Warehouse, spec: BuildSpec, staged: Relation) -> None:

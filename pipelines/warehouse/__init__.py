@@ -32,6 +32,17 @@ def open_warehouse(project: Project, *, read_only: bool = False) -> Warehouse:
             memory_limit=target.memory_limit,
             publish_to=published,
         )
+    if target.type == "bigquery":
+        import os
+
+        from pipelines.warehouse.bigquery import BigQueryWarehouse
+
+        return BigQueryWarehouse(
+            target.project,
+            location=target.location,
+            maximum_bytes_billed=target.maximum_bytes_billed,
+            api_endpoint=os.environ.get("SSOT_BIGQUERY_API_ENDPOINT") or target.api_endpoint,
+        )
     raise AssertionError(f"unhandled target type {target.type!r}")
 
 

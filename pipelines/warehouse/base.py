@@ -133,6 +133,10 @@ class Warehouse(ABC):
         )
 
     @abstractmethod
+    def execute_dml(self, statement: exp.Expression) -> int:
+        """Run an UPDATE, DELETE or MERGE; the number of rows it touched."""
+
+    @abstractmethod
     def insert_select(self, relation: Relation, columns: Sequence[str], select: exp.Query) -> int:
         """INSERT INTO relation (columns) <select>; columns not named stay NULL. Returns rows inserted."""
 

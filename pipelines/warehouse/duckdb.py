@@ -231,6 +231,11 @@ class DuckDBWarehouse(Warehouse):
         rows = self.query(query).to_pylist()
         return [(row["column_name"], row["data_type"]) for row in rows]
 
+    def execute_dml(self, statement: exp.Expression) -> int:
+        # DuckDB answers UPDATE/DELETE/MERGE with one row holding the number of rows touched.
+        result = self.query(statement)
+        return int(result.column(0)[0].as_py()) if result.num_rows and result.num_columns else 0
+
     def insert_select(self, relation: Relation, columns: Sequence[str], select: exp.Query) -> int:
         # DuckDB answers an INSERT with one row holding the number of rows it inserted.
         return int(self.scalar(self._insert(relation, columns, select)) or 0)

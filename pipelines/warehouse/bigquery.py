@@ -1,0 +1,281 @@
+"""BigQuery backend: the production warehouse, through google-cloud-bigquery.
+
+The only module (with the DuckDB backend) allowed to import an engine client; it imports
+``google.cloud.bigquery`` lazily so that loading the Dagster definitions stays fast.
+
+* Schemas are datasets of the target's project (created on first use, in its location).
+* Statements run as query jobs, each with the target's ``maximum_bytes_billed`` (a job that
+  would bill more fails instead of costing money).
+* Results come back as Arrow through the REST API (no BigQuery Storage API needed).
+* Arrow batches land through Parquet load jobs: written to a temporary file batch by batch (memory
+  stays bounded), loaded into a scratch table, read by the statement, dropped.
+* There is no transactional DDL: :attr:`supports_transactions` is False, so write-audit-publish
+  audits a candidate table and publishes it with ``CREATE OR REPLACE TABLE ... COPY`` (atomic).
+"""
+
+from __future__ import annotations
+
+import itertools
+import tempfile
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from sqlglot import exp
+
+from pipelines.errors import TerminalWarehouseError, TransientWarehouseError, WarehouseError
+from pipelines.warehouse.base import Relation, Warehouse
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+SCRATCH_DATASET = "ssot_meta"
+_TRANSIENT_REASONS = ("backendError", "internalError", "rateLimitExceeded", "jobRateLimitExceeded")
+
+
+def _map_error(exc: Exception, sql: str) -> WarehouseError:
+    """One place where the client's exceptions become transient or terminal project errors."""
+    message = str(getattr(exc, "message", None) or exc)
+    reasons = {e.get("reason") for e in getattr(exc, "errors", None) or [] if isinstance(e, dict)}
+    snippet = " ".join(sql.split())[:300]
+    cls = (
+        TransientWarehouseError
+        if reasons & set(_TRANSIENT_REASONS) or type(exc).__name__ in ("ServiceUnavailable", "ConnectionError")
+        else TerminalWarehouseError
+    )
+    return cls(f"BigQuery: {message.strip()}\n  while running: {snippet}")
+
+
+class BigQueryWarehouse(Warehouse):
+    """A session on a BigQuery project (or an emulator of it)."""
+
+    dialect: ClassVar[str] = "bigquery"
+    supports_transactions: ClassVar[bool] = False
+    row_hash_type: ClassVar[str] = "INT64"
+
+    def __init__(
+        self,
+        project: str,
+        *,
+        location: str | None = None,
+        maximum_bytes_billed: int | None = None,
+        api_endpoint: str | None = None,
+        client: Any = None,
+    ) -> None:
+        from google.cloud import bigquery
+
+        self._bq = bigquery
+        self.project = project
+        self._location = location  # the BigQuery region of new datasets and jobs
+        self.maximum_bytes_billed = maximum_bytes_billed
+        if client is None:
+            if api_endpoint:  # an emulator: no Google credentials involved
+                from google.api_core.client_options import ClientOptions
+                from google.auth.credentials import AnonymousCredentials
+
+                client = bigquery.Client(
+                    project=project,
+                    location=location,
+                    credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+                    client_options=ClientOptions(api_endpoint=api_endpoint),
+                )
+            else:  # the standard mechanisms: GOOGLE_APPLICATION_CREDENTIALS, gcloud, metadata
+                client = bigquery.Client(project=project, location=location)
+        self._client = client
+        self._endpoint = api_endpoint
+        self._counter = itertools.count()
+        self._datasets: set[str] = set()
+
+    @property
+    def location(self) -> str:
+        return self.project if not self._endpoint else f"{self.project} at {self._endpoint}"
+
+    def close(self) -> None:
+        self._client.close()
+
+    # -- SQL ----------------------------------------------------------------------------------
+    def _job_config(self, **kwargs: Any) -> Any:
+        config = self._bq.QueryJobConfig(**kwargs)
+        if self.maximum_bytes_billed is not None:
+            config.maximum_bytes_billed = self.maximum_bytes_billed
+        return config
+
+    def _run(self, sql: exp.Expression | str) -> Any:
+        text = self.render(sql)
+        try:
+            job = self._client.query(text, job_config=self._job_config(), location=self._location)
+            job.result()
+        except Exception as exc:
+            if isinstance(exc, WarehouseError):
+                raise
+            raise _map_error(exc, text) from exc
+        return job
+
+    def execute(self, sql: exp.Expression | str) -> None:
+        self._run(sql)
+
+    def query(self, sql: exp.Expression | str) -> pa.Table:
+        job = self._run(sql)
+        try:
+            return job.result().to_arrow(create_bqstorage_client=False)
+        except Exception as exc:
+            raise _map_error(exc, self.render(sql)) from exc
+
+    def dry_run_bytes(self, sql: exp.Expression | str) -> int:
+        """The bytes a statement would process (BigQuery's dry-run estimate); nothing runs."""
+        text = self.render(sql)
+        try:
+            job = self._client.query(
+                text,
+                job_config=self._job_config(dry_run=True, use_query_cache=False),
+                location=self._location,
+            )
+        except Exception as exc:
+            raise _map_error(exc, text) from exc
+        return int(job.total_bytes_processed or 0)
+
+    # -- objects ------------------------------------------------------------------------------
+    def _table_id(self, relation: Relation) -> str:
+        return f"{self.project}.{relation.schema}.{relation.name}"
+
+    def ensure_schema(self, schema: str) -> None:
+        if schema in self._datasets:
+            return
+        dataset = self._bq.Dataset(f"{self.project}.{schema}")
+        if self._location:
+            dataset.location = self._location
+        try:
+            self._client.create_dataset(dataset, exists_ok=True)
+        except Exception as exc:
+            raise _map_error(exc, f"create dataset {schema}") from exc
+        self._datasets.add(schema)
+
+    def _get(self, relation: Relation) -> Any:
+        from google.api_core.exceptions import NotFound
+
+        try:
+            return self._client.get_table(self._table_id(relation))
+        except NotFound:
+            return None
+        except Exception as exc:
+            raise _map_error(exc, f"get table {relation}") from exc
+
+    def exists(self, relation: Relation) -> bool:
+        return self._get(relation) is not None
+
+    def is_view(self, relation: Relation) -> bool:
+        table = self._get(relation)
+        return table is not None and table.table_type == "VIEW"
+
+    def columns(self, relation: Relation) -> list[tuple[str, str]]:
+        query = (
+            exp.select("column_name", "data_type")
+            .from_(exp.table_("COLUMNS", db="INFORMATION_SCHEMA", catalog=relation.schema))
+            .where(exp.column("table_name").eq(exp.Literal.string(relation.name)))
+            .order_by("ordinal_position")
+        )
+        self.ensure_schema(relation.schema)
+        rows = self.query(query).to_pylist()
+        return [(row["column_name"], row["data_type"]) for row in rows]
+
+    def execute_dml(self, statement: exp.Expression) -> int:
+        return int(self._run(statement).num_dml_affected_rows or 0)
+
+    def insert_select(self, relation: Relation, columns: Sequence[str], select: exp.Query) -> int:
+        job = self._run(self._insert(relation, columns, select))
+        return int(job.num_dml_affected_rows or 0)
+
+    def row_hash(self, columns: Sequence[exp.Expression]) -> exp.Expression:
+        # A fingerprint of the row's values as JSON; each value is named so the JSON has keys.
+        fields = [exp.alias_(c, f"c{i}") for i, c in enumerate(columns)]
+        json = exp.Anonymous(this="TO_JSON_STRING", expressions=[exp.Struct(expressions=fields)])
+        return exp.Anonymous(this="FARM_FINGERPRINT", expressions=[json])
+
+    def median(self, value: exp.Expression) -> exp.Expression:
+        # BigQuery has no aggregate median: the middle of 2 quantiles, exact for small inputs
+        # and approximate (BigQuery's quantile sketch) for large ones.
+        return exp.Bracket(
+            this=exp.func("APPROX_QUANTILES", value, exp.Literal.number(2)),
+            expressions=[exp.func("OFFSET", exp.Literal.number(1))],
+        )
+
+    def copy_table(self, source: Relation, target: Relation) -> None:
+        self.ensure_schema(target.schema)
+        self.execute(
+            f"CREATE OR REPLACE TABLE {target.to_table().sql('bigquery')} "
+            f"COPY {source.to_table().sql('bigquery')}"
+        )
+
+    def publish_table(self, candidate: Relation, target: Relation) -> None:
+        if self.is_view(target):
+            self.drop(target, kind="VIEW")
+        self.copy_table(candidate, target)  # one atomic replace
+        self.drop(candidate)
+
+    # -- Arrow landing ------------------------------------------------------------------------
+    def _load(self, relation: Relation, path: str, *, disposition: str, add_columns: bool) -> int:
+        self.ensure_schema(relation.schema)
+        bq = self._bq
+        config = bq.LoadJobConfig(
+            source_format=bq.SourceFormat.PARQUET,
+            write_disposition=disposition,
+        )
+        if add_columns:
+            config.schema_update_options = [bq.SchemaUpdateOption.ALLOW_FIELD_ADDITION]
+        try:
+            with open(path, "rb") as handle:
+                job = self._client.load_table_from_file(
+                    handle, self._table_id(relation), job_config=config, location=self._location
+                )
+            job.result()
+        except Exception as exc:
+            raise _map_error(exc, f"load into {relation}") from exc
+        return int(job.output_rows or 0)
+
+    def _write_parquet(self, schema: pa.Schema, batches: Iterable[pa.RecordBatch], path: str) -> int:
+        import pyarrow.parquet as pq
+
+        written = 0
+        with pq.ParquetWriter(path, schema) as writer:
+            for batch in batches:
+                writer.write_batch(batch)
+                written += batch.num_rows
+        return written
+
+    def _scratch(self) -> Relation:
+        return Relation(SCRATCH_DATASET, f"_arrow_{uuid.uuid4().hex[:12]}_{next(self._counter)}")
+
+    @contextmanager
+    def arrow_source(
+        self, schema: pa.Schema, batches: Iterable[pa.RecordBatch]
+    ) -> Iterator[exp.Table]:
+        scratch = self._scratch()
+        with tempfile.NamedTemporaryFile(suffix=".parquet") as handle:
+            self._write_parquet(schema, batches, handle.name)  # a source error surfaces as itself
+            self._load(scratch, handle.name, disposition="WRITE_TRUNCATE", add_columns=False)
+        try:
+            yield scratch.to_table()
+        finally:
+            self.drop(scratch)
+
+    def replace_from_arrow(
+        self, relation: Relation, schema: pa.Schema, batches: Iterable[pa.RecordBatch]
+    ) -> int:
+        with tempfile.NamedTemporaryFile(suffix=".parquet") as handle:
+            written = self._write_parquet(schema, batches, handle.name)
+            self._load(relation, handle.name, disposition="WRITE_TRUNCATE", add_columns=False)
+        return written
+
+    def append_arrow(self, relation: Relation, table: pa.Table, *, add_columns: bool = False) -> int:
+        if self.exists(relation) and not add_columns:
+            present = {name for name, _ in self.columns(relation)}
+            extra = [name for name in table.column_names if name not in present]
+            if extra:
+                raise TerminalWarehouseError(
+                    f"BigQuery: {relation} has no column(s) {', '.join(extra)} to append into"
+                )
+        with tempfile.NamedTemporaryFile(suffix=".parquet") as handle:
+            self._write_parquet(table.schema, table.to_batches(), handle.name)
+            self._load(relation, handle.name, disposition="WRITE_APPEND", add_columns=add_columns)
+        return int(table.num_rows)
