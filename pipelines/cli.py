@@ -226,6 +226,9 @@ class RunReporter:
             line.checks_passed += 1
         elif evaluation.severity.value == "WARN":
             line.checks_warned.append(name)
+        elif getattr(evaluation, "blocking", None) is False:
+            # severity error on a check that never blocks (freshness): reported, not blocking
+            line.checks_warned.append(f"{name} (error, does not block)")
         else:
             line.checks_failed.append(name)
 

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import textwrap
-from collections.abc import Callable
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -151,3 +156,79 @@ def copy_project(root: Path) -> Workspace:
 def project_copy(tmp_path_factory: pytest.TempPathFactory) -> Callable[[], Workspace]:
     """Each call returns a fresh copy of the project in its own temp folder."""
     return lambda: copy_project(tmp_path_factory.mktemp("ssot") / "project")
+
+
+# -- the BigQuery emulator ---------------------------------------------------------------------
+
+EMULATOR = REPO / ".venv-bq-emulator" / "bin" / "local-bigquery"
+EMULATOR_PROJECT = "ssot-test"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _emulator_unavailable(reason: str) -> NoReturn:
+    if os.environ.get("CI") == "true":
+        pytest.fail(
+            f"the BigQuery emulator {reason}; CI=true requires it (`make emulator`)", pytrace=False
+        )
+    pytest.skip(f"the BigQuery emulator {reason}; `make emulator` installs it")
+
+
+@pytest.fixture(scope="session")
+def bigquery_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`http://127.0.0.1:PORT` of a local BigQuery emulator (local-bigquery) started for this test
+    session on loopback, with its data in a temporary folder; stopped afterwards."""
+    if not EMULATOR.exists():
+        _emulator_unavailable(f"is not installed ({EMULATOR} is missing)")
+    port, grpc_port = _free_port(), _free_port()
+    data = tmp_path_factory.mktemp("bq-emulator")
+    log = (data / "emulator.log").open("w")
+    process = subprocess.Popen(
+        [
+            str(EMULATOR),
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--grpc-port",
+            str(grpc_port),
+            "--project",
+            EMULATOR_PROJECT,
+            "--data-dir",
+            str(data / "data"),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    probe = f"{endpoint}/bigquery/v2/projects/{EMULATOR_PROJECT}/datasets"
+    deadline = time.monotonic() + 90
+    try:
+        while True:
+            if process.poll() is not None:
+                _emulator_unavailable(
+                    f"exited with status {process.returncode}: {(data / 'emulator.log').read_text()[-2000:]}"
+                )
+            try:
+                with urllib.request.urlopen(probe, timeout=30) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                _emulator_unavailable(f"did not answer on {endpoint} within 90 s")
+            time.sleep(0.3)
+        yield endpoint
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+        log.close()

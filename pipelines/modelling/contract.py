@@ -40,13 +40,18 @@ def yml_line(path: Path, model: str, column: str | None = None) -> int | None:
     return None
 
 
-def _same_type(declared: str, actual: str, dialect: str) -> bool:
+def _same_type(declared: str, actual: str, authored: str, dialect: str) -> bool:
+    """Whether a yml ``data_type`` (written in the model's dialect, ``authored``) is the type the
+    warehouse reports (in its ``dialect``): both are rendered in the warehouse's dialect. A
+    reported type without parameters (NUMERIC for NUMERIC(18, 2)) matches on its name."""
     try:
-        return exp.DataType.build(declared, dialect=dialect) == exp.DataType.build(
-            actual, dialect=dialect
-        )
+        wanted = exp.DataType.build(declared, dialect=authored)
+        found = exp.DataType.build(actual, dialect=dialect)
     except (ParseError, ValueError):
         return declared.strip().lower() == actual.strip().lower()
+    if wanted.sql(dialect=dialect) == found.sql(dialect=dialect):
+        return True
+    return not found.expressions and wanted.this == found.this
 
 
 def check_contract(warehouse: Warehouse, node: ModelNode, relation: Relation | None = None) -> None:
@@ -67,7 +72,7 @@ def check_contract(warehouse: Warehouse, node: ModelNode, relation: Relation | N
                 f"{', '.join(built)}. Select the column or remove it from the yml."
             )
         if column.data_type and not _same_type(
-            column.data_type, built[column.name], warehouse.dialect
+            column.data_type, built[column.name], node.dialect, warehouse.dialect
         ):
             raise ModelError(
                 f"{where}: model {node.name!r} declares {column.name!r} as "
