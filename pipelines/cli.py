@@ -525,23 +525,46 @@ def cmd_plan(args: argparse.Namespace) -> int:
             f"nothing built yet ({location}): `ssot run` builds all {len(graph.nodes)} models"
         )
         return 0
+    estimates: dict[str, int | None] = {}
     with open_warehouse(project, read_only=True) as warehouse:
         plan = make_plan(graph, warehouse)
+        for name in plan.rebuilds:
+            # what rebuilding it would scan, where the warehouse can say without running it
+            estimates[name] = warehouse.estimate_bytes(
+                graph.query(name).sql(dialect=warehouse.dialect)
+            )
+    costed = any(v is not None for v in estimates.values())
     table = Table(title=f"plan for {project.target_name} ({project.target.type})")
-    for column in ("model", "change", "kind", "rebuild", "why"):
-        table.add_column(column)
+    for column in (
+        "model",
+        "change",
+        "kind",
+        "rebuild",
+        "why",
+        *(["bytes (dry run)"] if costed else []),
+    ):
+        table.add_column(column, justify="right" if column.startswith("bytes") else "left")
     for name, item in plan.models.items():
         if item.change == "unchanged" and not item.rebuild:
             continue
+        estimate = estimates.get(name)
         table.add_row(
             name,
             item.change,
             item.kind or "-",
             "yes" if item.rebuild else "no",
             escape("; ".join(item.reasons)),
+            *([f"{estimate:,}" if estimate is not None else "-"] if costed else []),
         )
     for name in plan.removed:
-        table.add_row(name, "removed", "-", "no", "its model file is gone; the table is kept")
+        table.add_row(
+            name,
+            "removed",
+            "-",
+            "no",
+            "its model file is gone; the table is kept",
+            *(["-"] if costed else []),
+        )
     unchanged = sum(not p.rebuild for p in plan.models.values())
     if table.row_count:
         console.print(table)
@@ -549,6 +572,17 @@ def cmd_plan(args: argparse.Namespace) -> int:
         f"{len(plan.rebuilds)} of {len(plan.models)} models would be rebuilt, {unchanged} kept "
         "as they are (before any new source data lands; `ssot run --all` rebuilds everything)"
     )
+    if costed:
+        total = sum(v or 0 for v in estimates.values())
+        guard = getattr(project.target, "maximum_bytes_billed", None)
+        console.print(
+            f"estimated scan of the rebuilds: {total:,} bytes (BigQuery dry run); "
+            + (
+                f"each query is capped at {guard:,} bytes billed"
+                if guard
+                else "no cap: set maximum_bytes_billed on the target"
+            )
+        )
     return 0
 
 

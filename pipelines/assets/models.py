@@ -43,8 +43,8 @@ from pipelines.modelling.audit import (
     evaluate_tests,
 )
 from pipelines.modelling.lineage import column_lineage
-from pipelines.modelling.publish import write_audit_publish
-from pipelines.modelling.state import build_reason, record_build
+from pipelines.modelling.publish import table_annotations, write_audit_publish
+from pipelines.modelling.state import build_reason, record_build, upstream_relations
 from pipelines.quality.checks import CheckOutcome, record_outcomes
 from pipelines.warehouse.base import Relation, Warehouse
 
@@ -354,6 +354,8 @@ def _build_model(
         if not built.published:
             yield from (check_result(o, key) for o in outcomes)
             raise _blocked(key, outcomes, candidate)
+        upstream = [str(relation) for relation in upstream_relations(graph, node)]
+        session.annotate(node.relation, *table_annotations(node, upstream))
         try:
             lineage: Any = lineage_metadata(session, graph, node, query)
         except ModelError as exc:  # metadata only: the table itself is fine

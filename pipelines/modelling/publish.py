@@ -140,3 +140,24 @@ def _through_candidate(
         warehouse.publish_table(candidate, target)
     on_publish(built.rows, built.staged)
     return built
+
+
+def table_annotations(node: ModelNode, upstream: list[str]) -> tuple[str, dict[str, str]]:
+    """The description and labels a published model carries in the warehouse: its description,
+    owners, tags, layer and what it is built from (its table-level lineage)."""
+    description = node.description or f"Model {node.name}"
+    if upstream:
+        description += f"\nBuilt from: {', '.join(upstream)}."
+    description += f"\nDefined in {node.model.path.name}; built by ssot."
+    labels = {"ssot_layer": node.layer, "ssot_model": node.name}
+    for index, owner in enumerate(node.owners):
+        labels[f"owner_{index}" if index else "owner"] = owner
+    for tag in node.tags:
+        labels[f"tag_{tag}"] = ""
+    return description[:16000], {_label(k): _label(v) for k, v in labels.items()}
+
+
+def _label(text: str) -> str:
+    """A BigQuery label key or value: lowercase letters, digits, `_` and `-`, <= 63 chars."""
+    cleaned = "".join(c if c.isalnum() or c in "_-" else "_" for c in text.lower())
+    return cleaned[:63]

@@ -101,6 +101,11 @@ class Warehouse(ABC):
         table = self.query(sql)
         return table.column(0)[0].as_py() if table.num_rows else None
 
+    def estimate_bytes(self, sql: exp.Expression | str) -> int | None:
+        """The bytes a query would scan, estimated without running it, where the engine can
+        say (BigQuery's dry run); None elsewhere."""
+        return None
+
     @contextmanager
     def transaction(self) -> Iterator[None]:
         """Group statements atomically where the backend can; a no-op elsewhere."""
@@ -159,6 +164,11 @@ class Warehouse(ABC):
     @abstractmethod
     def row_hash(self, columns: Sequence[exp.Expression]) -> exp.Expression:
         """A 64-bit fingerprint of a row's values (NULL-safe), to tell changed rows from unchanged."""
+
+    def annotate(self, relation: Relation, description: str, labels: Mapping[str, str]) -> None:
+        """Attach a description (and, where the engine has them, labels) to a published table
+        or view, for people browsing the warehouse. ``labels`` keys and values are lowercase
+        letters, digits, ``_`` and ``-`` (at most 63 characters)."""
 
     def copy_table(self, source: Relation, target: Relation) -> None:
         """Replace ``target`` with a copy of table ``source`` (where a candidate starts from the

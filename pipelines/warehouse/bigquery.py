@@ -18,7 +18,7 @@ from __future__ import annotations
 import itertools
 import tempfile
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -122,7 +122,7 @@ class BigQueryWarehouse(Warehouse):
         except Exception as exc:
             raise _map_error(exc, self.render(sql)) from exc
 
-    def dry_run_bytes(self, sql: exp.Expression | str) -> int:
+    def estimate_bytes(self, sql: exp.Expression | str) -> int | None:
         """The bytes a statement would process (BigQuery's dry-run estimate); nothing runs."""
         text = self.render(sql)
         try:
@@ -178,6 +178,17 @@ class BigQueryWarehouse(Warehouse):
         self.ensure_schema(relation.schema)
         rows = self.query(query).to_pylist()
         return [(row["column_name"], row["data_type"]) for row in rows]
+
+    def annotate(self, relation: Relation, description: str, labels: Mapping[str, str]) -> None:
+        table = self._get(relation)
+        if table is None:
+            return
+        table.description = description
+        table.labels = {**{k: None for k in table.labels or {}}, **dict(labels)}
+        try:
+            self._client.update_table(table, ["description", "labels"])
+        except Exception as exc:
+            raise _map_error(exc, f"update table {relation}") from exc
 
     def execute_dml(self, statement: exp.Expression) -> int:
         return int(self._run(statement).num_dml_affected_rows or 0)

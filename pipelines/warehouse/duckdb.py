@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -230,6 +230,17 @@ class DuckDBWarehouse(Warehouse):
         )
         rows = self.query(query).to_pylist()
         return [(row["column_name"], row["data_type"]) for row in rows]
+
+    def annotate(self, relation: Relation, description: str, labels: Mapping[str, str]) -> None:
+        # DuckDB keeps a comment per table or view (duckdb_tables().comment); labels go into it
+        text = description + (
+            "\n" + ", ".join(f"{k}={v}" if v else k for k, v in sorted(labels.items()))
+            if labels
+            else ""
+        )
+        kind = "VIEW" if self.is_view(relation) else "TABLE"
+        comment = exp.Literal.string(text).sql("duckdb")
+        self.execute(f"COMMENT ON {kind} {relation.to_table().sql('duckdb')} IS {comment}")
 
     def execute_dml(self, statement: exp.Expression) -> int:
         # DuckDB answers UPDATE/DELETE/MERGE with one row holding the number of rows touched.

@@ -216,3 +216,29 @@ def test_a_snapshot_keeps_history_on_bigquery(bq, make_project) -> None:
         {"id": 2, "amount": 20, "is_current": False},
         {"id": 2, "amount": 25, "is_current": True},
     ]
+
+
+def test_published_tables_carry_description_and_labels(bq) -> None:
+    bq.replace_with_select(T, exp.select("1 AS id"))
+    bq.annotate(
+        T, "Orders.\nBuilt from: staging.x.", {"owner": "data-platform_example_com", "tag_pii": ""}
+    )
+    table = bq._client.get_table(f"{bq.project}.marts.t")
+    assert table.description == "Orders.\nBuilt from: staging.x."
+    assert table.labels == {"owner": "data-platform_example_com", "tag_pii": ""}
+
+
+def test_the_cost_guard_caps_every_query_job(bigquery_endpoint) -> None:
+    guarded = BigQueryWarehouse(
+        f"p-{uuid.uuid4().hex[:10]}",
+        api_endpoint=bigquery_endpoint,
+        maximum_bytes_billed=10_000_000,
+    )
+    try:
+        job = guarded._run("select 1 as x")
+        assert job.maximum_bytes_billed == 10_000_000  # as the service recorded the job
+        assert (
+            guarded.estimate_bytes("select 1 as x") == 0
+        )  # a dry run: nothing ran, nothing billed
+    finally:
+        guarded.close()

@@ -129,3 +129,28 @@ def test_a_snapshot_keeps_its_history_through_either_strategy(
         ]
         assert not build(wh, graph_for(make_project, SNAPSHOT.replace("AMOUNT", "-5")))[0].published
         assert wh.row_count(Relation("marts", "m")) == 3
+
+
+def test_published_models_carry_description_owners_tags_and_lineage(make_project, tmp_path) -> None:
+    from pipelines.modelling.publish import table_annotations
+
+    yml = (
+        "models:\n  - name: m\n    description: The orders.\n"
+        "    meta: {owner: Data-Platform@example.com}\n    config: {tags: [pii, Finance]}\n"
+    )
+    root = make_project({"models/marts/m.sql": "select 1 as amount", "models/marts/m.yml": yml})
+    node = ModelGraph(load_project(root)).nodes["m"]
+    description, labels = table_annotations(node, ["staging.a", "raw.app__users"])
+    assert description.startswith("The orders.\nBuilt from: staging.a, raw.app__users.")
+    assert labels == {
+        "ssot_layer": "marts",
+        "ssot_model": "m",
+        "owner": "data-platform_example_com",
+        "tag_pii": "",
+        "tag_finance": "",
+    }
+    with DuckDBWarehouse(tmp_path / "w.duckdb") as wh:
+        wh.replace_with_select(MODEL, exp.select("1 AS amount"))
+        wh.annotate(MODEL, description, labels)
+        comment = wh.scalar("select comment from duckdb_tables() where table_name = 'm'")
+        assert comment.startswith("The orders.") and "owner=data-platform_example_com" in comment
