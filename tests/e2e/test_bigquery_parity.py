@@ -66,6 +66,13 @@ def test_the_demo_gives_the_same_tables_on_duckdb_and_bigquery(
     remote = ws.ssot("run", env={"SSOT_TARGET": "emulator"})
     assert remote.returncode == 0, remote.stdout + remote.stderr
     assert "warehouse built: BigQuery project" in remote.stdout
+    # the cost guard's estimate: `ssot plan` dry-runs what a changed model would rebuild
+    mart = ws.root / "models" / "marts" / "customer_lifetime_value.sql"
+    mart.write_text(mart.read_text().replace("select", "select 1 as plan_probe,", 1))
+    plan = ws.ssot("plan", env={"SSOT_TARGET": "emulator"})
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    assert "bytes (dry run)" in plan.stdout and "customer_lifetime_value" in plan.stdout
+    assert "estimated scan of the rebuilds" in plan.stdout
 
     bq = BigQueryWarehouse(project_id, api_endpoint=bigquery_endpoint)
     try:
