@@ -422,8 +422,20 @@ class ModelGraph:
         return parse_select(sql, dialect=node.dialect, path=node.model.path)
 
     def compile(self, name: str, dialect: str) -> str:
-        """The model's SELECT in ``dialect``, transpiled by sqlglot and pretty-printed."""
-        return self.query(name).sql(dialect=dialect, pretty=True)
+        """The model's SELECT in ``dialect``, transpiled by sqlglot and pretty-printed, with the
+        target engine's own rules where it has a backend (what it cannot express is an error
+        naming the model, never silently dropped)."""
+        from pipelines.errors import WarehouseError
+        from pipelines.warehouse import backend_for
+
+        query = self.query(name)
+        backend = backend_for(dialect)
+        if backend is None:
+            return query.sql(dialect=dialect, pretty=True)
+        try:
+            return backend.sql_for(query, pretty=True)
+        except WarehouseError as exc:
+            raise ModelError(f"{self.nodes[name].model.path}: {exc}") from None
 
     @cached_property
     def downstream(self) -> dict[str, list[str]]:

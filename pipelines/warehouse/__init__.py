@@ -46,4 +46,17 @@ def open_warehouse(project: Project, *, read_only: bool = False) -> Warehouse:
     raise AssertionError(f"unhandled target type {target.type!r}")
 
 
-__all__ = ["Relation", "Warehouse", "open_warehouse"]
+def backend_for(dialect: str) -> type[Warehouse] | None:
+    """The backend class that speaks ``dialect`` (its SQL rules without a connection), if any."""
+    if dialect == "duckdb":
+        from pipelines.warehouse.duckdb import DuckDBWarehouse
+
+        return DuckDBWarehouse
+    if dialect == "bigquery":
+        from pipelines.warehouse.bigquery import BigQueryWarehouse
+
+        return BigQueryWarehouse
+    return None
+
+
+__all__ = ["Relation", "Warehouse", "backend_for", "open_warehouse"]

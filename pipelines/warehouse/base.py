@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from sqlglot import exp
 
+from pipelines.errors import TerminalWarehouseError
+
 if TYPE_CHECKING:
     import pyarrow as pa
 
@@ -87,7 +89,30 @@ class Warehouse(ABC):
 
     # -- SQL ----------------------------------------------------------------------------------
     def render(self, sql: exp.Expression | str) -> str:
-        return sql if isinstance(sql, str) else sql.sql(dialect=self.dialect)
+        """SQL text in ``dialect``; an expression the dialect cannot express is an error, never
+        silently changed (sqlglot's default would drop what it cannot write)."""
+        return sql if isinstance(sql, str) else self.sql_for(sql)
+
+    @classmethod
+    def sql_for(cls, expression: exp.Expression | exp.Query, *, pretty: bool = False) -> str:
+        from sqlglot.errors import ErrorLevel, UnsupportedError
+
+        try:
+            text: str = cls.prepare(expression).sql(
+                dialect=cls.dialect, pretty=pretty, unsupported_level=ErrorLevel.RAISE
+            )
+        except UnsupportedError as exc:
+            raise TerminalWarehouseError(
+                f"this SQL cannot be written for {cls.dialect}: {exc}\n  "
+                f"{' '.join(expression.sql(dialect='duckdb').split())[:300]}"
+            ) from None
+        return text
+
+    @classmethod
+    def prepare(cls, expression: Any) -> Any:
+        """Rewrite, on a copy, what ``dialect`` spells differently with the same meaning; raise
+        UnsupportedError for what it cannot express. The default changes nothing."""
+        return expression
 
     @abstractmethod
     def execute(self, sql: exp.Expression | str) -> None:

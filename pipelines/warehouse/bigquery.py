@@ -94,6 +94,35 @@ class BigQueryWarehouse(Warehouse):
     def close(self) -> None:
         self._client.close()
 
+    @classmethod
+    def prepare(cls, expression: Any) -> Any:
+        """BigQuery's REGEXP_REPLACE replaces every match and takes no flags: a replace-all
+        (`'g'`) loses its flag; a replace-first (DuckDB's and PostgreSQL's default) cannot be
+        written and is an error naming the call."""
+        from sqlglot.errors import UnsupportedError
+
+        calls = list(expression.find_all(exp.RegexpReplace))
+        if not calls:
+            return expression
+        expression = expression.copy()
+        for call in expression.find_all(exp.RegexpReplace):
+            modifiers = call.args.get("modifiers")
+            flags = modifiers.name if isinstance(modifiers, exp.Literal) else None
+            if flags == "g":
+                call.set("modifiers", None)
+                call.set("single_replace", None)
+            elif modifiers is not None:
+                raise UnsupportedError(
+                    f"{call.sql('duckdb')}: BigQuery's REGEXP_REPLACE takes no flags ({flags!r}); "
+                    "use an inline flag in the pattern, e.g. '(?i)...'"
+                )
+            elif call.args.get("single_replace"):
+                raise UnsupportedError(
+                    f"{call.sql('duckdb')} replaces only the first match, BigQuery's "
+                    "REGEXP_REPLACE replaces every match; add the 'g' flag if every match is meant"
+                )
+        return expression
+
     # -- SQL ----------------------------------------------------------------------------------
     def _job_config(self, **kwargs: Any) -> Any:
         config = self._bq.QueryJobConfig(**kwargs)

@@ -1,0 +1,46 @@
+"""The BigQuery backend's SQL rules, without a connection: what BigQuery spells differently is
+rewritten with the same meaning, what it cannot express is an error (never silently dropped)."""
+
+from __future__ import annotations
+
+import pytest
+import sqlglot
+
+from pipelines.errors import ModelError, TerminalWarehouseError
+from pipelines.modelling import ModelGraph
+from pipelines.project import load_project
+from pipelines.warehouse.bigquery import BigQueryWarehouse
+from pipelines.warehouse.duckdb import DuckDBWarehouse
+
+
+def duckdb_sql(text: str):
+    return sqlglot.parse_one(text, read="duckdb")
+
+
+def test_a_global_regexp_replace_loses_only_its_flag() -> None:
+    query = duckdb_sql("select regexp_replace(phone, '[^0-9]', '', 'g') as digits from t")
+    assert BigQueryWarehouse.sql_for(query) == (
+        "SELECT REGEXP_REPLACE(phone, '[^0-9]', '') AS digits FROM t"
+    )
+    # the caller's expression is untouched: DuckDB still gets its flag
+    assert "'g'" in DuckDBWarehouse.sql_for(query)
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        ("regexp_replace(a, 'x', '')", "replaces only the first match"),
+        ("regexp_replace(a, 'x', '', 'gi')", "takes no flags"),
+    ],
+)
+def test_what_bigquery_cannot_express_is_an_error(call, message) -> None:
+    with pytest.raises(TerminalWarehouseError, match=message):
+        BigQueryWarehouse.sql_for(duckdb_sql(f"select {call} from t"))
+
+
+def test_compile_names_the_model_that_cannot_be_written(make_project) -> None:
+    root = make_project({"models/staging/m.sql": "select regexp_replace('a-b', '-', '') as x"})
+    graph = ModelGraph(load_project(root))
+    assert "regexp_replace" in graph.compile("m", "duckdb").lower()
+    with pytest.raises(ModelError, match=r"m\.sql: .*replaces only the first match"):
+        graph.compile("m", "bigquery")
