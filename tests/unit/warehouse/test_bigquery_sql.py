@@ -44,3 +44,15 @@ def test_compile_names_the_model_that_cannot_be_written(make_project) -> None:
     assert "regexp_replace" in graph.compile("m", "duckdb").lower()
     with pytest.raises(ModelError, match=r"m\.sql: .*replaces only the first match"):
         graph.compile("m", "bigquery")
+
+
+def test_the_cost_guard_is_on_every_query_job_config() -> None:
+    """Constructing the session makes no request; each job config carries the target's cap."""
+    guarded = BigQueryWarehouse(
+        "p", maximum_bytes_billed=5_000_000, api_endpoint="http://127.0.0.1:9"
+    )
+    assert guarded._job_config().maximum_bytes_billed == 5_000_000
+    dry = guarded._job_config(dry_run=True, use_query_cache=False)
+    assert dry.dry_run is True and dry.maximum_bytes_billed == 5_000_000
+    unguarded = BigQueryWarehouse("p", api_endpoint="http://127.0.0.1:9")
+    assert unguarded._job_config().maximum_bytes_billed is None
