@@ -79,6 +79,7 @@ class RunReporter:
         self._step_started: dict[str, float] = {}
         #: the messages of failed multi-asset steps (each names its models and why)
         self.step_errors: list[str] = []
+        self._held: AssetLine | None = None
 
     def _line(self, key: str) -> AssetLine:
         return self.lines.setdefault(key, AssetLine(key))
@@ -96,7 +97,9 @@ class RunReporter:
                 console.print(f"      ... {line.key} still running ({now - started:.0f}s)")
         for step, started in self._step_started.items():
             keys = self._steps[step]
-            finished = sum(1 for k in keys if self.lines[k].status != "pending")
+            finished = sum(
+                1 for k in keys if self.lines[k].status != "pending" or self.lines[k] is self._held
+            )
             if now - started >= HEARTBEAT_SECONDS:
                 console.print(
                     f"      ... {step}: {finished} of {len(keys)} done ({now - started:.0f}s)"
@@ -138,14 +141,16 @@ class RunReporter:
             self._step_started[step] = now
             self._last = now
         elif kind == "ASSET_MATERIALIZATION":
+            self._flush()
             line = self._on_materialization(event)
             if line.seconds is None:
                 line.seconds = now - getattr(self, "_last", now)
             self._last = now
-            self._finish(line, "ok")
+            self._held = line  # printed once its check results (which follow) are counted
         elif kind == "ASSET_CHECK_EVALUATION":
             self._on_check(event)
         elif kind == "ASSET_OBSERVATION":
+            self._flush()
             line = self._line(self._key(event))
             metadata = event.event_specific_data.asset_observation.metadata  # type: ignore[union-attr]
             self._last = now
@@ -156,6 +161,7 @@ class RunReporter:
             elif "not_run" in metadata:
                 self._skip(line, str(metadata["not_run"].value))
         elif kind in ("STEP_SUCCESS", "STEP_FAILURE", "STEP_SKIPPED"):
+            self._flush()
             self._step_started.pop(step, None)
             if kind == "STEP_FAILURE":
                 self.step_errors.append(
@@ -167,6 +173,12 @@ class RunReporter:
                     self._finish(line, "refused")  # its blocking checks failed: not published
                 elif line.status == "pending" and kind == "STEP_SKIPPED":
                     self._skip(line, "an upstream asset failed")
+
+    def _flush(self) -> None:
+        """Print the model line held for its check results."""
+        held, self._held = self._held, None
+        if held is not None:
+            self._finish(held, "ok")
 
     def _skip(self, line: AssetLine, why: str) -> None:
         line.status = "skipped"
