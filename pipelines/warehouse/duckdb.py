@@ -118,9 +118,10 @@ class DuckDBWarehouse(Warehouse):
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(f".{target.name}.publishing-{os.getpid()}")
         try:
+            # No fsync of the copy: it is derived (the build file is the truth, and the next run
+            # publishes again), and the fsync tripled the cost (2.6 GB: 3.1 s -> 8.7 s here).
+            # The rename is atomic for readers either way.
             shutil.copyfile(self._path, partial)
-            with open(partial, "rb+") as handle:
-                os.fsync(handle.fileno())
             os.replace(partial, target)
         except OSError as exc:
             partial.unlink(missing_ok=True)
