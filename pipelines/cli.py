@@ -80,6 +80,8 @@ class RunReporter:
         #: the messages of failed multi-asset steps (each names its models and why)
         self.step_errors: list[str] = []
         self._held: AssetLine | None = None
+        #: why publishing the warehouse for readers failed at the end of the run, if it did
+        self.publish_error = ""
 
     def _line(self, key: str) -> AssetLine:
         return self.lines.setdefault(key, AssetLine(key))
@@ -116,6 +118,11 @@ class RunReporter:
         step = event.step_key or ""
         if step in self._steps:
             self._on_step_event(kind, step, event)
+            return
+        if kind == "ENGINE_EVENT" and (event.message or "").startswith("Teardown of resources"):
+            # the warehouse resource publishes for readers when the run ends; if that failed,
+            # what the run built is not what readers see
+            self.publish_error = _root_cause(getattr(event.event_specific_data, "error", None))
             return
         if kind == "STEP_START":
             line = self._line(self._key(event))
@@ -382,6 +389,12 @@ def cmd_run(args: argparse.Namespace) -> int:
                 f"  not run (an upstream asset failed or was refused): {', '.join(sorted(not_run))}"
             )
         return 1
+    if reporter.publish_error:
+        console.print(
+            "[red bold]built, but not published for readers[/red bold]: "
+            f"{escape(reporter.publish_error)}; the next run publishes again"
+        )
+        return 1
     target = project.target
     where = (
         project.resolve_path(target.path)
@@ -524,6 +537,7 @@ def cmd_demo_advance(args: argparse.Namespace) -> int:
 def cmd_plan(args: argparse.Namespace) -> int:
     from rich.table import Table
 
+    from pipelines.errors import WarehouseError
     from pipelines.modelling.state import make_plan
     from pipelines.project import load_project
     from pipelines.warehouse import open_warehouse
@@ -542,9 +556,11 @@ def cmd_plan(args: argparse.Namespace) -> int:
         plan = make_plan(graph, warehouse)
         for name in plan.rebuilds:
             # what rebuilding it would scan, where the warehouse can say without running it
-            estimates[name] = warehouse.estimate_bytes(
-                graph.query(name).sql(dialect=warehouse.dialect)
-            )
+            # (not when it reads a table that is not built yet)
+            try:
+                estimates[name] = warehouse.estimate_bytes(graph.query(name))
+            except WarehouseError:
+                estimates[name] = None
     costed = any(v is not None for v in estimates.values())
     table = Table(title=f"plan for {project.target_name} ({project.target.type})")
     for column in (
@@ -766,11 +782,12 @@ def cmd_audit(args: argparse.Namespace) -> int:
         "built",
         "published",
         "blocked",
+        "checks failed",
         "errors",
     ):
         table.add_column(name, justify="left" if name in ("run", "started (UTC)") else "right")
     for row in rows:
-        bad = row["blocked"] or row["errors"]
+        bad = row["blocked"] or row["errors"] or row["checks_failed"]
         table.add_row(
             ("[red]" if bad else "") + row["run_id"][:8] + ("[/red]" if bad else ""),
             row["started_at"].strftime("%Y-%m-%d %H:%M:%S"),
@@ -781,6 +798,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
             str(row["built"]),
             str(row["published"]),
             str(row["blocked"]),
+            str(row["checks_failed"]),
             str(row["errors"]),
         )
     console.print(table)

@@ -98,6 +98,8 @@ def recent_runs(warehouse: Warehouse, limit: int = 10) -> pa.Table:
 
 def run_entries(warehouse: Warehouse, run: str) -> pa.Table:
     """Every audit row of the run whose id is or starts with ``run``, in the order written."""
+    import sqlglot
+
     query = (
         exp.select(
             "run_id",
@@ -113,7 +115,15 @@ def run_entries(warehouse: Warehouse, run: str) -> pa.Table:
         )
         .from_(AUDIT.to_table())
         .where(exp.column("run_id").like(exp.Literal.string(f"{run}%")))
-        .order_by("recorded_at")
+        # rows written by one statement share their time: then in the order a step goes
+        .order_by(
+            "recorded_at",
+            "asset",
+            sqlglot.parse_one(
+                "case kind when 'load' then 0 when 'build' then 1 when 'checks' then 2 "
+                "when 'publish' then 3 else 4 end"
+            ),
+        )
     )
     return warehouse.query(query)
 

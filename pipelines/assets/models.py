@@ -283,7 +283,13 @@ def _build_model(
             )
             if any(o.blocks for o in outcomes):
                 yield from (check_result(o, key) for o in outcomes)
-                raise _blocked(key, outcomes, None)
+                failed = ", ".join(o.name for o in outcomes if o.blocks)
+                raise CheckFailedError(
+                    f"{asset_name}: blocking check(s) failed on the published table: {failed}. "
+                    "It was not rebuilt (its SQL and inputs are unchanged since its last build), "
+                    "so readers already see these rows; downstream assets do not run. Fix the "
+                    "data or the check; the failing rows are in ssot_meta.check_results."
+                )
             yield dg.MaterializeResult(
                 asset_key=key,
                 metadata={
@@ -299,6 +305,7 @@ def _build_model(
             node.materialized == "incremental"
             and not full_refresh
             and session.exists(node.relation)
+            and not session.is_view(node.relation)  # was a view: build the table from scratch
         )
         query = graph.query(node.name, incremental=True) if incremental else full_query
 
@@ -348,19 +355,24 @@ def _build_model(
             outcomes,
             run_id=run_id,
             asset=asset_name,
-            audited=str(node.relation if built.published else candidate),
+            audited=built.audited,
             published=built.published,
         )
         if not built.published:
             yield from (check_result(o, key) for o in outcomes)
             raise _blocked(key, outcomes, candidate)
+        # published: what follows is metadata only, so its failures are warnings
         upstream = [str(relation) for relation in upstream_relations(graph, node)]
-        session.annotate(node.relation, *table_annotations(node, upstream))
+        try:
+            session.annotate(node.relation, *table_annotations(node, upstream))
+        except WarehouseError as exc:
+            context.log.warning(f"{asset_name}: description and labels not set: {exc}")
         try:
             lineage: Any = lineage_metadata(session, graph, node, query)
-        except ModelError as exc:  # metadata only: the table itself is fine
+            schema: Any = table_schema_from_warehouse(session.columns(node.relation))
+        except (ModelError, WarehouseError) as exc:
             context.log.warning(str(exc))
-            lineage = None
+            lineage = schema = None
     except CheckFailedError:
         raise
     except Exception as exc:
@@ -373,7 +385,7 @@ def _build_model(
         asset_key=key,
         metadata={
             "dagster/row_count": rows,
-            "dagster/column_schema": table_schema_from_warehouse(session.columns(node.relation)),
+            **({"dagster/column_schema": schema} if schema is not None else {}),
             **({"dagster/column_lineage": lineage} if lineage is not None else {}),
             "build_s": round(built_s, 3),
             "rebuilt": True,
@@ -381,7 +393,7 @@ def _build_model(
             "reason": reason,
             **({"increment_rows": staged} if staged is not None else {}),
             "compiled_sql": dg.MetadataValue.md(
-                f"```sql\n{query.sql(dialect=session.dialect, pretty=True)}\n```"
+                f"```sql\n{type(session).sql_for(query, pretty=True)}\n```"
             ),
         },
         check_results=[check_result(o, key) for o in outcomes],

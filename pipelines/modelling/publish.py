@@ -51,6 +51,8 @@ class Built:
     candidate: Relation | None = None
     #: why a refused build could not be kept, if it could not
     keep_error: str = ""
+    #: the relation the checks read, as the check results record it
+    audited: str = ""
 
     @property
     def published(self) -> bool:
@@ -104,6 +106,10 @@ def _in_transaction(
             )
         except WarehouseError as exc:
             built.keep_error = str(exc)
+        kept = f"; kept as {built.candidate}" if built.candidate else ""
+        built.audited = f"{node.relation} (uncommitted, rolled back{kept})"
+        return built
+    built.audited = str(node.relation)
     return built
 
 
@@ -130,6 +136,7 @@ def _through_candidate(
     built.rows = warehouse.row_count(candidate)
     built.build_s = time.perf_counter() - started
     built.outcomes = audit(candidate)
+    built.audited = str(candidate) + (f" (published as {target})" if built.published else "")
     if not built.published:
         built.candidate = candidate
         return built

@@ -88,7 +88,7 @@ class Warehouse(ABC):
         """Where the data lives, for humans (a file path, a project id); never holds secrets."""
 
     # -- SQL ----------------------------------------------------------------------------------
-    def render(self, sql: exp.Expression | str) -> str:
+    def render(self, sql: exp.Expression | exp.Query | str) -> str:
         """SQL text in ``dialect``; an expression the dialect cannot express is an error, never
         silently changed (sqlglot's default would drop what it cannot write)."""
         return sql if isinstance(sql, str) else self.sql_for(sql)
@@ -126,7 +126,7 @@ class Warehouse(ABC):
         table = self.query(sql)
         return table.column(0)[0].as_py() if table.num_rows else None
 
-    def estimate_bytes(self, sql: exp.Expression | str) -> int | None:
+    def estimate_bytes(self, sql: exp.Expression | exp.Query | str) -> int | None:
         """The bytes a query would scan, estimated without running it, where the engine can
         say (BigQuery's dry run); None elsewhere."""
         return None

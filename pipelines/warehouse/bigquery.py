@@ -151,7 +151,7 @@ class BigQueryWarehouse(Warehouse):
         except Exception as exc:
             raise _map_error(exc, self.render(sql)) from exc
 
-    def estimate_bytes(self, sql: exp.Expression | str) -> int | None:
+    def estimate_bytes(self, sql: exp.Expression | exp.Query | str) -> int | None:
         """The bytes a statement would process (BigQuery's dry-run estimate); nothing runs."""
         text = self.render(sql)
         try:
@@ -204,7 +204,8 @@ class BigQueryWarehouse(Warehouse):
             .where(exp.column("table_name").eq(exp.Literal.string(relation.name)))
             .order_by("ordinal_position")
         )
-        self.ensure_schema(relation.schema)
+        if self._get(relation) is None:  # also: its dataset may not exist (read-only callers)
+            return []
         rows = self.query(query).to_pylist()
         return [(row["column_name"], row["data_type"]) for row in rows]
 

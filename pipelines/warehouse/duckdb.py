@@ -113,7 +113,8 @@ class DuckDBWarehouse(Warehouse):
             self._con.execute("CHECKPOINT")
         except duckdb.Error as exc:
             raise _map_error(exc, "CHECKPOINT") from exc
-        self.close()
+        finally:
+            self.close()
         target = self._publish_to
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(f".{target.name}.publishing-{os.getpid()}")

@@ -55,7 +55,10 @@ def test_a_bad_build_is_blocked_kept_and_the_next_good_run_publishes(project_cop
     )
     passed, failing, sample, audited, published = result
     assert (passed, failing, published) == (False, orders, False)
-    assert audited == "ssot_meta.candidate__conformed__fct_orders"
+    assert audited == (
+        "conformed.fct_orders (uncommitted, rolled back; kept as "
+        "ssot_meta.candidate__conformed__fct_orders)"
+    )
     assert len(json.loads(sample)) == 5
     assert rows(
         ws.warehouse,
