@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT_FILES = (
@@ -55,3 +58,12 @@ def ssot(root: Path, *args: str) -> float:
     if proc.returncode != 0:
         raise RuntimeError(f"ssot {' '.join(args)} failed:\n{(proc.stdout + proc.stderr)[-4000:]}")
     return seconds
+
+
+def write_results(results: dict[str, Any], name: str, out: str | None) -> Path:
+    """Write a benchmark's figures as JSON to ``out`` (default: /tmp/ssot-bench/<name>-<UTC>.json)."""
+    path = Path(out or f"/tmp/ssot-bench/{name}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2))
+    print(f"written: {path}")
+    return path

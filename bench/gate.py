@@ -18,7 +18,6 @@ asserted); figures go to --out as JSON.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import statistics
@@ -28,7 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from _project import copy_project, log, ssot
+from _project import copy_project, log, ssot, write_results
 
 TARGET = 0.25
 MODEL = "fct_orders"
@@ -139,10 +138,7 @@ def main() -> int:
     print(
         f"audit / build <= {TARGET:.0%}:                  {ratio:7.1%}  {'PASS' if ratio <= TARGET else 'MISS'}"
     )
-    out = Path(args.out or f"/tmp/ssot-bench/gate-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2))
-    print(f"written: {out}")
+    write_results(results, "gate", args.out)
     return 0
 
 

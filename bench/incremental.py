@@ -20,7 +20,6 @@ the modelling issue's target (<= 5 %), PASS or MISS (nothing is asserted); figur
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import tempfile
@@ -28,7 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from _project import copy_project, log, ssot
+from _project import copy_project, log, ssot, write_results
 
 TARGET = 0.05
 
@@ -107,10 +106,7 @@ def main() -> int:
     print(
         f"(i)/(ii) <= {TARGET:.0%}:             {ratio:8.1%}  {'PASS' if ratio <= TARGET else 'MISS'}"
     )
-    out = Path(args.out or f"/tmp/ssot-bench/incremental-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2))
-    print(f"written: {out}")
+    write_results(results, "incremental", args.out)
     return 0
 
 

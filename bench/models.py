@@ -41,6 +41,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from _project import write_results
+
 ROOT = Path(__file__).resolve().parents[1]
 DBT_VENV = ROOT / "bench" / ".venv-dbt"
 DBT_REQUIREMENTS = ROOT / "bench" / "requirements-dbt.txt"
@@ -341,10 +343,7 @@ def main() -> int:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     report(results)
-    out = Path(args.out or f"/tmp/ssot-bench/models-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2))
-    print(f"written: {out}")
+    write_results(results, "models", args.out)
     return 0
 
 
