@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
     from pipelines.modelling import ModelGraph
     from pipelines.project import Project
+    from pipelines.warehouse import Warehouse
 
 # Wide enough for the summary table when output goes to a file or a CI log.
 console = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 140)
@@ -685,16 +686,22 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_query(args: argparse.Namespace) -> int:
+def _open_published(project: Project) -> Warehouse:
+    """A read-only session on what readers see (works while a run writes)."""
     from pipelines.errors import WarehouseError
-    from pipelines.project import load_project
     from pipelines.warehouse import open_warehouse
 
-    project = load_project()
     try:
-        warehouse = open_warehouse(project, read_only=True)
+        return open_warehouse(project, read_only=True)
     except WarehouseError as exc:
         raise WarehouseError(f"{exc}\nhint: build the warehouse first with `ssot run`") from None
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    from pipelines.project import load_project
+
+    project = load_project()
+    warehouse = _open_published(project)
     with warehouse:
         result = warehouse.query(_limited(args.sql, args.limit + 1, warehouse.dialect))
     table = Table(show_lines=False)
@@ -730,15 +737,10 @@ def _limited(sql: str, rows: int, dialect: str) -> str:
 
 def cmd_audit(args: argparse.Namespace) -> int:
     from pipelines import meta
-    from pipelines.errors import WarehouseError
     from pipelines.project import load_project
-    from pipelines.warehouse import open_warehouse
 
     project = load_project()
-    try:
-        warehouse = open_warehouse(project, read_only=True)
-    except WarehouseError as exc:
-        raise WarehouseError(f"{exc}\nhint: build the warehouse first with `ssot run`") from None
+    warehouse = _open_published(project)
     with warehouse:
         if not warehouse.exists(meta.AUDIT):
             console.print("the audit log is empty: no run has finished yet (`ssot run`)")
@@ -807,15 +809,10 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 def cmd_quarantine_list(args: argparse.Namespace) -> int:
     from pipelines import quarantine
-    from pipelines.errors import WarehouseError
     from pipelines.project import load_project
-    from pipelines.warehouse import open_warehouse
 
     project = load_project()
-    try:
-        warehouse = open_warehouse(project, read_only=True)
-    except WarehouseError as exc:
-        raise WarehouseError(f"{exc}\nhint: build the warehouse first with `ssot run`") from None
+    warehouse = _open_published(project)
     with warehouse:
         result = quarantine.summary(warehouse, args.source, args.table)
     if not result.num_rows:

@@ -107,8 +107,7 @@ def keep_candidate(
     incremental build the increment it would have applied.
     """
     candidate = candidate_relation(spec.relation)
-    if warehouse.exists(candidate):
-        warehouse.drop(candidate, kind="VIEW" if warehouse.is_view(candidate) else "TABLE")
+    warehouse.drop_existing(candidate)
     kind = "VIEW" if spec.materialized == "view" else "TABLE"
     warehouse.replace_with_select(candidate, query, kind=kind)
     return candidate

@@ -125,8 +125,7 @@ def _through_candidate(
     target = node.relation
     candidate = candidate_relation(target)
     spec = replace(node.build_spec, relation=candidate)
-    if warehouse.exists(candidate):
-        warehouse.drop(candidate, kind="VIEW" if warehouse.is_view(candidate) else "TABLE")
+    warehouse.drop_existing(candidate)
     keeps_history = node.materialized == "snapshot" or incremental
     if keeps_history and warehouse.exists(target) and not warehouse.is_view(target):
         warehouse.copy_table(target, candidate)

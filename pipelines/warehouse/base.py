@@ -216,6 +216,11 @@ class Warehouse(ABC):
     def drop(self, relation: Relation, *, kind: str = "TABLE") -> None:
         self.execute(exp.Drop(tables=[relation.to_table()], kind=kind, exists=True))
 
+    def drop_existing(self, relation: Relation) -> None:
+        """Drop the table or view of that name, whichever it is, if there is one."""
+        if self.exists(relation):
+            self.drop(relation, kind="VIEW" if self.is_view(relation) else "TABLE")
+
     # -- Arrow landing ------------------------------------------------------------------------
     @abstractmethod
     def arrow_source(
