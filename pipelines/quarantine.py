@@ -69,9 +69,14 @@ def summary(warehouse: Warehouse, source: str | None = None, table: str | None =
 
     if not warehouse.exists(QUARANTINE):
         return pa.table({"source": [], "table": [], "check": [], "pending": [], "replayed": []})
-    _ensure_replay_columns(warehouse)
+    # read-only: before the first replay the table has no replay columns, and nothing is replayed
+    replayed = (
+        exp.column(REPLAYED_AT, quoted=True)
+        if REPLAYED_AT in {name for name, _ in warehouse.columns(QUARANTINE)}
+        else exp.alias_(exp.null(), REPLAYED_AT, quoted=True)
+    )
     rows = warehouse.query(
-        exp.select("source", "table", "failed_checks", REPLAYED_AT).from_(QUARANTINE.to_table())
+        exp.select("source", "table", "failed_checks", replayed).from_(QUARANTINE.to_table())
     ).to_pylist()
     counts: dict[tuple[str, str, str], list[int]] = {}
     for row in rows:

@@ -298,3 +298,20 @@ def test_file_rows_land_through_the_scratch_table(app) -> None:
     source = project.sources["exports"]
     result = land_table(project, warehouse, source, source.table("rows"), run_id="r1")
     assert (result.path, result.rows_landed) == ("staged", 1)
+
+
+def test_the_quarantine_summary_reads_a_read_only_warehouse_before_any_replay(
+    app, tmp_path
+) -> None:
+    """`ssot quarantine list` reads the published file read-only; the replay columns are only
+    added by the first replay, so the summary must not need them."""
+    from pipelines import quarantine
+
+    project, _, _ = app
+    source = project.sources["app"]
+    path = tmp_path / "w.duckdb"
+    with DuckDBWarehouse(path) as writer:
+        land_table(project, writer, source, source.table("users"), run_id="r1")
+    with DuckDBWarehouse(path, read_only=True) as reader:
+        assert quarantine.summary(reader).column("pending").to_pylist() == [1, 1, 1]
+        assert quarantine.summary(reader).column("replayed").to_pylist() == [0, 0, 0]
