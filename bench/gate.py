@@ -64,7 +64,7 @@ def measure(root: Path, repeat: int) -> dict[str, Any]:
                     outcomes = evaluate_tests(warehouse, graph, node)
                     audited = time.perf_counter()
                     if node.suite is not None:
-                        run_suite(warehouse, node.suite, node.relation.to_table())
+                        run_suite(warehouse, node.suite, node.relation)
                     suite_done = time.perf_counter()
                     rows = warehouse.row_count(node.relation)
                     raise _Rollback

@@ -15,10 +15,6 @@ if TYPE_CHECKING:
     from pipelines.warehouse.base import Relation, Warehouse
 
 
-def blocking_failures(outcomes: list[CheckOutcome]) -> list[str]:
-    return [o.name for o in outcomes if o.blocks]
-
-
 def checks_detail(outcomes: list[CheckOutcome]) -> str:
     """`failed: a; warned: b`, for the audit log."""
     return "; ".join(
@@ -87,5 +83,5 @@ def evaluate_tests(
         for data_test in node.data_tests
     ]
     if node.suite is not None:
-        outcomes += run_suite(warehouse, node.suite, table)
+        outcomes += run_suite(warehouse, node.suite, audited)
     return outcomes

@@ -29,7 +29,6 @@ if TYPE_CHECKING:
 
 CHECK_RESULTS = Relation(META_SCHEMA, "check_results")
 SAMPLE_ROWS = 5
-SEVERITIES = ("error", "warn")
 
 
 @dataclass(frozen=True)

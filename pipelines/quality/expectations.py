@@ -35,7 +35,7 @@ from pipelines.errors import ConfigError, ModelError, WarehouseError
 from pipelines.quality.checks import SAMPLE_ROWS, CheckOutcome, jsonable
 
 if TYPE_CHECKING:
-    from pipelines.warehouse.base import Warehouse
+    from pipelines.warehouse.base import Relation, Warehouse
 
 #: a sqlglot expression (conditions and values alike)
 Sql = Any
@@ -273,10 +273,6 @@ def _not_null(*columns: str) -> Sql:
     return exp.and_(*[exp.Not(this=exp.Is(this=_col(c), expression=exp.null())) for c in columns])
 
 
-def _any_null(*columns: str) -> Sql:
-    return exp.or_(*[exp.Is(this=_col(c), expression=exp.null()) for c in columns])
-
-
 def _all_null(*columns: str) -> Sql:
     return exp.and_(*[exp.Is(this=_col(c), expression=exp.null()) for c in columns])
 
@@ -500,12 +496,12 @@ def _checked(e: Expectation) -> None:
 # running a suite
 
 
-def run_suite(warehouse: Warehouse, suite: Suite, table: exp.Table) -> list[CheckOutcome]:
-    """Evaluate every expectation of ``suite`` on ``table``, in the warehouse."""
+def run_suite(warehouse: Warehouse, suite: Suite, relation: Relation) -> list[CheckOutcome]:
+    """Evaluate every expectation of ``suite`` on ``relation``, in the warehouse."""
     try:
-        return _run(warehouse, suite, table)
+        return _run(warehouse, suite, relation)
     except WarehouseError as exc:
-        raise ModelError(f"{suite.path}: the suite cannot run on {table.sql()}: {exc}") from None
+        raise ModelError(f"{suite.path}: the suite cannot run on {relation}: {exc}") from None
 
 
 def scan_query(
@@ -534,7 +530,8 @@ def scan_query(
     return exp.select(*selects).from_(table.copy()) if selects else None
 
 
-def _run(warehouse: Warehouse, suite: Suite, table: exp.Table) -> list[CheckOutcome]:
+def _run(warehouse: Warehouse, suite: Suite, relation: Relation) -> list[CheckOutcome]:
+    table = relation.to_table()
     rules = {e.index: _row_rule(e) for e in suite.expectations if e.type in _ROW_TYPES}
     query = scan_query(suite, table, warehouse.median)
     scan: dict[str, Any] = warehouse.query(query).to_pylist()[0] if query is not None else {}
@@ -576,7 +573,7 @@ def _run(warehouse: Warehouse, suite: Suite, table: exp.Table) -> list[CheckOutc
             outcomes.append(_outcome(e, 0 if ok else 1, [] if ok else [observed], observed))
         elif e.type in _SCHEMA:
             if columns is None:
-                columns = [name for name, _ in warehouse.columns(_relation(table))]
+                columns = [name for name, _ in warehouse.columns(relation)]
             outcomes.append(_schema(e, columns))
         else:
             outcomes.append(_distinct(warehouse, e, table))
@@ -732,9 +729,3 @@ def _plain(value: Any) -> Any:
     if isinstance(value, float) and math.isnan(value):
         return None
     return value
-
-
-def _relation(table: exp.Table) -> Any:
-    from pipelines.warehouse.base import Relation
-
-    return Relation(table.db, table.name)

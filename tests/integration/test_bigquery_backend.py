@@ -129,10 +129,8 @@ def test_a_gx_suite_gives_the_same_verdicts_on_bigquery_and_duckdb(bq, tmp_path)
     bq.append_arrow(T, ROWS)
     with DuckDBWarehouse(":memory:") as duck:
         duck.append_arrow(T, ROWS)
-        expected = [
-            (o.name, o.passed, o.failing_rows) for o in run_suite(duck, suite, T.to_table())
-        ]
-    ours = [(o.name, o.passed, o.failing_rows) for o in run_suite(bq, suite, T.to_table())]
+        expected = [(o.name, o.passed, o.failing_rows) for o in run_suite(duck, suite, T)]
+    ours = [(o.name, o.passed, o.failing_rows) for o in run_suite(bq, suite, T)]
     assert ours == expected
     # mean 3.5 is outside [2, 3]; 9 is out of range; "B" fails the regex; 2 repeats; "B" not in set
     assert [passed for _, passed, _ in ours] == [

@@ -214,7 +214,7 @@ def test_every_supported_type_is_covered() -> None:
 @pytest.mark.parametrize(("kind", "kwargs"), CASES, ids=lambda v: v if isinstance(v, str) else "")
 def test_the_verdict_is_gxs(tmp_path, gx_validate, warehouse, kind, kwargs) -> None:
     suite = load_suite(write_suite(tmp_path, [{"type": kind, "kwargs": kwargs}]))
-    (ours,) = run_suite(warehouse, suite, Relation("m", "rows").to_table())
+    (ours,) = run_suite(warehouse, suite, Relation("m", "rows"))
     success, result = gx_validate(kind, kwargs)
     assert ours.passed is success, (ours, result)
     if "unexpected_count" in result and not success:
@@ -305,7 +305,7 @@ def test_a_bad_expectation_names_the_file_and_its_position(
     )
     with pytest.raises(ConfigError, match=rf"t\.json: expectation #2.*{message}"):
         suite = load_suite(path)
-        run_suite(warehouse, suite, Relation("m", "rows").to_table())
+        run_suite(warehouse, suite, Relation("m", "rows"))
 
 
 def test_severity_maps_from_gx_and_meta(tmp_path) -> None:
