@@ -154,3 +154,15 @@ def test_readers_query_the_published_warehouse_while_a_full_run_writes(project_c
     assert report["queries"] > 20
     # only ever the whole old version or the whole new one, and the new one once published
     assert seen <= {old, new} and new in seen and old in seen, (seen, old, new)
+
+
+def test_a_run_whose_publish_fails_says_so_and_exits_1(project_copy) -> None:
+    ws = project_copy()
+    assert ws.ssot("demo", "init", "--scale", "0.02", "--seed", "8").returncode == 0
+    assert ws.ssot("run").returncode == 0
+    ws.warehouse.unlink()
+    ws.warehouse.mkdir()  # a folder where the published file must go: the rename fails
+    run = ws.ssot("run")
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "built, but not published for readers" in run.stdout
+    assert (ws.warehouse.parent / "ssot.build.duckdb").is_file()  # what was built is kept

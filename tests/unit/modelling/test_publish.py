@@ -154,3 +154,34 @@ def test_published_models_carry_description_owners_tags_and_lineage(make_project
         wh.annotate(MODEL, description, labels)
         comment = wh.scalar("select comment from duckdb_tables() where table_name = 'm'")
         assert comment.startswith("The orders.") and "owner=data-platform_example_com" in comment
+
+
+def test_a_view_turned_incremental_is_built_whole(make_project) -> None:
+    """An incremental model whose relation is still a view (its materialization changed) is
+    built from its whole query, not from an increment."""
+    import dagster as dg
+
+    from pipelines.assets.models import build_models_asset
+    from pipelines.assets.resources import WarehouseResource
+    from pipelines.warehouse import open_warehouse
+
+    sql = "select * from (values (1), (2), (3)) as t(id)"
+    root = make_project({"models/marts/m.sql": "{{ config(materialized='view') }} " + sql})
+
+    def materialize() -> None:
+        graph = ModelGraph(load_project(root))
+        resource = WarehouseResource(project_dir=str(root))
+        assert dg.materialize(
+            [build_models_asset(graph)], resources={"warehouse": resource}
+        ).success
+
+    materialize()
+    (root / "models/marts/m.sql").write_text(
+        "{{ config(materialized='incremental', unique_key='id') }} "
+        + sql
+        + " {% if is_incremental() %} where id > 2 {% endif %}"
+    )
+    materialize()
+    with open_warehouse(load_project(root), read_only=True) as wh:
+        assert not wh.is_view(MODEL)
+        assert wh.query("select id from marts.m order by id").column(0).to_pylist() == [1, 2, 3]
