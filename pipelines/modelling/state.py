@@ -14,7 +14,6 @@ downstream models then need no rebuild. Any other change is *breaking*.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -74,20 +73,6 @@ def _versions_schema() -> pa.Schema:
     )
 
 
-def _replace_row(
-    warehouse: Warehouse, table: Relation, key: str, row: Mapping[str, object], schema: pa.Schema
-) -> None:
-
-    if warehouse.exists(table):
-        warehouse.execute(
-            exp.delete(
-                table.to_table(),
-                where=exp.column(key, quoted=True).eq(exp.Literal.string(str(row[key]))),
-            )
-        )
-    warehouse.insert_row(table, schema, row)
-
-
 def record_build(
     warehouse: Warehouse,
     node: ModelNode,
@@ -108,7 +93,7 @@ def record_build(
         "built_at": at,
         "run_id": run_id,
     }
-    _replace_row(warehouse, MODEL_STATE, "model", row, _state_schema())
+    warehouse.replace_rows(MODEL_STATE, _state_schema(), "model", [row])
     if changed:
         record_change(warehouse, node.relation, run_id, at=at)
 
@@ -128,14 +113,14 @@ def record_change(
         "changed_at": at or datetime.now(UTC),
         "run_id": run_id,
     }
-    _replace_row(warehouse, DATA_VERSIONS, "relation", row, _versions_schema())
+    warehouse.replace_rows(DATA_VERSIONS, _versions_schema(), "relation", [row])
 
 
 def read_states(warehouse: Warehouse, model: str | None = None) -> dict[str, ModelState]:
     """Every model's state (or only ``model``'s)."""
     if not warehouse.exists(MODEL_STATE):
         return {}
-    query = exp.select("*").from_(MODEL_STATE.to_table())
+    query = exp.select(exp.Star()).from_(MODEL_STATE.to_table())
     if model is not None:
         query = query.where(exp.column("model", quoted=True).eq(exp.Literal.string(model)))
     return {
@@ -156,7 +141,7 @@ def read_versions(
     """relation -> (when its content last changed, its fingerprint), of all (or ``relations``)."""
     if not warehouse.exists(DATA_VERSIONS) or relations == []:
         return {}
-    query = exp.select("*").from_(DATA_VERSIONS.to_table())
+    query = exp.select(exp.Star()).from_(DATA_VERSIONS.to_table())
     if relations is not None:
         names = [exp.Literal.string(str(r)) for r in relations]
         query = query.where(exp.column("relation", quoted=True).isin(*names))

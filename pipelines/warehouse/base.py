@@ -263,6 +263,16 @@ class Warehouse(ABC):
         ]
         self.execute(self._insert(relation, schema.names, exp.values(values)))  # type: ignore[arg-type]
 
+    def replace_rows(
+        self, relation: Relation, schema: pa.Schema, key: str, rows: Sequence[Mapping[str, Any]]
+    ) -> None:
+        """Bookkeeping rows keyed by ``key`` (a model's state): drop the rows holding their key
+        values, then append them (see :meth:`insert_rows`)."""
+        if rows and self.exists(relation):
+            values = [_literal(row[key]) for row in rows]
+            self.execute(exp.delete(relation.to_table(), where=exp.column(key, quoted=True).isin(*values)))
+        self.insert_rows(relation, schema, rows)
+
     @abstractmethod
     def append_arrow(self, relation: Relation, table: pa.Table, *, add_columns: bool = False) -> int:
         """Append rows by column name, creating the table from the Arrow schema if it does not exist.

@@ -7,6 +7,7 @@ The only module (with the BigQuery backend) allowed to import an engine driver; 
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import shutil
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -23,6 +24,39 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 _TRANSIENT_MARKERS = ("could not set lock", "conflicting lock", "database is locked")
+
+
+def _quoted_name(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _quoted(relation: Relation) -> str:
+    """``"schema"."name"``, for statements written as text."""
+    return f"{_quoted_name(relation.schema)}.{_quoted_name(relation.name)}"
+
+
+def _text(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _sql_value(value: Any) -> str:
+    """A bookkeeping value as a DuckDB literal (written directly: DuckDB plans a statement with
+    literals faster than it binds parameters, and these run several times per model)."""
+    from datetime import date, datetime
+
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return repr(value) if math.isfinite(value) else f"'{value}'::DOUBLE"  # inf, nan
+    if isinstance(value, datetime):
+        return f"{_text(value.isoformat())}::TIMESTAMPTZ"
+    if isinstance(value, date):
+        return f"{_text(value.isoformat())}::DATE"
+    return _text(str(value))
 
 
 def _map_error(exc: Exception, sql: str) -> WarehouseError:
@@ -87,6 +121,11 @@ class DuckDBWarehouse(Warehouse):
         self._counter = itertools.count()
         #: schemas known to exist (committed) in this session
         self._schemas: set[str] = set()
+        #: relations known to exist: committed, and seen inside the open transaction (kept on
+        #: commit, forgotten on rollback). Only existence is remembered, never absence; any
+        #: DROP or ALTER forgets everything. This process is the file's only writer.
+        self._known: set[Relation] = set()
+        self._known_pending: set[Relation] = set()
 
     @property
     def location(self) -> str:
@@ -142,6 +181,9 @@ class DuckDBWarehouse(Warehouse):
         import duckdb
 
         text = self.render(sql)
+        if text.lstrip()[:5].upper() in ("DROP ", "ALTER"):
+            self._known.clear()
+            self._known_pending.clear()
         try:
             self._con.execute(text)
         except duckdb.Error as exc:
@@ -167,10 +209,15 @@ class DuckDBWarehouse(Warehouse):
             yield
         except BaseException:
             self._in_transaction = False
+            self._known_pending.clear()
             self.execute("ROLLBACK")
             raise
         self._in_transaction = False
-        self.execute("COMMIT")
+        try:
+            self.execute("COMMIT")
+            self._known |= self._known_pending
+        finally:
+            self._known_pending.clear()
 
     # -- objects ------------------------------------------------------------------------------
     def ensure_schema(self, schema: str) -> None:
@@ -186,6 +233,16 @@ class DuckDBWarehouse(Warehouse):
             exp.column("table_name").eq(exp.Literal.string(relation.name)),
         )
 
+    def _run(self, text: str) -> list[tuple[Any, ...]]:
+        """A statement of the backend's own bookkeeping, written as text (no sqlglot round
+        trip: these run several times per model)."""
+        import duckdb
+
+        try:
+            return self._con.execute(text).fetchall()
+        except duckdb.Error as exc:
+            raise _map_error(exc, text) from exc
+
     def _describe(self, relation: Relation) -> list[tuple[str, str]] | None:
         """(name, type) of the relation's columns by DESCRIBE (a catalog lookup, about ten times
         faster than information_schema); None when it does not bind (missing, or a view whose
@@ -193,7 +250,7 @@ class DuckDBWarehouse(Warehouse):
         import duckdb
 
         try:
-            rows = self._con.execute(f"DESCRIBE {relation.to_table().sql('duckdb')}").fetchall()
+            rows = self._con.execute(f"DESCRIBE {_quoted(relation)}").fetchall()
         except (duckdb.CatalogException, duckdb.BinderException):
             return None
         except duckdb.Error as exc:
@@ -201,24 +258,21 @@ class DuckDBWarehouse(Warehouse):
         return [(str(row[0]), str(row[1])) for row in rows]
 
     def exists(self, relation: Relation) -> bool:
-        if self._describe(relation) is not None:
+        if relation in self._known or relation in self._known_pending:
             return True
-        query = (
-            exp.select(exp.Count(this=exp.Star()))
-            .from_(exp.table_("tables", db="information_schema"))
-            .where(self._info_schema_filter(relation))
-        )
-        return bool(self.scalar(query))
+        # DESCRIBE fails only for a missing relation or a view whose tables are gone
+        found = self._describe(relation) is not None or self.is_view(relation)
+        if found:
+            (self._known_pending if self._in_transaction else self._known).add(relation)
+        return found
 
     def is_view(self, relation: Relation) -> bool:
         # duckdb_views() holds only views: much smaller (and faster) than information_schema
-        query = (
-            exp.select(exp.Count(this=exp.Star()))
-            .from_(exp.func("duckdb_views"))
-            .where(exp.column("schema_name").eq(exp.Literal.string(relation.schema)))
-            .where(exp.column("view_name").eq(exp.Literal.string(relation.name)))
+        rows = self._run(
+            "SELECT count(*) FROM duckdb_views() "
+            f"WHERE schema_name = {_text(relation.schema)} AND view_name = {_text(relation.name)}"
         )
-        return bool(self.scalar(query))
+        return bool(rows[0][0])
 
     def columns(self, relation: Relation) -> list[tuple[str, str]]:
         described = self._describe(relation)
@@ -242,7 +296,31 @@ class DuckDBWarehouse(Warehouse):
         )
         kind = "VIEW" if self.is_view(relation) else "TABLE"
         comment = exp.Literal.string(text).sql("duckdb")
-        self.execute(f"COMMENT ON {kind} {relation.to_table().sql('duckdb')} IS {comment}")
+        self._run(f"COMMENT ON {kind} {_quoted(relation)} IS {comment}")
+
+    def insert_rows(
+        self, relation: Relation, schema: pa.Schema, rows: Sequence[Mapping[str, Any]]
+    ) -> None:
+        if not rows or not self.exists(relation):
+            super().insert_rows(relation, schema, rows)  # creates the table with its types
+            return
+        names = ", ".join(_quoted_name(name) for name in schema.names)
+        values = ", ".join(
+            "(" + ", ".join(_sql_value(row.get(name)) for name in schema.names) + ")"
+            for row in rows
+        )
+        self._run(f"INSERT INTO {_quoted(relation)} ({names}) VALUES {values}")
+
+    def replace_rows(
+        self, relation: Relation, schema: pa.Schema, key: str, rows: Sequence[Mapping[str, Any]]
+    ) -> None:
+        if rows and self.exists(relation):
+            keys = ", ".join(_sql_value(row[key]) for row in rows)
+            self._run(f"DELETE FROM {_quoted(relation)} WHERE {_quoted_name(key)} IN ({keys})")
+        self.insert_rows(relation, schema, rows)
+
+    def row_count(self, relation: Relation) -> int:
+        return int(self._run(f"SELECT count(*) FROM {_quoted(relation)}")[0][0])
 
     def execute_dml(self, statement: exp.Expression) -> int:
         # DuckDB answers UPDATE/DELETE/MERGE with one row holding the number of rows touched.

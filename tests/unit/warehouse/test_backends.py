@@ -126,6 +126,66 @@ def test_insert_row_creates_the_table_then_appends_typed_values(warehouse) -> No
     ]
 
 
+def test_insert_rows_writes_awkward_values_exactly(warehouse) -> None:
+    from datetime import UTC, datetime
+
+    schema = pa.schema([("k", pa.string()), ("x", pa.float64()), ("at", pa.timestamp("us", tz="UTC"))])
+    table = Relation("ssot_meta", "awkward")
+    warehouse.insert_rows(table, schema, [{"k": "first", "x": 1.0, "at": None}])  # creates it
+    rows = [
+        {"k": "quote ' and \\ backslash", "x": float("inf"), "at": datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)},
+        {"k": "naive time is UTC", "x": -0.1, "at": datetime(2026, 1, 2, 3, 4, 5)},
+        {"k": "nan", "x": float("nan"), "at": None},
+    ]
+    warehouse.insert_rows(table, schema, rows)
+    got = warehouse.query(exp.select("*").from_(table.to_table()).order_by("k")).to_pylist()
+    by_key = {row["k"]: row for row in got}
+    assert by_key["quote ' and \\ backslash"]["x"] == float("inf")
+    assert by_key["quote ' and \\ backslash"]["at"] == datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+    assert by_key["naive time is UTC"]["at"] == datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    assert by_key["naive time is UTC"]["x"] == -0.1
+    assert by_key["nan"]["x"] != by_key["nan"]["x"]  # NaN
+    assert len(got) == 4
+
+
+def test_replace_rows_replaces_by_key_and_appends_new_keys(warehouse) -> None:
+    schema = pa.schema([("model", pa.string()), ("sql", pa.string())])
+    table = Relation("ssot_meta", "state")
+    warehouse.replace_rows(table, schema, "model", [{"model": "a", "sql": "1"}, {"model": "b", "sql": "1"}])
+    warehouse.replace_rows(table, schema, "model", [{"model": "a", "sql": "2"}, {"model": "c's", "sql": "2"}])
+    got = warehouse.query(exp.select("*").from_(table.to_table()).order_by("model")).to_pylist()
+    assert got == [{"model": "a", "sql": "2"}, {"model": "b", "sql": "1"}, {"model": "c's", "sql": "2"}]
+
+
+def test_exists_follows_creates_drops_and_rollbacks(warehouse) -> None:
+    rel = Relation("conformed", "t")
+    other = Relation("conformed", "v")
+    assert not warehouse.exists(rel)
+    warehouse.replace_with_select(rel, exp.select(exp.Literal.number(1).as_("x")))
+    assert warehouse.exists(rel)
+    warehouse.drop(rel)
+    assert not warehouse.exists(rel)
+    # a table created and seen inside a rolled-back transaction is gone afterwards
+    with pytest.raises(RuntimeError), warehouse.transaction():
+        warehouse.replace_with_select(other, exp.select(exp.Literal.number(1).as_("x")))
+        assert warehouse.exists(other)
+        raise RuntimeError("roll back")
+    assert not warehouse.exists(other)
+    # seen inside a committed transaction, then dropped by a statement written as text
+    with warehouse.transaction():
+        warehouse.replace_with_select(other, exp.select(exp.Literal.number(1).as_("x")))
+        assert warehouse.exists(other)
+    assert warehouse.exists(other)
+    warehouse.execute('DROP TABLE "conformed"."v"')
+    assert not warehouse.exists(other)
+    # a view whose table is gone still exists (it can be dropped and replaced)
+    warehouse.replace_with_select(rel, exp.select(exp.Literal.number(1).as_("x")))
+    view = Relation("conformed", "over_t")
+    warehouse.replace_with_select(view, exp.select("x").from_(rel.to_table()), kind="VIEW")
+    warehouse.drop(rel)
+    assert warehouse.exists(view) and warehouse.is_view(view)
+
+
 # -- publishing for readers (DuckDB: one writer per file, so readers open a published copy) ---
 
 
