@@ -326,7 +326,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from pipelines.runner import project_instance, run_job
 
     project = load_project()
-    validate_project(project)
+    graph = validate_project(project)
     _check_demo_data(project)
     keys = [source_key(s.name, t.name).to_user_string() for s, t in project.source_tables()]
     keys += [seed_key(name).to_user_string() for name in project.seeds]
@@ -403,11 +403,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         else f"BigQuery project {target.project}"
     )
     console.print(f"[green bold]warehouse built[/green bold]: {where}")
-    console.print(
-        f'query it: [bold]{_self_command()} query "select * from marts.customer_lifetime_value '
-        'order by revenue desc limit 5"[/bold]'
-    )
+    if graph.order:
+        console.print(f'query it: [bold]{_self_command()} query "{_example_query(graph)}"[/bold]')
     return 0
+
+
+def _example_query(graph: ModelGraph) -> str:
+    """A query worth trying after a run: the demo's revenue ranking, else the last model."""
+    if "customer_lifetime_value" in graph.nodes:
+        relation = graph.nodes["customer_lifetime_value"].relation
+        return f"select * from {relation} order by revenue desc limit 5"
+    return f"select * from {graph.nodes[graph.order[-1]].relation} limit 5"
 
 
 def _source_tables(project: Project, names: list[str] | None, option: str) -> list[tuple[str, str]]:

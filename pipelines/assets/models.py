@@ -15,7 +15,7 @@ depend on it are not run, while the others go on.
 import contextlib
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,7 +48,13 @@ from pipelines.modelling.audit import (
 )
 from pipelines.modelling.lineage import column_lineage
 from pipelines.modelling.publish import table_annotations, write_audit_publish
-from pipelines.modelling.state import build_reason, record_build, upstream_relations
+from pipelines.modelling.state import (
+    ModelState,
+    build_reason,
+    read_states,
+    record_build,
+    upstream_relations,
+)
 from pipelines.quality.checks import CheckOutcome, record_outcomes
 from pipelines.warehouse.base import Relation, Warehouse
 
@@ -219,6 +225,7 @@ def _build_models(
     whose upstream model did not publish is not run; every model not published is added to
     ``failures``."""
     stopped: dict[str, str] = {}  # model -> why it did not publish
+    states = read_states(session)  # as the last builds left them; each model is built once
     for node in nodes:
         key = model_key(node.layer, node.name)
         held = [ref for ref in node.upstream if ref in stopped]
@@ -236,6 +243,7 @@ def _build_models(
                 node,
                 full_refresh=config.says(config.full_refresh, node.name),
                 rebuild=config.says(config.rebuild, node.name),
+                states=states,
             )
         except CheckFailedError as exc:
             stopped[node.name] = "was refused by a blocking check"
@@ -256,6 +264,7 @@ def _build_model(
     *,
     full_refresh: bool,
     rebuild: bool,
+    states: Mapping[str, ModelState] | None = None,
 ) -> Iterator[Any]:
     """Write, audit, publish one model: the build and its checks run in one transaction, which
     commits (publishes) only when no blocking check failed; a refusal raises CheckFailedError
@@ -281,7 +290,7 @@ def _build_model(
     try:
         full_query = graph.query(node.name)
         sql = full_query.sql(dialect=session.dialect)
-        reason, changes_data = build_reason(graph, node, session, sql)
+        reason, changes_data = build_reason(graph, node, session, sql, states)
         if reason is None and (rebuild or full_refresh):
             reason, changes_data = "asked for (--all or --full-refresh)", True
         if reason is None:

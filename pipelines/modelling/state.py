@@ -14,6 +14,7 @@ downstream models then need no rebuild. Any other change is *breaking*.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -239,11 +240,18 @@ def make_plan(graph: ModelGraph, warehouse: Warehouse) -> Plan:
 
 
 def build_reason(
-    graph: ModelGraph, node: ModelNode, warehouse: Warehouse, sql: str
+    graph: ModelGraph,
+    node: ModelNode,
+    warehouse: Warehouse,
+    sql: str,
+    states: Mapping[str, ModelState] | None = None,
 ) -> tuple[str | None, bool]:
     """Why ``node`` must be built now (None: it is up to date), and whether the build changes
-    what downstream models read (False only for a non-breaking change and nothing else)."""
-    state = read_states(warehouse, node.name).get(node.name)
+    what downstream models read (False only for a non-breaking change and nothing else).
+    ``states``: every model's state read beforehand (one query for a whole run), else read."""
+    if states is None:
+        states = read_states(warehouse, node.name)
+    state = states.get(node.name)
     if state is None:
         return "never built", True
     if not warehouse.exists(node.relation):

@@ -67,3 +67,21 @@ def test_query_fetches_only_the_rows_it_prints() -> None:
     )
     assert _limited("describe t", 21, "duckdb") == "describe t"  # not a query: as given
     assert _limited("select from (", 21, "duckdb") == "select from ("  # the warehouse reports it
+
+
+def test_the_query_hint_after_a_run_names_a_model_of_the_project(make_project) -> None:
+    from pipelines.cli import _example_query
+    from pipelines.modelling import ModelGraph
+    from pipelines.project import load_project
+
+    demo = ModelGraph(load_project(ROOT))
+    assert _example_query(demo) == (
+        "select * from marts.customer_lifetime_value order by revenue desc limit 5"
+    )
+    root = make_project(
+        {
+            "models/staging/a.sql": "select 1 as x",
+            "models/marts/b.sql": "select x from {{ ref('a') }}",
+        }
+    )
+    assert _example_query(ModelGraph(load_project(root))) == "select * from marts.b limit 5"
