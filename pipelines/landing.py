@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from sqlglot import exp
 
 from pipelines.errors import SourceError, SsotError, TerminalSourceError, WarehouseError
-from pipelines.extract import DEFAULT_BATCH_ROWS, Connector, Extracted, Pull, connector_for
+from pipelines.extract import Connector, Extracted, Pull, connector_for
 from pipelines.meta import (
     QUARANTINE,
     AuditEntry,
@@ -39,6 +39,7 @@ from pipelines.modelling.materialize import timestamp_literal
 from pipelines.modelling.state import record_change
 from pipelines.project import META_SCHEMA
 from pipelines.quality.contracts import Contract, Reject, contract_schema, quarantine_rows
+from pipelines.threads import work_ahead
 from pipelines.urls import scrub
 from pipelines.warehouse.base import Relation
 
@@ -83,7 +84,7 @@ def land_table(
     *,
     run_id: str,
     full_refresh: bool = False,
-    batch_rows: int = DEFAULT_BATCH_ROWS,
+    batch_rows: int | None = None,
     replay: Iterable[Extracted] | None = None,
 ) -> LoadResult:
     """Append what is new in the source table to raw; quarantine what fails the contract.
@@ -91,9 +92,11 @@ def land_table(
     ``replay`` lands these rows (quarantined rows given another chance) instead of pulling
     from the source; the table's cursor and file state are left as they are. A load that fails
     leaves raw, the quarantine and the state untouched and is recorded in the audit log as
-    failed, with its (password-free) reason.
+    failed, with its (password-free) reason. ``batch_rows``: rows per batch (default: what the
+    warehouse backend appends best).
     """
     started = time.perf_counter()
+    batch_rows = batch_rows or warehouse.landing_batch_rows
     try:
         connector = connector_for(project.source_url(source), source=source.name, root=project.root)
         previous = (
@@ -179,7 +182,7 @@ class _Load:
         unique = connector.keys_are_unique(self.table)
         units = connector.read(self.table, batch_rows=batch_rows, pull=self.pull)
         schema, batches = _first_shape(
-            self.validated(coalesce(prefetch(units), batch_rows)), self.declared
+            self.validated(coalesce(_read_ahead(units), batch_rows)), self.declared
         )
         self.names = list(schema.names)
         warehouse = self.warehouse
@@ -218,7 +221,7 @@ class _Load:
             # Batches append one by one (bounded memory); a column that appears in a later
             # batch (a newer file, schema drift) is added to the scratch table as it comes.
             names = self.names
-            for batch in self.validated(coalesce(prefetch(units), batch_rows)):
+            for batch in self.validated(coalesce(_read_ahead(units), batch_rows)):
                 warehouse.append_arrow(
                     self.scratch, pa.Table.from_batches([batch]), add_columns=True
                 )
@@ -761,46 +764,10 @@ def coalesce(units: Iterable[Extracted], batch_rows: int) -> Iterator[Extracted]
     yield from flush()
 
 
-def prefetch(units: Iterable[Extracted], depth: int = 2) -> Iterator[Extracted]:
-    """Read ahead in a thread: the source (a driver or DuckDB's scanner, both releasing the GIL
-    while they wait or work) produces the next batches while this thread validates and lands
-    the current one. At most ``depth`` batches wait, so memory stays bounded; an error in the
-    reader is raised here, in order, as itself."""
-    import queue
-    import threading
-
-    done = object()
-    slots: queue.Queue[object] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def produce() -> None:
-        try:
-            for unit in units:
-                while not stop.is_set():
-                    try:
-                        slots.put(unit, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            slots.put(done)
-        except BaseException as exc:  # handed to the consumer, raised there
-            slots.put(exc)
-
-    reader = threading.Thread(target=produce, name="ssot-extract", daemon=True)
-    reader.start()
-    try:
-        while True:
-            item = slots.get()
-            if item is done:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item  # type: ignore[misc]
-    finally:
-        stop.set()
-        reader.join(timeout=30)
+def _read_ahead(units: Iterable[Extracted]) -> Iterator[Extracted]:
+    """The source (a driver or DuckDB's scanner) reads the next batches in a thread while this
+    one validates and lands the current one; at most two wait, so memory stays bounded."""
+    return work_ahead(units, depth=2, name="ssot-extract", join_timeout=30)
 
 
 __all__ = ["LANDING_COLUMNS", "LoadResult", "SourceError", "land_table", "latest_versions"]

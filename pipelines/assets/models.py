@@ -4,9 +4,10 @@ UI), all built by one multi-asset step in graph order.
 One step for every model keeps Dagster's bookkeeping per model to its events (materialization,
 check results) instead of a whole step each. A model is logged as an AssetMaterialization (no
 step output: its rows are in the warehouse), and a worker thread builds the next model while the
-step's thread hands the last one's events to Dagster (`threads.run_ahead`). Any subset of models can still be materialized (the
-step is subsettable); a model whose blocking check fails is not published and the models that
-depend on it are not run, while the others go on.
+step's thread hands the last one's events to Dagster (`pipelines.threads.work_ahead`). Any
+subset of models can still be materialized (the step is subsettable); a model whose blocking
+check fails is not published and the models that depend on it are not run, while the others
+go on.
 """
 
 # No `from __future__ import annotations` here: Dagster reads the asset functions'
@@ -26,7 +27,6 @@ from pipelines.assets.checks import check_result
 from pipelines.assets.keys import model_key, seed_key, source_key
 from pipelines.assets.resources import WarehouseResource
 from pipelines.assets.schema import table_schema_for_model, table_schema_from_warehouse
-from pipelines.assets.threads import run_ahead
 from pipelines.errors import (
     CheckFailedError,
     ModelError,
@@ -56,6 +56,7 @@ from pipelines.modelling.state import (
     upstream_relations,
 )
 from pipelines.quality.checks import CheckOutcome, record_outcomes
+from pipelines.threads import work_ahead
 from pipelines.warehouse.base import Relation, Warehouse
 
 #: the name of the multi-asset (its op and step) that builds the models
@@ -191,7 +192,7 @@ def build_models_asset(graph: ModelGraph, names: list[str] | None = None) -> dg.
         todo = [node for node in nodes if model_key(node.layer, node.name) in selected]
         failures: list[str] = []
         builds = _build_models(warehouse.session, graph, todo, config, context.run.run_id, failures)
-        for item in run_ahead(builds):
+        for item in work_ahead(builds, name="ssot-models"):
             if isinstance(item, _Log):
                 getattr(context.log, item.level)(item.message)
             else:

@@ -62,6 +62,8 @@ class Warehouse(ABC):
     supports_transactions: ClassVar[bool] = False
     #: SQL type of :meth:`row_hash` values, in ``dialect``.
     row_hash_type: ClassVar[str]
+    #: rows per Arrow batch a load hands the backend (what it appends best in one piece)
+    landing_batch_rows: ClassVar[int] = 50_000
 
     # -- lifecycle ----------------------------------------------------------------------------
     @abstractmethod

@@ -1,4 +1,4 @@
-"""run_ahead: the models' builds run in a worker thread while the step's thread talks to Dagster."""
+"""work_ahead: a worker thread produces (reads a source, builds models) while the caller consumes."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from pipelines.assets.threads import run_ahead
+from pipelines.threads import work_ahead
 
 
 def test_yields_everything_in_order_from_another_thread() -> None:
@@ -19,8 +19,8 @@ def test_yields_everything_in_order_from_another_thread() -> None:
             threads.append(threading.current_thread().name)
             yield i
 
-    assert list(run_ahead(produce())) == list(range(50))
-    assert set(threads) == {"ssot-run-ahead"}
+    assert list(work_ahead(produce())) == list(range(50))
+    assert set(threads) == {"ssot-work-ahead"}
 
 
 def test_an_error_in_the_worker_is_raised_to_the_consumer_after_what_came_before() -> None:
@@ -31,7 +31,7 @@ def test_an_error_in_the_worker_is_raised_to_the_consumer_after_what_came_before
 
     got = []
     with pytest.raises(ValueError, match="model x failed"):
-        for item in run_ahead(produce()):
+        for item in work_ahead(produce()):
             got.append(item)
     assert got == [1, 2]
 
@@ -44,7 +44,7 @@ def test_a_consumer_that_stops_stops_the_worker_within_a_few_items() -> None:
             produced.append(i)
             yield i
 
-    items = run_ahead(produce(), ahead=2)
+    items = work_ahead(produce(), depth=2)
     assert next(items) == 0
     time.sleep(0.1)  # let the worker fill the hand-off
     items.close()  # what a cancelled run does to the step's generator
