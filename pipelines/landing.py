@@ -139,6 +139,11 @@ def land_table(
         raise
 
 
+#: a first load commits every this many batches (with DuckDB about a million rows) and releases
+#: the engine's cache of them, so its memory stays flat however big the table
+FIRST_LOAD_COMMIT_BATCHES = 8
+
+
 class _RepeatedVersions(Exception):
     """A streamed pull held the same version of a key twice (the source has duplicate rows)."""
 
@@ -189,17 +194,76 @@ class _Load:
         try:
             # no rows: the incoming columns and their warehouse types, for the schema checks
             warehouse.replace_from_arrow(self.scratch, schema, ())
+            if warehouse.supports_transactions and not (
+                warehouse.exists(self.relation) and warehouse.row_count(self.relation)
+            ):
+                landed, deleted = self._first_load(connector, schema, batches, unique)
+                return self._result(landed, deleted, replay=False)
             with warehouse.transaction():
                 self._reconcile_schema(self.scratch)
                 with warehouse.arrow_source(schema, self._same_shape(schema, batches)) as rows:
                     landed = self._append_changed(rows, schema.names, dedupe=False)
                 # A source that cannot repeat a key needs no check (it costs a pass over the rows).
-                if landed and not unique and self._repeated_versions():
+                if landed and not unique and self._repeated_versions(self.relation):
                     raise _RepeatedVersions
                 deleted = self._finish(connector, landed, keys=None, replay=False)
         finally:
             warehouse.drop(self.scratch)
         return self._result(landed, deleted, replay=False)
+
+    def _first_load(
+        self,
+        connector: Connector,
+        schema: pa.Schema,
+        batches: Iterator[pa.RecordBatch],
+        unique: bool,
+    ) -> tuple[int, int]:
+        """The first load of a table (raw missing or empty): often a whole table of millions of
+        rows, so memory must not grow with it. The rows stream into a fresh table beside raw in
+        commits of FIRST_LOAD_COMMIT_BATCHES batches, each followed by releasing the engine's
+        cache of what it wrote (an open transaction keeps what it appends in memory); the last
+        transaction puts the fresh table in raw's place together with the state, quarantine and
+        audit entry. A failure drops the fresh table: raw stays as it was. Rows are written
+        once, as on the streamed path."""
+        warehouse = self.warehouse
+        fresh = Relation(self.relation.schema, f"_ssot_first_load__{self.relation.name}")
+        warehouse.drop_existing(fresh)  # left by a load that crashed
+        try:
+            if warehouse.exists(self.relation):  # empty: its columns, after the schema policy
+                self._reconcile_schema(self.scratch)
+                warehouse.replace_with_select(
+                    fresh,
+                    exp.select(exp.Star()).from_(self.relation.to_table()).where(exp.false()),
+                )
+            else:
+                _reconcile_schema(
+                    warehouse, fresh, self.scratch, self.source, self.table, self.declared.names
+                )
+            landed = 0
+            for chunk in _chunks(self._same_shape(schema, batches), FIRST_LOAD_COMMIT_BATCHES):
+                with warehouse.transaction(), warehouse.arrow_source(schema, chunk) as rows:
+                    landed += _append_changed(
+                        warehouse,
+                        fresh,
+                        rows,
+                        self.table,
+                        schema.names,
+                        self._landing_values(),
+                        dedupe=False,
+                        compare=False,  # raw held nothing to compare with
+                    )
+                warehouse.release_cache()
+            with warehouse.transaction():
+                if landed and not unique and self._repeated_versions(fresh):
+                    raise _RepeatedVersions
+                warehouse.drop_existing(self.relation)
+                warehouse.rename(fresh, self.relation.name)
+                deleted = self._finish(connector, landed, keys=None, replay=False)
+        except BaseException:
+            with contextlib.suppress(WarehouseError):
+                warehouse.drop_existing(fresh)
+            raise
+        return landed, deleted
 
     def staged(
         self, connector: Connector, batch_rows: int, replay: Iterable[Extracted] | None
@@ -317,12 +381,13 @@ class _Load:
             self.warehouse, self.relation, rows, self.table, names, self._landing_values(), dedupe
         )
 
-    def _repeated_versions(self) -> bool:
-        """Did this load append some (key, fingerprint) twice? (Only a source's duplicate rows.)"""
+    def _repeated_versions(self, relation: Relation) -> bool:
+        """Did this load append some (key, fingerprint) twice to ``relation``? (Only a source's
+        duplicate rows.)"""
         keys = [*_key_columns(self.table), exp.column(ROW_HASH_COLUMN, quoted=True)]
         query = exp.select(exp.Count(this=exp.Star())).from_(
             exp.select(*keys)
-            .from_(self.relation.to_table())
+            .from_(relation.to_table())
             .where(exp.column(BATCH_ID_COLUMN, quoted=True).eq(exp.Literal.string(self.batch_id)))
             .group_by(*keys)
             .having(exp.GT(this=exp.Count(this=exp.Star()), expression=exp.Literal.number(1)))
@@ -551,6 +616,7 @@ def _append_changed(
     data_columns: list[str],
     landing_values: list[exp.Expression],
     dedupe: bool,
+    compare: bool | None = None,
 ) -> int:
     """Append the incoming rows that raw does not hold yet: a new key, or a version never landed.
 
@@ -558,7 +624,8 @@ def _append_changed(
     overlaps and full refreshes never duplicate rows nor re-append an old version on top of a
     newer one. A key whose latest row is a tombstone takes any version again (it came back).
     ``rows`` is read once (it may be a stream); with ``dedupe``, identical versions of a key
-    within ``rows`` (a file exported twice) land once.
+    within ``rows`` (a file exported twice) land once. ``compare``: whether raw may hold rows
+    to compare with (by default: whether it holds any).
     """
     fingerprint = warehouse.row_hash([exp.column(n, table="c", quoted=True) for n in data_columns])
 
@@ -595,7 +662,7 @@ def _append_changed(
     ).from_(exp.alias_(rows, "c"))
     # The filters cost a join and a sort: the first load of a table has nothing to compare
     # with, and a pull whose keys are unique holds no duplicate versions.
-    if warehouse.row_count(relation):
+    if compare if compare is not None else warehouse.row_count(relation):
         select = select.where(exp.Not(this=exp.paren(unchanged)))
     if dedupe:
         first = exp.Window(
@@ -762,6 +829,18 @@ def coalesce(units: Iterable[Extracted], batch_rows: int) -> Iterator[Extracted]
         if rows + len(rejects) >= batch_rows:
             yield from flush()
     yield from flush()
+
+
+def _chunks(batches: Iterator[pa.RecordBatch], size: int) -> Iterator[Iterator[pa.RecordBatch]]:
+    """``batches`` in runs of ``size`` batches, each run consumed before the next is asked for."""
+    for first in batches:
+
+        def run(first: pa.RecordBatch = first) -> Iterator[pa.RecordBatch]:
+            yield first
+            for _, batch in zip(range(size - 1), batches, strict=False):
+                yield batch
+
+        yield run()
 
 
 def _read_ahead(units: Iterable[Extracted]) -> Iterator[Extracted]:

@@ -188,6 +188,20 @@ class Warehouse(ABC):
             )
         )
 
+    def rename(self, relation: Relation, name: str) -> None:
+        """ALTER TABLE ... RENAME TO ``name`` (in the same schema)."""
+        self.execute(
+            exp.Alter(
+                this=relation.to_table(),
+                kind="TABLE",
+                actions=[exp.AlterRename(this=exp.Table(this=exp.to_identifier(name, quoted=True)))],
+            )
+        )
+
+    def release_cache(self) -> None:
+        """Let the engine drop what it caches of committed data (a long load calls this between
+        its commits). The default does nothing."""
+
     @abstractmethod
     def row_hash(self, columns: Sequence[exp.Expression]) -> exp.Expression:
         """A 64-bit fingerprint of a row's values (NULL-safe), to tell changed rows from unchanged."""

@@ -6,6 +6,7 @@ The only module (with the BigQuery backend) allowed to import an engine driver; 
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import os
@@ -109,6 +110,7 @@ class DuckDBWarehouse(Warehouse):
             config["threads"] = threads
         if memory_limit:
             config["memory_limit"] = memory_limit
+        self._memory_limit = memory_limit
         try:
             self._con = duckdb.connect(self._path, read_only=read_only, config=config)
         except duckdb.Error as exc:
@@ -321,6 +323,19 @@ class DuckDBWarehouse(Warehouse):
             keys = ", ".join(_sql_value(row[key]) for row in rows)
             self._run(f"DELETE FROM {_quoted(relation)} WHERE {_quoted_name(key)} IN ({keys})")
         self.insert_rows(relation, schema, rows)
+
+    def release_cache(self) -> None:
+        # DuckDB keeps the pages a load wrote in its buffer pool (up to memory_limit, 80 % of
+        # RAM by default), so a load of millions of rows would hold them all. Lowering the
+        # limit for a moment evicts them (they are on disk); the limit then goes back.
+        import duckdb
+
+        with contextlib.suppress(duckdb.Error):  # nothing evictable enough: keep going
+            self._con.execute("SET memory_limit = '32MB'")
+        if self._memory_limit:
+            self._run(f"SET memory_limit = {_text(self._memory_limit)}")
+        else:
+            self._run("RESET memory_limit")
 
     def row_count(self, relation: Relation) -> int:
         return int(self._run(f"SELECT count(*) FROM {_quoted(relation)}")[0][0])

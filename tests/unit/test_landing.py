@@ -315,3 +315,91 @@ def test_the_quarantine_summary_reads_a_read_only_warehouse_before_any_replay(
     with DuckDBWarehouse(path, read_only=True) as reader:
         assert quarantine.summary(reader).column("pending").to_pylist() == [1, 1, 1]
         assert quarantine.summary(reader).column("replayed").to_pylist() == [0, 0, 0]
+
+
+def _add_users(root, ids) -> None:
+    with sqlite3.connect(root / "data" / "app.sqlite") as con:
+        con.executemany(
+            "insert into users values (?, ?, ?)",
+            [(i, f"u{i}@x.com", "2026-01-01T00:00:00Z") for i in ids],
+        )
+
+
+def _tables_like(warehouse, pattern: str) -> list[str]:
+    rows = warehouse.query(
+        f"select table_name from duckdb_tables() where table_name like '{pattern}'"
+    ).to_pylist()
+    return [r["table_name"] for r in rows]
+
+
+def test_a_first_load_commits_in_chunks_and_puts_the_table_in_place(app, monkeypatch) -> None:
+    project, warehouse, root = app
+    _add_users(root, range(10, 60))
+    monkeypatch.setattr("pipelines.landing.FIRST_LOAD_COMMIT_BATCHES", 2)
+    released = []
+    monkeypatch.setattr(warehouse, "release_cache", lambda: released.append(1))
+    source = project.sources["app"]
+    result = land_table(
+        project, warehouse, source, source.table("users"), run_id="r1", batch_rows=5
+    )
+    assert (result.rows_read, result.rows_landed, result.rows_quarantined) == (55, 52, 3)
+    assert warehouse.row_count(Relation("raw", "app__users")) == 52
+    assert len(released) >= 5  # 55 rows read in batches of 5, committed two batches at a time
+    assert _tables_like(warehouse, "%first_load%") == []
+    assert warehouse.scalar("select count(*) from ssot_meta.load_state") == 1
+    # the next load compares with what landed: nothing twice
+    again = land_table(project, warehouse, source, source.table("users"), run_id="r2", batch_rows=5)
+    assert again.rows_landed == 0
+
+
+def test_a_first_load_failing_after_some_commits_leaves_no_raw_table(app, monkeypatch) -> None:
+    project, warehouse, root = app
+    _add_users(root, range(10, 60))
+    monkeypatch.setattr("pipelines.landing.FIRST_LOAD_COMMIT_BATCHES", 2)
+    real = connector_for
+
+    class DiesAfterFiveBatches:
+        stable_schema = True
+
+        def __init__(self, *args, **kwargs) -> None:
+            self.inner = real(*args, **kwargs)
+
+        def keys_are_unique(self, table):
+            return self.inner.keys_are_unique(table)
+
+        def read(self, table, **kwargs):
+            units = self.inner.read(table, **{**kwargs, "batch_rows": 5})
+            for _ in range(5):
+                yield next(units)
+            raise TransientSourceError("connection reset by peer")
+
+    monkeypatch.setattr("pipelines.landing.connector_for", DiesAfterFiveBatches)
+    source = project.sources["app"]
+    with pytest.raises(TransientSourceError, match="connection reset"):
+        land_table(project, warehouse, source, source.table("users"), run_id="r1", batch_rows=5)
+    assert not warehouse.exists(Relation("raw", "app__users"))
+    assert _tables_like(warehouse, "%first_load%") == []
+    assert not warehouse.exists(Relation("ssot_meta", "load_state")) or not warehouse.scalar(
+        "select count(*) from ssot_meta.load_state"
+    )
+    assert warehouse.scalar("select outcome from ssot_meta.audit") == "failed"
+
+
+def test_a_first_load_into_an_empty_raw_table_keeps_its_columns(app) -> None:
+    project, warehouse, root = app
+    source = project.sources["app"]
+    with sqlite3.connect(root / "data" / "app.sqlite") as con:
+        con.execute("alter table users add column job_title text")
+        con.execute("delete from users")  # nothing to land: raw is created empty
+    land_table(project, warehouse, source, source.table("users"), run_id="r1")
+    raw = Relation("raw", "app__users")
+    assert warehouse.exists(raw) and warehouse.row_count(raw) == 0
+    columns = [name for name, _ in warehouse.columns(raw)]
+    with sqlite3.connect(root / "data" / "app.sqlite") as con:
+        con.execute(
+            "insert into users values (1, 'a@x.com', null, 'cook'), (2, 'b@x.com', null, null)"
+        )
+    result = land_table(project, warehouse, source, source.table("users"), run_id="r2")
+    assert (result.rows_landed, result.extra_columns) == (2, ("job_title",))
+    assert [name for name, _ in warehouse.columns(raw)] == [*columns, "job_title"]
+    assert warehouse.scalar("select job_title from raw.app__users where id = 1") == "cook"
