@@ -73,6 +73,23 @@ def test_the_demo_gives_the_same_tables_on_duckdb_and_bigquery(
     assert plan.returncode == 0, plan.stdout + plan.stderr
     assert "bytes (dry run)" in plan.stdout and "customer_lifetime_value" in plan.stdout
     assert "estimated scan of the rebuilds" in plan.stdout
+    # a new model and one reading it: the second cannot be dry-run before the first is built,
+    # so it shows no estimate instead of failing the plan
+    marts = ws.root / "models" / "marts"
+    (marts / "plan_probe_new.sql").write_text("select 1 as x\n")
+    (marts / "plan_probe_child.sql").write_text("select x from {{ ref('plan_probe_new') }}\n")
+    plan = ws.ssot("plan", env={"SSOT_TARGET": "emulator"})
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    rows = {
+        cells[0]: cells
+        for line in plan.stdout.splitlines()
+        if (cells := [c.strip() for c in line.strip(" │").split("│")])
+        and cells[0].startswith("plan_probe")
+    }
+    assert rows["plan_probe_child"][-1] == "-", plan.stdout
+    assert rows["plan_probe_new"][-1] != "-", plan.stdout
+    for extra in ("plan_probe_new", "plan_probe_child"):
+        (marts / f"{extra}.sql").unlink()
 
     bq = BigQueryWarehouse(project_id, api_endpoint=bigquery_endpoint)
     try:
