@@ -109,11 +109,11 @@ def land_table(
         # A database read keeps one shape from its first batch to its last: its rows stream
         # straight into raw, written once. Files and APIs may change shape mid-read, and a
         # replay mixes records of many loads: those land through a scratch table first.
+        load = _Load(warehouse, source, table, previous, run_id, started)
+        warehouse.drop_existing(load.fresh)  # left by a first load that was killed
         if replay is None and connector.stable_schema:
             try:
-                return _Load(warehouse, source, table, previous, run_id, started).streamed(
-                    connector, batch_rows
-                )
+                return load.streamed(connector, batch_rows)
             except _RepeatedVersions:
                 pass  # rolled back: land again through the scratch table, which removes them
         load = _Load(warehouse, source, table, previous, run_id, started)
@@ -177,6 +177,8 @@ class _Load:
         self.quarantine: list[pa.Table] = []
         self.top_cursor: Any = None
         self.scratch = Relation(META_SCHEMA, f"_landing__{source.name}__{table.name}")
+        #: where a first load lands before it takes raw's place
+        self.fresh = Relation(self.relation.schema, f"_ssot_first_load__{self.relation.name}")
         self.names: list[str] = []  # the columns this load read, in order
         self.path = "staged"
 
@@ -226,19 +228,18 @@ class _Load:
         audit entry. A failure drops the fresh table: raw stays as it was. Rows are written
         once, as on the streamed path."""
         warehouse = self.warehouse
-        fresh = Relation(self.relation.schema, f"_ssot_first_load__{self.relation.name}")
-        warehouse.drop_existing(fresh)  # left by a load that crashed
+        fresh = self.fresh
         try:
-            if warehouse.exists(self.relation):  # empty: its columns, after the schema policy
-                self._reconcile_schema(self.scratch)
+            if warehouse.exists(self.relation):
+                # raw exists but is empty: its columns, then the schema policy applied to the
+                # fresh table (raw itself is left as it is until the last transaction)
                 warehouse.replace_with_select(
                     fresh,
                     exp.select(exp.Star()).from_(self.relation.to_table()).where(exp.false()),
                 )
-            else:
-                _reconcile_schema(
-                    warehouse, fresh, self.scratch, self.source, self.table, self.declared.names
-                )
+            _reconcile_schema(
+                warehouse, fresh, self.scratch, self.source, self.table, self.declared.names
+            )
             landed = 0
             for chunk in _chunks(self._same_shape(schema, batches), FIRST_LOAD_COMMIT_BATCHES):
                 with warehouse.transaction(), warehouse.arrow_source(schema, chunk) as rows:
@@ -258,7 +259,7 @@ class _Load:
                     raise _RepeatedVersions
                 warehouse.drop_existing(self.relation)
                 warehouse.rename(fresh, self.relation.name)
-                deleted = self._finish(connector, landed, keys=None, replay=False)
+                deleted = self._finish(connector, landed, keys=None, replay=False, first=True)
         except BaseException:
             with contextlib.suppress(WarehouseError):
                 warehouse.drop_existing(fresh)
@@ -396,14 +397,21 @@ class _Load:
         return bool(self.warehouse.scalar(query))
 
     def _finish(
-        self, connector: Connector, landed: int, *, keys: Relation | None, replay: bool
+        self,
+        connector: Connector,
+        landed: int,
+        *,
+        keys: Relation | None,
+        replay: bool,
+        first: bool = False,
     ) -> int:
-        """Tombstones, quarantine, the reconciliation, the state and the audit entry."""
+        """Tombstones, quarantine, the reconciliation, the state and the audit entry. ``first``:
+        a first load, whose raw held nothing that could have been deleted since."""
         import pyarrow as pa
 
         warehouse, table, source = self.warehouse, self.table, self.source
         deleted = 0
-        if table.delete_detection == "key_diff" and not replay:
+        if table.delete_detection == "key_diff" and not replay and not first:
             deleted = _land_tombstones(
                 warehouse,
                 self.relation,

@@ -192,11 +192,17 @@ def build_models_asset(graph: ModelGraph, names: list[str] | None = None) -> dg.
         todo = [node for node in nodes if model_key(node.layer, node.name) in selected]
         failures: list[str] = []
         builds = _build_models(warehouse.session, graph, todo, config, context.run.run_id, failures)
-        for item in work_ahead(builds, name="ssot-models"):
-            if isinstance(item, _Log):
-                getattr(context.log, item.level)(item.message)
-            else:
-                yield item
+        session = warehouse.session
+        # a cancelled run closes this generator: the running query is interrupted (its model
+        # rolls back) and the worker is waited for before the session is published or closed
+        with contextlib.closing(
+            work_ahead(builds, name="ssot-models", on_stop=session.interrupt)
+        ) as items:
+            for item in items:
+                if isinstance(item, _Log):
+                    getattr(context.log, item.level)(item.message)
+                else:
+                    yield item
         if failures:
             raise ModelsNotPublishedError(
                 f"{len(failures)} model(s) not published:\n" + "\n".join(failures)

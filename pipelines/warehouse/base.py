@@ -198,6 +198,10 @@ class Warehouse(ABC):
             )
         )
 
+    def interrupt(self) -> None:
+        """Cut short the statement running in this session, from another thread (a run being
+        cancelled); it fails, and its transaction rolls back. The default does nothing."""
+
     def release_cache(self) -> None:
         """Let the engine drop what it caches of committed data (a long load calls this between
         its commits). The default does nothing."""

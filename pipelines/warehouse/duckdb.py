@@ -44,6 +44,7 @@ def _sql_value(value: Any) -> str:
     """A bookkeeping value as a DuckDB literal (written directly: DuckDB plans a statement with
     literals faster than it binds parameters, and these run several times per model)."""
     from datetime import date, datetime
+    from decimal import Decimal
 
     if value is None:
         return "NULL"
@@ -57,7 +58,9 @@ def _sql_value(value: Any) -> str:
         return f"{_text(value.isoformat())}::TIMESTAMPTZ"
     if isinstance(value, date):
         return f"{_text(value.isoformat())}::DATE"
-    return _text(str(value))
+    if isinstance(value, str | Decimal):
+        return _text(str(value))
+    raise TypeError(f"no SQL literal for a {type(value).__name__} bookkeeping value: {value!r}")
 
 
 def _map_error(exc: Exception, sql: str) -> WarehouseError:
@@ -323,6 +326,9 @@ class DuckDBWarehouse(Warehouse):
             keys = ", ".join(_sql_value(row[key]) for row in rows)
             self._run(f"DELETE FROM {_quoted(relation)} WHERE {_quoted_name(key)} IN ({keys})")
         self.insert_rows(relation, schema, rows)
+
+    def interrupt(self) -> None:
+        self._con.interrupt()
 
     def release_cache(self) -> None:
         # DuckDB keeps the pages a load wrote in its buffer pool (up to memory_limit, 80 % of

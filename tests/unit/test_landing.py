@@ -7,7 +7,7 @@ import pytest
 
 from pipelines.errors import TerminalSourceError, TransientSourceError
 from pipelines.extract import connector_for
-from pipelines.landing import BATCH_ID_COLUMN, land_table
+from pipelines.landing import BATCH_ID_COLUMN, _chunks, _Load, land_table
 from pipelines.project import load_project
 from pipelines.warehouse.base import Relation
 from pipelines.warehouse.duckdb import DuckDBWarehouse
@@ -374,9 +374,12 @@ def test_a_first_load_failing_after_some_commits_leaves_no_raw_table(app, monkey
             raise TransientSourceError("connection reset by peer")
 
     monkeypatch.setattr("pipelines.landing.connector_for", DiesAfterFiveBatches)
+    released = []
+    monkeypatch.setattr(warehouse, "release_cache", lambda: released.append(1))
     source = project.sources["app"]
     with pytest.raises(TransientSourceError, match="connection reset"):
         land_table(project, warehouse, source, source.table("users"), run_id="r1", batch_rows=5)
+    assert len(released) == 2  # two parts of two batches had been committed
     assert not warehouse.exists(Relation("raw", "app__users"))
     assert _tables_like(warehouse, "%first_load%") == []
     assert not warehouse.exists(Relation("ssot_meta", "load_state")) or not warehouse.scalar(
@@ -403,3 +406,40 @@ def test_a_first_load_into_an_empty_raw_table_keeps_its_columns(app) -> None:
     assert (result.rows_landed, result.extra_columns) == (2, ("job_title",))
     assert [name for name, _ in warehouse.columns(raw)] == [*columns, "job_title"]
     assert warehouse.scalar("select job_title from raw.app__users where id = 1") == "cook"
+
+
+def test_a_first_load_failing_in_its_last_transaction_leaves_raw_as_it_was(
+    app, monkeypatch
+) -> None:
+    project, warehouse, root = app
+    source = project.sources["app"]
+    with sqlite3.connect(root / "data" / "app.sqlite") as con:
+        con.execute("delete from users")
+    land_table(project, warehouse, source, source.table("users"), run_id="r0")  # raw: empty
+    raw = Relation("raw", "app__users")
+    columns = warehouse.columns(raw)
+    state = warehouse.query("select * from ssot_meta.load_state").to_pylist()
+    _add_users(root, range(10, 30))
+    real_finish = _Load._finish
+
+    def finish_then_fail(self, *args, **kwargs):
+        real_finish(self, *args, **kwargs)  # raw has been swapped by now
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(_Load, "_finish", finish_then_fail)
+    with pytest.raises(RuntimeError, match="disk full"):
+        land_table(project, warehouse, source, source.table("users"), run_id="r1", batch_rows=5)
+    assert warehouse.columns(raw) == columns and warehouse.row_count(raw) == 0
+    assert warehouse.query("select * from ssot_meta.load_state").to_pylist() == state
+    assert _tables_like(warehouse, "%first_load%") == []
+    monkeypatch.setattr(_Load, "_finish", real_finish)
+    result = land_table(project, warehouse, source, source.table("users"), run_id="r2")
+    assert result.rows_landed == 20 and warehouse.row_count(raw) == 20
+
+
+@pytest.mark.parametrize(("batches", "size"), [(0, 3), (1, 1), (5, 1), (6, 3), (7, 3)])
+def test_chunks_split_batches_into_runs_without_losing_one(batches, size) -> None:
+    runs = [list(run) for run in _chunks(iter(range(batches)), size)]
+    assert [x for run in runs for x in run] == list(range(batches))
+    assert all(len(run) == size for run in runs[:-1])
+    assert not runs or 1 <= len(runs[-1]) <= size

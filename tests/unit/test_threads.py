@@ -36,19 +36,31 @@ def test_an_error_in_the_worker_is_raised_to_the_consumer_after_what_came_before
     assert got == [1, 2]
 
 
-def test_a_consumer_that_stops_stops_the_worker_within_a_few_items() -> None:
+def test_a_consumer_that_stops_cuts_the_worker_short_and_waits_for_it() -> None:
     produced: list[int] = []
+    stops: list[str] = []
+    slow_item_done = threading.Event()
 
     def produce() -> Iterator[int]:
-        for i in range(1000):
+        for i in range(1_000_000):
+            if i == 3:  # the item in progress when the consumer stops: it takes a while
+                time.sleep(0.3)
+                slow_item_done.set()
             produced.append(i)
             yield i
 
-    items = work_ahead(produce(), depth=2)
+    items = work_ahead(produce(), depth=2, on_stop=lambda: stops.append("stop"))
     assert next(items) == 0
-    time.sleep(0.1)  # let the worker fill the hand-off
+    time.sleep(0.1)  # the worker fills the hand-off and starts on the slow item
     items.close()  # what a cancelled run does to the step's generator
-    settled = len(produced)
-    time.sleep(0.1)
-    assert len(produced) == settled  # the worker has stopped
-    assert settled <= 5  # one handed over, two waiting, one being put, at most one more
+    # close() returned only once the worker had finished its item and stopped
+    assert slow_item_done.is_set()
+    assert not [t for t in threading.enumerate() if t.name == "ssot-work-ahead"]
+    assert stops == ["stop"]
+    assert len(produced) <= 6  # the two waiting, the one being handed over, the slow one
+
+
+def test_on_stop_is_not_called_when_everything_was_consumed() -> None:
+    stops: list[str] = []
+    assert list(work_ahead(iter(range(3)), on_stop=lambda: stops.append("stop"))) == [0, 1, 2]
+    assert stops == []

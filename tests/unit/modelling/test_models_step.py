@@ -66,3 +66,33 @@ def test_metadata_that_cannot_be_written_is_a_warning_not_a_failure(
     assert len(warnings) == 2 and "comments are switched off here" in warnings[0]
     with open_warehouse(load_project(root), read_only=True) as warehouse:
         assert warehouse.row_count(Relation("marts", "b")) == 2  # published all the same
+
+
+def test_a_model_failing_in_the_worker_stops_its_dependents_and_fails_the_step(
+    make_project,
+) -> None:
+    root = make_project(
+        {
+            **MODELS,
+            "models/staging/broken.sql": "select id, error('bad row ' || id) as x from {{ ref('a') }}",
+            "models/marts/after_broken.sql": "select * from {{ ref('broken') }}",
+        }
+    )
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = run(root, instance)
+        assert not result.success
+        materialized = {
+            e.asset_key.to_user_string() for e in result.get_asset_materialization_events()
+        }
+        observations = {
+            e.asset_key.to_user_string(): e.event_specific_data.asset_observation.metadata
+            for e in result.all_events
+            if e.event_type_value == "ASSET_OBSERVATION"
+        }
+        errors = [e.user_message for e in instance.all_logs(result.run_id) if e.level >= 40]
+    assert materialized == {"staging/a", "marts/b"}  # the others went on
+    assert "bad row" in observations["staging/broken"]["error"].value
+    assert "upstream model broken failed" in observations["marts/after_broken"]["not_run"].value
+    assert any("staging/broken" in m and "bad row" in m for m in errors)
+    failure = str(result.get_step_failure_events()[0].step_failure_data.error)
+    assert "1 model(s) not published" in failure and "staging/broken" in failure

@@ -186,6 +186,20 @@ def test_exists_follows_creates_drops_and_rollbacks(warehouse) -> None:
     assert warehouse.exists(view) and warehouse.is_view(view)
 
 
+def test_release_cache_keeps_the_configured_memory_limit(tmp_path) -> None:
+    with DuckDBWarehouse(tmp_path / "w.duckdb", memory_limit="300MB") as warehouse:
+        before = warehouse.scalar("select current_setting('memory_limit')")
+        warehouse.replace_with_select(
+            Relation("raw", "t"), exp.select("*").from_(exp.func("range", exp.Literal.number(100000)))
+        )
+        warehouse.release_cache()
+        assert warehouse.scalar("select current_setting('memory_limit')") == before
+    with DuckDBWarehouse(tmp_path / "v.duckdb") as warehouse:
+        default = warehouse.scalar("select current_setting('memory_limit')")
+        warehouse.release_cache()
+        assert warehouse.scalar("select current_setting('memory_limit')") == default
+
+
 # -- publishing for readers (DuckDB: one writer per file, so readers open a published copy) ---
 
 
