@@ -11,6 +11,7 @@ import itertools
 import math
 import os
 import shutil
+import weakref
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -75,6 +76,23 @@ def _map_error(exc: Exception, sql: str) -> WarehouseError:
     return cls(f"DuckDB: {message.strip()}\n  while running: {snippet}")
 
 
+#: the open writing session of each database file in this process. DuckDB would let a second
+#: connection of the same process write the same file; this backend refuses it, so that what a
+#: session remembers of the file (schemas and relations known to exist) cannot go stale.
+_WRITERS: weakref.WeakValueDictionary[str, DuckDBWarehouse] = weakref.WeakValueDictionary()
+
+
+def _claim_writer(path: Path, session: DuckDBWarehouse) -> str:
+    key = str(path.resolve())
+    if _WRITERS.get(key) is not None:
+        raise TerminalWarehouseError(
+            f"DuckDB: {path} is already open for writing in this process; close that session "
+            "first (one writing session per file)"
+        )
+    _WRITERS[key] = session
+    return key
+
+
 class DuckDBWarehouse(Warehouse):
     """A read-write session on a DuckDB database file (or ``:memory:``)."""
 
@@ -98,7 +116,10 @@ class DuckDBWarehouse(Warehouse):
 
         self._path = str(path)
         self._publish_to = Path(publish_to) if publish_to is not None else None
+        self._writing: str | None = None
         if self._path != ":memory:":
+            if not read_only:
+                self._writing = _claim_writer(Path(self._path), self)
             Path(self._path).parent.mkdir(parents=True, exist_ok=True)
             if (
                 self._publish_to is not None
@@ -117,6 +138,7 @@ class DuckDBWarehouse(Warehouse):
         try:
             self._con = duckdb.connect(self._path, read_only=read_only, config=config)
         except duckdb.Error as exc:
+            self._release_writer()
             raise _map_error(exc, f"open {self._path}") from exc
         # Every timestamp the project handles is UTC; casts between TIMESTAMPTZ and TIMESTAMP
         # must not depend on the machine's zone.
@@ -141,6 +163,12 @@ class DuckDBWarehouse(Warehouse):
 
     def close(self) -> None:
         self._con.close()
+        self._release_writer()
+
+    def _release_writer(self) -> None:
+        if self._writing is not None and _WRITERS.get(self._writing) is self:
+            del _WRITERS[self._writing]
+        self._writing = None
 
     def publish(self) -> str | None:
         """Make everything committed visible to readers, then close the session.

@@ -200,6 +200,17 @@ def test_release_cache_keeps_the_configured_memory_limit(tmp_path) -> None:
         assert warehouse.scalar("select current_setting('memory_limit')") == default
 
 
+def test_one_writing_session_per_file_in_a_process(tmp_path) -> None:
+    first = DuckDBWarehouse(tmp_path / "w.duckdb")
+    with pytest.raises(TerminalWarehouseError, match="already open for writing in this process"):
+        DuckDBWarehouse(tmp_path / "w.duckdb")
+    with DuckDBWarehouse(tmp_path / "other.duckdb"):
+        pass  # another file is fine
+    first.close()
+    with DuckDBWarehouse(tmp_path / "w.duckdb") as second:  # once closed, the file is free
+        assert second.scalar("select 1") == 1
+
+
 # -- publishing for readers (DuckDB: one writer per file, so readers open a published copy) ---
 
 
