@@ -110,7 +110,8 @@ def land_table(
         # straight into raw, written once. Files and APIs may change shape mid-read, and a
         # replay mixes records of many loads: those land through a scratch table first.
         load = _Load(warehouse, source, table, previous, run_id, started)
-        warehouse.drop_existing(load.fresh)  # left by a first load that was killed
+        if warehouse.supports_transactions:  # where first loads go through a fresh table
+            warehouse.drop_existing(load.fresh)  # left by a first load that was killed
         if replay is None and connector.stable_schema:
             try:
                 return load.streamed(connector, batch_rows)

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable, Generator, Iterable
+import time
+from collections.abc import Generator, Iterable
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -24,16 +25,16 @@ def work_ahead(
     depth: int = 2,
     name: str = "ssot-work-ahead",
     join_timeout: float | None = None,
-    on_stop: Callable[[], None] | None = None,
 ) -> Generator[T, None, None]:
     """Yield what ``items`` yields, produced in a worker thread at most ``depth`` items ahead.
 
     An exception in the worker is raised here, after the items produced before it. When the
-    consumer stops early (an error, a cancelled run: close the generator), ``on_stop`` is
-    called (to cut short what the worker is doing, such as a running query), the worker
-    produces no more, and the consumer waits for it to finish (at most ``join_timeout`` seconds
-    when given: a reader stuck on the network must not hang the run), even through a second
-    interrupt, so that nothing else uses what the worker holds while it still runs.
+    consumer stops early (an error, a cancelled run: close the generator), the worker finishes
+    the item it is producing and produces no more, and the consumer waits for it (at most
+    ``join_timeout`` seconds in all, when given: a reader stuck on the network must not hang
+    the run). An interrupt during that wait is raised once the worker has stopped; a second one
+    is raised at once (whoever shares something with the worker must guard it, see
+    ``Warehouse.exclusive``).
     """
     handoff: queue.Queue[tuple[object, BaseException | None]] = queue.Queue(maxsize=depth)
     stop = threading.Event()
@@ -59,32 +60,33 @@ def work_ahead(
 
     worker = threading.Thread(target=work, name=name, daemon=True)
     worker.start()
-    finished = False
     try:
         while True:
             item, error = handoff.get()
             if item is _DONE:
-                finished = True
                 if error is not None:
                     raise error
                 return
             yield item  # type: ignore[misc]
     finally:
         stop.set()
-        if not finished and on_stop is not None and worker.is_alive():
-            on_stop()
         _wait_for(worker, join_timeout)
 
 
 def _wait_for(worker: threading.Thread, timeout: float | None) -> None:
-    """Join ``worker`` (for at most ``timeout`` seconds), through interrupts: one that arrives
-    while waiting is raised once the worker has stopped."""
+    """Join ``worker`` for at most ``timeout`` seconds in all; the first interrupt that arrives
+    meanwhile is raised once the worker has stopped, a second one at once."""
+    deadline = None if timeout is None else time.monotonic() + timeout
     interrupted: BaseException | None = None
-    while True:
-        try:
-            worker.join(timeout=timeout)
+    while worker.is_alive():
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left <= 0:
             break
-        except BaseException as exc:  # KeyboardInterrupt, Dagster's termination
-            interrupted = interrupted or exc
+        try:
+            worker.join(timeout=left)
+        except BaseException as exc:  # KeyboardInterrupt, a run's termination
+            if interrupted is not None:
+                raise
+            interrupted = exc
     if interrupted is not None:
         raise interrupted

@@ -192,12 +192,9 @@ def build_models_asset(graph: ModelGraph, names: list[str] | None = None) -> dg.
         todo = [node for node in nodes if model_key(node.layer, node.name) in selected]
         failures: list[str] = []
         builds = _build_models(warehouse.session, graph, todo, config, context.run.run_id, failures)
-        session = warehouse.session
-        # a cancelled run closes this generator: the running query is interrupted (its model
-        # rolls back) and the worker is waited for before the session is published or closed
-        with contextlib.closing(
-            work_ahead(builds, name="ssot-models", on_stop=session.interrupt)
-        ) as items:
+        # a cancelled run closes this generator: the worker finishes the model it is building
+        # (commit or rollback) and builds no more
+        with contextlib.closing(work_ahead(builds, name="ssot-models")) as items:
             for item in items:
                 if isinstance(item, _Log):
                     getattr(context.log, item.level)(item.message)
@@ -242,25 +239,33 @@ def _build_models(
             yield _Log("warning", f"{key.to_user_string()}: not run: {why}")
             yield dg.AssetObservation(asset_key=key, metadata={"not_run": why})
             continue
-        try:
-            yield from _build_model(
-                run_id,
-                session,
-                graph,
-                node,
-                full_refresh=config.says(config.full_refresh, node.name),
-                rebuild=config.says(config.rebuild, node.name),
-                states=states,
-            )
-        except CheckFailedError as exc:
-            stopped[node.name] = "was refused by a blocking check"
-            failures.append(str(exc))
-        except Exception as exc:
-            stopped[node.name] = "failed"
-            message = f"{type(exc).__name__}: {exc}"
-            yield _Log("error", f"{key.to_user_string()}: {message}")
-            yield dg.AssetObservation(asset_key=key, metadata={"error": message[:4000]})
-            failures.append(f"{key.to_user_string()}: {message}")
+        events: list[Any] = []
+        # the whole build holds the session (the end-of-run publish waits for it), and its
+        # events are handed over once it is done
+        with session.exclusive:
+            try:
+                for event in _build_model(  # events before a refusal are kept
+                    run_id,
+                    session,
+                    graph,
+                    node,
+                    full_refresh=config.says(config.full_refresh, node.name),
+                    rebuild=config.says(config.rebuild, node.name),
+                    states=states,
+                ):
+                    events.append(event)
+            except CheckFailedError as exc:
+                stopped[node.name] = "was refused by a blocking check"
+                failures.append(str(exc))
+            except Exception as exc:
+                stopped[node.name] = "failed"
+                message = f"{type(exc).__name__}: {exc}"
+                events.append(_Log("error", f"{key.to_user_string()}: {message}"))
+                events.append(
+                    dg.AssetObservation(asset_key=key, metadata={"error": message[:4000]})
+                )
+                failures.append(f"{key.to_user_string()}: {message}")
+        yield from events
 
 
 def _build_model(

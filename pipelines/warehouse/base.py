@@ -8,6 +8,7 @@ boundary as sqlglot expressions or as text already rendered in ``dialect``.
 
 from __future__ import annotations
 
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
@@ -68,6 +69,16 @@ class Warehouse(ABC):
     # -- lifecycle ----------------------------------------------------------------------------
     @abstractmethod
     def close(self) -> None: ...
+
+    @property
+    def exclusive(self) -> threading.RLock:
+        """Held while one thread needs the session to itself across several statements (a
+        model's whole build, the end-of-run publish), so that a thread that outlives its step
+        and the resource teardown never use the session at once."""
+        lock: threading.RLock | None = self.__dict__.get("_exclusive")
+        if lock is None:
+            lock = self.__dict__.setdefault("_exclusive", threading.RLock())
+        return lock
 
     def publish(self) -> str | None:
         """End of a run: make what it committed visible to readers, then close the session.
@@ -197,10 +208,6 @@ class Warehouse(ABC):
                 actions=[exp.AlterRename(this=exp.Table(this=exp.to_identifier(name, quoted=True)))],
             )
         )
-
-    def interrupt(self) -> None:
-        """Cut short the statement running in this session, from another thread (a run being
-        cancelled); it fails, and its transaction rolls back. The default does nothing."""
 
     def release_cache(self) -> None:
         """Let the engine drop what it caches of committed data (a long load calls this between

@@ -118,8 +118,6 @@ class DuckDBWarehouse(Warehouse):
         self._publish_to = Path(publish_to) if publish_to is not None else None
         self._writing: str | None = None
         if self._path != ":memory:":
-            if not read_only:
-                self._writing = _claim_writer(Path(self._path), self)
             Path(self._path).parent.mkdir(parents=True, exist_ok=True)
             if (
                 self._publish_to is not None
@@ -135,11 +133,15 @@ class DuckDBWarehouse(Warehouse):
         if memory_limit:
             config["memory_limit"] = memory_limit
         self._memory_limit = memory_limit
+        if self._path != ":memory:" and not read_only:
+            self._writing = _claim_writer(Path(self._path), self)
         try:
             self._con = duckdb.connect(self._path, read_only=read_only, config=config)
-        except duckdb.Error as exc:
+        except BaseException as exc:
             self._release_writer()
-            raise _map_error(exc, f"open {self._path}") from exc
+            if isinstance(exc, duckdb.Error):
+                raise _map_error(exc, f"open {self._path}") from exc
+            raise
         # Every timestamp the project handles is UTC; casts between TIMESTAMPTZ and TIMESTAMP
         # must not depend on the machine's zone.
         self._con.execute("SET TimeZone = 'UTC'")
@@ -162,8 +164,11 @@ class DuckDBWarehouse(Warehouse):
         return self._path
 
     def close(self) -> None:
-        self._con.close()
-        self._release_writer()
+        with self.exclusive:
+            try:
+                self._con.close()
+            finally:
+                self._release_writer()
 
     def _release_writer(self) -> None:
         if self._writing is not None and _WRITERS.get(self._writing) is self:
@@ -179,17 +184,19 @@ class DuckDBWarehouse(Warehouse):
         over it in one step; a reader that has the old copy open keeps reading it, the next
         one opens the new copy, and nobody sees a half-written file.
         """
-        if self._publish_to is None or self._path == ":memory:":
-            self.close()
-            return None
-        import duckdb
+        with self.exclusive:  # a models worker still building finishes its model first
+            if self._publish_to is None or self._path == ":memory:":
+                self.close()
+                return None
+            import duckdb
 
-        try:
-            self._con.execute("CHECKPOINT")
-        except duckdb.Error as exc:
-            raise _map_error(exc, "CHECKPOINT") from exc
-        finally:
-            self.close()
+            self._abandon_transaction()  # one left open by an error cannot block the checkpoint
+            try:
+                self._con.execute("CHECKPOINT")
+            except duckdb.Error as exc:
+                raise _map_error(exc, "CHECKPOINT") from exc
+            finally:
+                self.close()
         target = self._publish_to
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(f".{target.name}.publishing-{os.getpid()}")
@@ -246,14 +253,24 @@ class DuckDBWarehouse(Warehouse):
         except BaseException:
             self._in_transaction = False
             self._known_pending.clear()
-            self.execute("ROLLBACK")
+            self._abandon_transaction()
             raise
         self._in_transaction = False
         try:
             self.execute("COMMIT")
             self._known |= self._known_pending
+        except BaseException:
+            self._abandon_transaction()  # a failed COMMIT can leave it open (and aborted)
+            raise
         finally:
             self._known_pending.clear()
+
+    def _abandon_transaction(self) -> None:
+        """Roll back whatever transaction is still open (none: nothing happens)."""
+        import duckdb
+
+        with contextlib.suppress(duckdb.Error):
+            self._con.execute("ROLLBACK")
 
     # -- objects ------------------------------------------------------------------------------
     def ensure_schema(self, schema: str) -> None:
@@ -354,9 +371,6 @@ class DuckDBWarehouse(Warehouse):
             keys = ", ".join(_sql_value(row[key]) for row in rows)
             self._run(f"DELETE FROM {_quoted(relation)} WHERE {_quoted_name(key)} IN ({keys})")
         self.insert_rows(relation, schema, rows)
-
-    def interrupt(self) -> None:
-        self._con.interrupt()
 
     def release_cache(self) -> None:
         # DuckDB keeps the pages a load wrote in its buffer pool (up to memory_limit, 80 % of

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from pipelines.threads import work_ahead
+from pipelines.threads import _wait_for, work_ahead
 
 
 def test_yields_everything_in_order_from_another_thread() -> None:
@@ -36,31 +36,63 @@ def test_an_error_in_the_worker_is_raised_to_the_consumer_after_what_came_before
     assert got == [1, 2]
 
 
-def test_a_consumer_that_stops_cuts_the_worker_short_and_waits_for_it() -> None:
+def test_a_consumer_that_stops_waits_for_the_item_in_progress_and_no_more() -> None:
     produced: list[int] = []
-    stops: list[str] = []
-    slow_item_done = threading.Event()
+    slow_started = threading.Event()
+    slow_done = threading.Event()
 
     def produce() -> Iterator[int]:
         for i in range(1_000_000):
             if i == 3:  # the item in progress when the consumer stops: it takes a while
+                slow_started.set()
                 time.sleep(0.3)
-                slow_item_done.set()
+                slow_done.set()
             produced.append(i)
             yield i
 
-    items = work_ahead(produce(), depth=2, on_stop=lambda: stops.append("stop"))
+    items = work_ahead(produce(), depth=2)
     assert next(items) == 0
-    time.sleep(0.1)  # the worker fills the hand-off and starts on the slow item
+    assert slow_started.wait(5)  # 1 and 2 wait in the hand-off, 3 is being produced
     items.close()  # what a cancelled run does to the step's generator
-    # close() returned only once the worker had finished its item and stopped
-    assert slow_item_done.is_set()
+    # close() returned only once the worker had finished its item, and it made no other
+    assert slow_done.is_set()
     assert not [t for t in threading.enumerate() if t.name == "ssot-work-ahead"]
-    assert stops == ["stop"]
-    assert len(produced) <= 6  # the two waiting, the one being handed over, the slow one
+    assert produced == [0, 1, 2, 3]
 
 
-def test_on_stop_is_not_called_when_everything_was_consumed() -> None:
-    stops: list[str] = []
-    assert list(work_ahead(iter(range(3)), on_stop=lambda: stops.append("stop"))) == [0, 1, 2]
-    assert stops == []
+class _Worker:
+    """A thread stand-in whose join() is interrupted as told."""
+
+    def __init__(self, interrupts: int, alive_for: int) -> None:
+        self.interrupts, self.alive_for, self.joins = interrupts, alive_for, 0
+
+    def is_alive(self) -> bool:
+        return self.joins < self.alive_for
+
+    def join(self, timeout: float | None = None) -> None:
+        self.joins += 1
+        if self.interrupts:
+            self.interrupts -= 1
+            raise KeyboardInterrupt
+
+
+def test_one_interrupt_while_waiting_is_raised_after_the_worker_stopped() -> None:
+    worker = _Worker(interrupts=1, alive_for=3)
+    with pytest.raises(KeyboardInterrupt):
+        _wait_for(worker, None)  # type: ignore[arg-type]
+    assert worker.joins == 3  # it kept waiting until the worker was done
+
+
+def test_a_second_interrupt_is_raised_at_once() -> None:
+    worker = _Worker(interrupts=2, alive_for=10)
+    with pytest.raises(KeyboardInterrupt):
+        _wait_for(worker, None)  # type: ignore[arg-type]
+    assert worker.joins == 2
+
+
+def test_the_wait_has_one_deadline_in_all() -> None:
+    stuck = threading.Thread(target=time.sleep, args=(3,), daemon=True)
+    stuck.start()
+    started = time.monotonic()
+    _wait_for(stuck, 0.2)
+    assert time.monotonic() - started < 1.0 and stuck.is_alive()

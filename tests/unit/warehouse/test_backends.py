@@ -235,6 +235,32 @@ def test_readers_open_the_published_copy_while_the_build_file_is_written(tmp_pat
     assert sorted(p.name for p in tmp_path.iterdir()) == ["w.build.duckdb", "w.duckdb"]
 
 
+def test_publish_waits_for_a_thread_that_holds_the_session(tmp_path) -> None:
+    import threading
+    import time
+
+    warehouse = DuckDBWarehouse(tmp_path / "b.duckdb", publish_to=tmp_path / "p.duckdb")
+    order: list[str] = []
+    holding = threading.Event()
+
+    def build() -> None:
+        with warehouse.exclusive:
+            holding.set()
+            time.sleep(0.3)
+            warehouse.replace_with_select(Relation("marts", "late"), exp.select(exp.Literal.number(1).as_("x")))
+            order.append("built")
+
+    worker = threading.Thread(target=build)
+    worker.start()
+    assert holding.wait(5)
+    warehouse.publish()
+    order.append("published")
+    worker.join()
+    assert order == ["built", "published"]
+    with DuckDBWarehouse(tmp_path / "p.duckdb", read_only=True) as reader:
+        assert reader.exists(Relation("marts", "late"))  # what the thread built was published
+
+
 def test_a_missing_build_file_starts_from_the_published_one(tmp_path) -> None:
     build, published = tmp_path / "w.build.duckdb", tmp_path / "w.duckdb"
     with DuckDBWarehouse(published) as old:  # a warehouse from before builds were separate
