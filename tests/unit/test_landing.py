@@ -443,3 +443,13 @@ def test_chunks_split_batches_into_runs_without_losing_one(batches, size) -> Non
     assert [x for run in runs for x in run] == list(range(batches))
     assert all(len(run) == size for run in runs[:-1])
     assert not runs or 1 <= len(runs[-1]) <= size
+
+
+def test_a_fresh_table_left_by_a_killed_first_load_is_dropped_by_the_next_load(app) -> None:
+    project, warehouse, _ = app
+    leftover = Relation("raw", "_ssot_first_load__app__users")
+    warehouse.replace_with_select(leftover, "select 1 as half_written")
+    source = project.sources["app"]
+    result = land_table(project, warehouse, source, source.table("users"), run_id="r1")
+    assert result.rows_landed == 2
+    assert not warehouse.exists(leftover)

@@ -148,6 +148,14 @@ def test_insert_rows_writes_awkward_values_exactly(warehouse) -> None:
     assert len(got) == 4
 
 
+def test_a_bookkeeping_value_of_an_unknown_type_is_refused(warehouse) -> None:
+    schema = pa.schema([("k", pa.string())])
+    table = Relation("ssot_meta", "typed")
+    warehouse.insert_rows(table, schema, [{"k": "first"}])
+    with pytest.raises(TypeError, match="no SQL literal for a dict"):
+        warehouse.insert_rows(table, schema, [{"k": {"not": "text"}}])
+
+
 def test_replace_rows_replaces_by_key_and_appends_new_keys(warehouse) -> None:
     schema = pa.schema([("model", pa.string()), ("sql", pa.string())])
     table = Relation("ssot_meta", "state")
