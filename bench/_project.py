@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -12,17 +11,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pipelines.project import copy_project_files
+
 ROOT = Path(__file__).resolve().parents[1]
-PROJECT_FILES = (
-    "pyproject.toml",
-    "workspace.yaml",
-    "sources",
-    "models",
-    "macros",
-    "seeds",
-    "data_tests",
-    "expectations",
-)
 
 
 def log(message: str) -> None:
@@ -31,14 +22,7 @@ def log(message: str) -> None:
 
 def copy_project(root: Path) -> Path:
     """The project's own files (no data, warehouse or Dagster history) copied into ``root``."""
-    root.mkdir(parents=True, exist_ok=True)
-    for name in PROJECT_FILES:
-        src = ROOT / name
-        if src.is_dir():
-            shutil.copytree(src, root / name)
-        elif src.exists():
-            shutil.copy2(src, root / name)
-    return root
+    return copy_project_files(ROOT, root)
 
 
 def ssot(root: Path, *args: str) -> float:

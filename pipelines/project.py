@@ -149,6 +149,34 @@ class Project:
 # ---------------------------------------------------------------------------------------------
 
 
+#: what defines a project, beside its data, warehouse and Dagster history
+PROJECT_FILES = (
+    "pyproject.toml",
+    "workspace.yaml",
+    "sources",
+    "models",
+    "macros",
+    "seeds",
+    "data_tests",
+    "expectations",
+)
+
+
+def copy_project_files(source: Path, target: Path) -> Path:
+    """Copy the files that define the project in ``source`` (not its data, warehouse or Dagster
+    history) into ``target``, which is created; returns ``target``."""
+    import shutil
+
+    target.mkdir(parents=True, exist_ok=True)
+    for name in PROJECT_FILES:
+        path = source / name
+        if path.is_dir():
+            shutil.copytree(path, target / name)
+        elif path.exists():
+            shutil.copy2(path, target / name)
+    return target
+
+
 def find_project_root(start: Path | None = None) -> Path:
     """The project folder: $SSOT_PROJECT_DIR, else the nearest parent with `[tool.ssot]`."""
     env = os.environ.get(PROJECT_DIR_ENV)

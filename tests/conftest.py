@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -17,6 +16,8 @@ from pathlib import Path
 from typing import NoReturn
 
 import pytest
+
+from pipelines.project import copy_project_files
 
 MINIMAL_PYPROJECT = """
 [tool.ssot]
@@ -60,16 +61,6 @@ def make_project(tmp_path: Path) -> Callable[..., Path]:
 
 
 REPO = Path(__file__).resolve().parents[1]
-PROJECT_FILES = (
-    "pyproject.toml",
-    "workspace.yaml",
-    "sources",
-    "models",
-    "macros",
-    "seeds",
-    "data_tests",
-    "expectations",
-)
 
 
 @dataclass
@@ -142,14 +133,9 @@ class Workspace:
 
 def copy_project(root: Path) -> Workspace:
     """Copy the project's own files (not its data, warehouse or Dagster history) into ``root``."""
-    root.mkdir(parents=True)
-    for name in PROJECT_FILES:
-        src = REPO / name
-        if src.is_dir():
-            shutil.copytree(src, root / name)
-        elif src.exists():
-            shutil.copy2(src, root / name)
-    return Workspace(root)
+    if root.exists():
+        raise FileExistsError(root)
+    return Workspace(copy_project_files(REPO, root))
 
 
 @pytest.fixture(scope="session")
