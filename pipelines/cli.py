@@ -81,8 +81,6 @@ class RunReporter:
         #: the messages of failed multi-asset steps (each names its models and why)
         self.step_errors: list[str] = []
         self._held: AssetLine | None = None
-        #: why publishing the warehouse for readers failed at the end of the run, if it did
-        self.publish_error = ""
 
     def _line(self, key: str) -> AssetLine:
         return self.lines.setdefault(key, AssetLine(key))
@@ -119,11 +117,6 @@ class RunReporter:
         step = event.step_key or ""
         if step in self._steps:
             self._on_step_event(kind, step, event)
-            return
-        if kind == "ENGINE_EVENT" and (event.message or "").startswith("Teardown of resources"):
-            # the warehouse resource publishes for readers when the run ends; if that failed,
-            # what the run built is not what readers see
-            self.publish_error = _root_cause(getattr(event.event_specific_data, "error", None))
             return
         if kind == "STEP_START":
             line = self._line(self._key(event))
@@ -361,6 +354,13 @@ def cmd_run(args: argparse.Namespace) -> int:
             )
     finally:
         stop.set()
+    from pipelines.assets.resources import PUBLISH_FAILURES
+
+    # the warehouse resource publishes for readers when the run ends; if that failed, what the
+    # run built is not what readers see
+    unpublished = PUBLISH_FAILURES.pop(outcome.run_id, "")
+    if unpublished and "the next run publishes again" not in unpublished:
+        unpublished += "; the next run publishes again"
     elapsed = time.perf_counter() - started
     console.print()
     console.print(reporter.summary())
@@ -389,11 +389,12 @@ def cmd_run(args: argparse.Namespace) -> int:
             console.print(
                 f"  not run (an upstream asset failed or was refused): {', '.join(sorted(not_run))}"
             )
+        if unpublished:
+            console.print(f"  not published for readers either: {escape(unpublished)}")
         return 1
-    if reporter.publish_error:
+    if unpublished:
         console.print(
-            "[red bold]built, but not published for readers[/red bold]: "
-            f"{escape(reporter.publish_error)}; the next run publishes again"
+            f"[red bold]built, but not published for readers[/red bold]: {escape(unpublished)}"
         )
         return 1
     target = project.target

@@ -17,6 +17,11 @@ from pydantic import PrivateAttr
 from pipelines.project import Project, load_project
 from pipelines.warehouse import Warehouse, open_warehouse
 
+#: run id -> why publishing the warehouse for readers failed at the end of that run, for the
+#: `ssot run` command, which executes runs in this process and must not call such a run a
+#: success (Dagster reports a teardown failure only as an engine event)
+PUBLISH_FAILURES: dict[str, str] = {}
+
 
 class WarehouseResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     """Opens the project's target warehouse for the duration of a run."""
@@ -36,7 +41,12 @@ class WarehouseResource(dg.ConfigurableResource):  # type: ignore[type-arg]
         """The run is over (succeeded or not): publish what it committed to readers."""
         if self._session is not None:
             session, self._session = self._session, None
-            published = session.publish()
+            try:
+                published = session.publish()
+            except Exception as exc:
+                if context.run is not None:
+                    PUBLISH_FAILURES[context.run.run_id] = f"{type(exc).__name__}: {exc}"
+                raise
             if published is not None and context.log is not None:
                 context.log.info(f"published the warehouse for readers: {published}")
 
