@@ -116,8 +116,9 @@ def land_table(
             try:
                 return load.streamed(connector, batch_rows)
             except _RepeatedVersions:
-                pass  # rolled back: land again through the scratch table, which removes them
-        load = _Load(warehouse, source, table, previous, run_id, started)
+                # rolled back: land again, counting afresh, through the scratch table, which
+                # removes them
+                load = _Load(warehouse, source, table, previous, run_id, started)
         return load.staged(connector, batch_rows, replay)
     except Exception as exc:
         reason = scrub(f"{type(exc).__name__}: {exc}", project.source_url(source))
@@ -197,15 +198,16 @@ class _Load:
         try:
             # no rows: the incoming columns and their warehouse types, for the schema checks
             warehouse.replace_from_arrow(self.scratch, schema, ())
-            if warehouse.supports_transactions and not (
-                warehouse.exists(self.relation) and warehouse.row_count(self.relation)
-            ):
+            has_rows = warehouse.exists(self.relation) and warehouse.row_count(self.relation) > 0
+            if warehouse.supports_transactions and not has_rows:
                 landed, deleted = self._first_load(connector, schema, batches, unique)
                 return self._result(landed, deleted, replay=False)
             with warehouse.transaction():
                 self._reconcile_schema(self.scratch)
                 with warehouse.arrow_source(schema, self._same_shape(schema, batches)) as rows:
-                    landed = self._append_changed(rows, schema.names, dedupe=False)
+                    landed = self._append_changed(
+                        rows, schema.names, dedupe=False, compare=has_rows
+                    )
                 # A source that cannot repeat a key needs no check (it costs a pass over the rows).
                 if landed and not unique and self._repeated_versions(self.relation):
                     raise _RepeatedVersions
@@ -378,9 +380,18 @@ class _Load:
             self.declared.names,
         )
 
-    def _append_changed(self, rows: exp.Table, names: list[str], *, dedupe: bool) -> int:
+    def _append_changed(
+        self, rows: exp.Table, names: list[str], *, dedupe: bool, compare: bool | None = None
+    ) -> int:
         return _append_changed(
-            self.warehouse, self.relation, rows, self.table, names, self._landing_values(), dedupe
+            self.warehouse,
+            self.relation,
+            rows,
+            self.table,
+            names,
+            self._landing_values(),
+            dedupe,
+            compare,
         )
 
     def _repeated_versions(self, relation: Relation) -> bool:

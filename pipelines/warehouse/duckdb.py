@@ -348,8 +348,7 @@ class DuckDBWarehouse(Warehouse):
             else ""
         )
         kind = "VIEW" if self.is_view(relation) else "TABLE"
-        comment = exp.Literal.string(text).sql("duckdb")
-        self._run(f"COMMENT ON {kind} {_quoted(relation)} IS {comment}")
+        self._run(f"COMMENT ON {kind} {_quoted(relation)} IS {_text(text)}")
 
     def insert_rows(
         self, relation: Relation, schema: pa.Schema, rows: Sequence[Mapping[str, Any]]

@@ -39,6 +39,27 @@ tables:
 """
 
 
+def dying_connector(*, batches: int, stable_schema: bool) -> type:
+    """A connector class that reads ``batches`` batches of 5 rows, then loses its connection."""
+    real = connector_for
+
+    class Dies:
+        def __init__(self, *args, **kwargs) -> None:
+            self.inner = real(*args, **kwargs)
+            self.stable_schema = stable_schema
+
+        def keys_are_unique(self, table):
+            return self.inner.keys_are_unique(table)
+
+        def read(self, table, **kwargs):
+            units = self.inner.read(table, **{**kwargs, "batch_rows": 5})
+            for _ in range(batches):
+                yield next(units)
+            raise TransientSourceError("connection reset by peer")
+
+    return Dies
+
+
 @pytest.fixture
 def app(make_project, monkeypatch):
     monkeypatch.delenv("SSOT_TEST_APP_URL", raising=False)
@@ -108,23 +129,10 @@ def test_a_load_failing_mid_stream_rolls_back_everything(app, monkeypatch, strea
             "insert into users values (?, ?, ?)", [(i, f"u{i}@x.com", None) for i in range(10, 40)]
         )
 
-    real = connector_for
-
-    class DiesAfterOneBatch:
-        stable_schema = streamed  # straight into raw, or through the scratch table
-
-        def __init__(self, *args, **kwargs) -> None:
-            self.inner = real(*args, **kwargs)
-
-        def keys_are_unique(self, table):
-            return self.inner.keys_are_unique(table)
-
-        def read(self, table, **kwargs):
-            units = self.inner.read(table, **{**kwargs, "batch_rows": 5})
-            yield next(units)
-            raise TransientSourceError("connection reset by peer")
-
-    monkeypatch.setattr("pipelines.landing.connector_for", DiesAfterOneBatch)
+    # straight into raw, or through the scratch table
+    monkeypatch.setattr(
+        "pipelines.landing.connector_for", dying_connector(batches=1, stable_schema=streamed)
+    )
     with pytest.raises(TransientSourceError, match="connection reset"):
         land_table(project, warehouse, source, table, run_id="r2", batch_rows=5)
     assert warehouse.row_count(Relation("raw", "app__users")) == 2
@@ -356,24 +364,9 @@ def test_a_first_load_failing_after_some_commits_leaves_no_raw_table(app, monkey
     project, warehouse, root = app
     _add_users(root, range(10, 60))
     monkeypatch.setattr("pipelines.landing.FIRST_LOAD_COMMIT_BATCHES", 2)
-    real = connector_for
-
-    class DiesAfterFiveBatches:
-        stable_schema = True
-
-        def __init__(self, *args, **kwargs) -> None:
-            self.inner = real(*args, **kwargs)
-
-        def keys_are_unique(self, table):
-            return self.inner.keys_are_unique(table)
-
-        def read(self, table, **kwargs):
-            units = self.inner.read(table, **{**kwargs, "batch_rows": 5})
-            for _ in range(5):
-                yield next(units)
-            raise TransientSourceError("connection reset by peer")
-
-    monkeypatch.setattr("pipelines.landing.connector_for", DiesAfterFiveBatches)
+    monkeypatch.setattr(
+        "pipelines.landing.connector_for", dying_connector(batches=5, stable_schema=True)
+    )
     released = []
     monkeypatch.setattr(warehouse, "release_cache", lambda: released.append(1))
     source = project.sources["app"]
