@@ -41,7 +41,7 @@ from pipelines.project import META_SCHEMA
 from pipelines.quality.contracts import Contract, Reject, contract_schema, quarantine_rows
 from pipelines.threads import work_ahead
 from pipelines.urls import scrub
-from pipelines.warehouse.base import Relation
+from pipelines.warehouse.base import NativeTable, Relation
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -68,7 +68,8 @@ class LoadResult:
     rows_deleted: int
     extra_columns: tuple[str, ...]
     incremental: bool
-    #: "streamed" (source -> raw in one statement) or "staged" (through a scratch table)
+    #: "streamed" (source -> raw in one statement), "native" (the warehouse read the source
+    #: itself) or "staged" (through a scratch table)
     path: str
     duration_s: float
 
@@ -146,6 +147,16 @@ def land_table(
 FIRST_LOAD_COMMIT_BATCHES = 8
 
 
+#: a native first load with more failing rows than this lands through Arrow instead, which
+#: quarantines rows in bulk; below it, the failing rows move out in chunks of this many
+NATIVE_QUARANTINE_LIMIT = 10_000
+NATIVE_QUARANTINE_CHUNK = 2_000
+
+
+class _NotNative(Exception):
+    """A native first load that does not apply after all (rolled back; Arrow lands the table)."""
+
+
 class _RepeatedVersions(Exception):
     """A streamed pull held the same version of a key twice (the source has duplicate rows)."""
 
@@ -189,6 +200,11 @@ class _Load:
         """Source -> contract -> raw in one statement: each row is written once."""
         self.path = "streamed"
         unique = connector.keys_are_unique(self.table)
+        native = self._native_source(connector)
+        if native is not None:
+            result = self._native_first_load(connector, native, unique)
+            if result is not None:
+                return result
         units = connector.read(self.table, batch_rows=batch_rows, pull=self.pull)
         schema, batches = _first_shape(
             self.validated(coalesce(_read_ahead(units), batch_rows)), self.declared
@@ -268,6 +284,163 @@ class _Load:
                 warehouse.drop_existing(fresh)
             raise
         return landed, deleted
+
+    # -- the native first load ------------------------------------------------------------------
+    def _native_source(self, connector: Connector) -> NativeTable | None:
+        """The source table, when this is a first load (raw missing or empty) that the warehouse
+        can read from the source itself."""
+        warehouse = self.warehouse
+        if not warehouse.supports_transactions or warehouse.row_id_column is None:
+            return None
+        native = connector.native_table(self.table, self.pull)
+        if native is None or not warehouse.reads_natively(native.kind):
+            return None
+        if warehouse.exists(self.relation) and warehouse.row_count(self.relation) > 0:
+            return None
+        return native
+
+    def _native_first_load(
+        self, connector: Connector, native: NativeTable, unique: bool
+    ) -> LoadResult | None:
+        """A first load the warehouse reads from the source itself: one INSERT ... SELECT with
+        the contract's types, the landing columns and the fingerprint, in parallel, no Arrow in
+        this process. Then the contract's checks (the same pandera schema) run over the checked
+        columns read back, and the rows that fail move to the quarantine with their reasons.
+        Everything commits in one transaction, as a first load through Arrow does.
+
+        None (nothing written) when it does not apply: a source column the contract would have
+        to convert (or cannot hold), columns other than the declared ones, more failing rows
+        than NATIVE_QUARANTINE_LIMIT, or a warehouse error (say, the source cannot be attached
+        or the engine runs out of memory); the load then goes through Arrow, whose errors and
+        retries are the ones the user sees."""
+        warehouse, fresh = self.warehouse, self.fresh
+        names = list(self.declared.names)
+        try:
+            with warehouse.native_table(native) as scan:
+                types = self._native_types(scan.columns)
+                if types is None:
+                    return None
+                with warehouse.transaction():
+                    landed = warehouse.insert_select(
+                        fresh,
+                        [*names, *LANDING_COLUMNS],
+                        self._native_select(scan.table, names, types),
+                    )
+                    rejected = self._quarantine_landed(fresh, names)
+                    self.path, self.names = "native", names
+                    self.read, self.quarantined = landed, rejected
+                    self.valid = landed = landed - rejected
+                    if self.table.cursor and landed:
+                        top = warehouse.query(
+                            exp.select(
+                                exp.Max(this=exp.column(self.table.cursor, quoted=True))
+                            ).from_(fresh.to_table())
+                        )
+                        self.top_cursor = top.column(0)[0].as_py()
+                    if landed and not unique and self._repeated_versions(fresh):
+                        raise _RepeatedVersions
+                    warehouse.drop_existing(self.relation)
+                    warehouse.rename(fresh, self.relation.name)
+                    deleted = self._finish(connector, landed, keys=None, replay=False, first=True)
+        except (_NotNative, WarehouseError):
+            with contextlib.suppress(WarehouseError):
+                warehouse.drop_existing(fresh)
+            self.read = self.valid = self.quarantined = 0
+            self.quarantine.clear()
+            self.top_cursor = None
+            self.path, self.names = "streamed", []
+            return None
+        except BaseException:
+            with contextlib.suppress(WarehouseError):
+                warehouse.drop_existing(fresh)
+            raise
+        return self._result(landed, deleted, replay=False)
+
+    def _native_types(self, source_columns: list[tuple[str, str]]) -> dict[str, str] | None:
+        """Create the fresh table (raw's columns) and return the warehouse type of each declared
+        column, if the source has exactly the declared columns and each of its types widens to
+        the declared one without changing a value; else None."""
+        warehouse = self.warehouse
+        names = set(self.declared.names)
+        source = dict(source_columns)
+        row_id = warehouse.row_id_column or ""
+        if set(source) != names or row_id.lower() in {n.lower() for n in names}:
+            return None
+        warehouse.replace_from_arrow(self.scratch, self.declared, ())
+        try:
+            if warehouse.exists(self.relation):  # raw exists but is empty: keep its columns
+                warehouse.replace_with_select(
+                    self.fresh,
+                    exp.select(exp.Star()).from_(self.relation.to_table()).where(exp.false()),
+                )
+            _reconcile_schema(
+                warehouse, self.fresh, self.scratch, self.source, self.table, self.declared.names
+            )
+        finally:
+            warehouse.drop(self.scratch)
+        target = dict(warehouse.columns(self.fresh))
+        if not all(warehouse.widens_losslessly(source[n], target[n]) for n in names):
+            warehouse.drop(self.fresh)
+            return None
+        return {n: target[n] for n in names}
+
+    def _native_select(
+        self, table: exp.Table, names: list[str], types: dict[str, str]
+    ) -> exp.Select:
+        """The source's columns cast to raw's types, the landing columns and the fingerprint,
+        as the streamed path computes them from Arrow."""
+        dialect = self.warehouse.dialect
+        typed = exp.select(
+            *[
+                exp.cast(
+                    exp.column(n, table="s", quoted=True),
+                    exp.DataType.build(types[n], dialect=dialect),
+                ).as_(n, quoted=True)
+                for n in names
+            ]
+        ).from_(exp.alias_(table, "s"))
+        data = [exp.column(n, table="c", quoted=True) for n in names]
+        return exp.select(*data, *self._landing_values(), self.warehouse.row_hash(data)).from_(
+            typed.subquery("c")
+        )
+
+    def _quarantine_landed(self, fresh: Relation, names: list[str]) -> int:
+        """Run the contract's checks over the rows a native load wrote; move those that fail
+        to the quarantine (with the contract's reasons). The number moved."""
+        warehouse, contract = self.warehouse, self.contract
+        checked = contract.checked_columns
+        if not checked:
+            return 0
+        row_id = exp.column(warehouse.row_id_column or "rowid")
+        read_back = exp.select(
+            row_id.as_("_ssot_row"), *[exp.column(n, quoted=True) for n in checked]
+        ).from_(fresh.to_table())
+        failing: list[int] = []
+        for batch in warehouse.query_batches(read_back, warehouse.landing_batch_rows):
+            positions = contract.failing_rows({n: batch.column(n) for n in checked})
+            if positions:
+                row_ids = batch.column("_ssot_row").to_pylist()
+                failing += [row_ids[i] for i in positions]
+            if len(failing) > NATIVE_QUARANTINE_LIMIT:
+                raise _NotNative
+        for start in range(0, len(failing), NATIVE_QUARANTINE_CHUNK):
+            ids = failing[start : start + NATIVE_QUARANTINE_CHUNK]
+            these = row_id.isin(*[exp.Literal.number(i) for i in ids])
+            rows = warehouse.query(
+                exp.select(*[exp.column(n, quoted=True) for n in names])
+                .from_(fresh.to_table())
+                .where(these)
+            )
+            for batch in rows.to_batches():
+                result = contract.apply(batch, self.batch_id)
+                if result.rows_valid:
+                    raise SsotError(
+                        f"load of {self.source.name}.{self.table.name}: the contract passed rows "
+                        "its checks had failed; this is a bug in pipelines.landing"
+                    )
+                self.quarantine.append(result.quarantine)
+            warehouse.execute_dml(exp.delete(fresh.to_table()).where(these))
+        return len(failing)
 
     def staged(
         self, connector: Connector, batch_rows: int, replay: Iterable[Extracted] | None

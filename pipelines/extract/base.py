@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from pipelines.config import SourceTableSpec
+    from pipelines.warehouse.base import NativeTable
 
 DEFAULT_BATCH_ROWS = 50_000
 
@@ -92,6 +93,12 @@ class Connector(ABC):
         """True when the source itself guarantees the table's primary key is unique (a primary
         key or unique constraint on those columns or a subset), so a read cannot repeat a key."""
         return False
+
+    def native_table(self, table: SourceTableSpec, pull: Pull) -> NativeTable | None:
+        """The table as a warehouse that reads this kind of database itself could scan it for
+        ``pull`` (no Arrow in between), or None. Only a full pull of a database table has one;
+        the warehouse decides whether it can use it (``Warehouse.reads_natively``)."""
+        return None
 
     def read_keys(
         self, table: SourceTableSpec, *, batch_rows: int = DEFAULT_BATCH_ROWS

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from pipelines.config import ColumnSpec, SourceTableSpec
+    from pipelines.warehouse.base import NativeTable
 
 CONNECT_ATTEMPTS = 4
 T = TypeVar("T")
@@ -309,6 +310,13 @@ class PostgresConnector(SqlConnector):
         # incremental: the source filters by the cursor itself
         sql = self.select_query(table, pull).sql(dialect=self.dialect)
         yield from self._scan(table, lambda s: s.query_batches(sql, batch_rows))
+
+    def native_table(self, table: SourceTableSpec, pull: Pull) -> NativeTable | None:
+        from pipelines.warehouse.base import NativeTable
+
+        if not self._use_scanner() or (pull.cursor_floor is not None and table.cursor):
+            return None
+        return NativeTable("postgres", self._scanner_url(table), table.source_identifier)
 
     def read_keys(
         self, table: SourceTableSpec, *, batch_rows: int = DEFAULT_BATCH_ROWS

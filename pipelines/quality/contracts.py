@@ -15,7 +15,7 @@ Columns the contract does not declare pass through untouched and are listed in
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -267,6 +267,17 @@ class Contract:
             rows_rejected=len(bad) + len(rejects),
             extra_columns=tuple(names[i] for i in extras),
         )
+
+    @property
+    def checked_columns(self) -> list[str]:
+        """The declared columns that have value checks (keys, non-nullable, rules)."""
+        return [c.name for c in self._validator.checked]
+
+    def failing_rows(self, columns: Mapping[str, pa.Array]) -> list[int]:
+        """Positions of the rows that fail a value check, for columns already of their declared
+        types (``checked_columns``, e.g. read back from a table a native load wrote); the same
+        pandera schema as :meth:`apply` decides. :meth:`apply` on those rows says why."""
+        return sorted({failure.row for failure in self._validator.failures(columns)})
 
     def _check_rows(
         self, batch: pa.RecordBatch

@@ -76,8 +76,10 @@ class RowValidator:
         check_placement(source, table)
         self._source, self._table = source, table
         self._keys = frozenset(table.primary_key)
-        self._checked = tuple(c for c in table.columns if self._has_checks(c))
-        self._by_name = {c.name: c for c in self._checked}
+        self.checked = tuple(c for c in table.columns if self._has_checks(c))
+        self._by_name = {c.name: c for c in self.checked}
+        #: each checked column's check functions (the ones the pandera schema calls)
+        self._checks = {c.name: _column_checks(c, c.name in self._keys) for c in self.checked}
         self._schema: Any = None
 
     def _has_checks(self, column: ColumnSpec) -> bool:
@@ -96,19 +98,23 @@ class RowValidator:
         """The `pandera.pandas.DataFrameSchema` (built, and pandera imported, on first use)."""
         if self._schema is None:
             self._schema = _build_schema(
-                f"{self._source}.{self._table.name}", self._checked, self._keys
+                f"{self._source}.{self._table.name}", self.checked, self._keys, self._checks
             )
         return self._schema
 
     def failures(self, columns: Mapping[str, pa.Array]) -> list[RowFailure]:
-        """Every failed check of the coerced `columns` (nulls from failed coercion included)."""
-        if not self._checked:
+        """Every failed check of the coerced `columns` (nulls from failed coercion included).
+
+        pandera reports the failures. A batch in which nothing fails needs no report, and
+        finding that out takes the same Arrow check functions the schema calls, without
+        converting the batch to pandas: such a batch skips pandera (:meth:`all_pass`)."""
+        if not self.checked or self.all_pass(columns):
             return []
         from pandera.errors import SchemaErrors
 
         pd = _pandas()
 
-        frame = pa.table({c.name: columns[c.name] for c in self._checked}).to_pandas(
+        frame = pa.table({c.name: columns[c.name] for c in self.checked}).to_pandas(
             types_mapper=pd.ArrowDtype
         )
         try:
@@ -128,6 +134,24 @@ class RowValidator:
                 )
             out.append(self._describe(int(index), self._by_name[column], str(check), value))
         return out
+
+    def all_pass(self, columns: Mapping[str, pa.Array]) -> bool:
+        """Whether the pandera schema would find nothing wrong with ``columns``: each checked
+        column has its declared type, holds no null unless it may, and passes every check
+        function on every value (a null passes a check, as in the schema)."""
+        for column in self.checked:
+            data = columns[column.name]
+            if isinstance(data, pa.ChunkedArray):
+                data = data.combine_chunks()
+            if data.type != arrow_type(column):
+                return False
+            nullable = column.nullable and column.name not in self._keys
+            if data.null_count and not nullable:
+                return False
+            for _, check in self._checks[column.name]:
+                if not pc.all(check(data).fill_null(True)).as_py():
+                    return False
+        return True
 
     def _describe(self, row: int, column: ColumnSpec, check: str, value: Any) -> RowFailure:
         key = column.name in self._keys
@@ -236,7 +260,12 @@ def _pandas() -> Any:
     return importlib.import_module("pandas")
 
 
-def _build_schema(name: str, columns: tuple[ColumnSpec, ...], keys: frozenset[str]) -> Any:
+def _build_schema(
+    name: str,
+    columns: tuple[ColumnSpec, ...],
+    keys: frozenset[str],
+    checks: Mapping[str, list[tuple[str, _ArrowCheck]]],
+) -> Any:
     import pandera.pandas as pandera
 
     pd = _pandas()
@@ -258,7 +287,7 @@ def _build_schema(name: str, columns: tuple[ColumnSpec, ...], keys: frozenset[st
                 nullable=column.nullable and column.name not in keys,
                 checks=[
                     pandera.Check(on_series(fn), name=check, error=check)
-                    for check, fn in _column_checks(column, column.name in keys)
+                    for check, fn in checks[column.name]
                 ],
             )
             for column in columns

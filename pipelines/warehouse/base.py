@@ -39,6 +39,30 @@ class Relation:
         return f"{self.schema}.{self.name}"
 
 
+@dataclass(frozen=True)
+class NativeTable:
+    """A table of an operational database, for a warehouse that can read that kind of database
+    itself (``Warehouse.reads_natively``): the rows then go from the source to the warehouse's
+    storage without passing through Arrow in this process. ``url`` holds credentials: it never
+    goes into a message."""
+
+    kind: str  # "postgres"
+    url: str
+    identifier: str  # the table's name in the source
+
+    def __repr__(self) -> str:
+        return f"NativeTable({self.kind!r}, <url>, {self.identifier!r})"
+
+
+@dataclass(frozen=True)
+class NativeScan:
+    """An attached :class:`NativeTable`: what to select from, and its columns with the types
+    the warehouse reads them as (in ``dialect``), in the source's order."""
+
+    table: exp.Table
+    columns: list[tuple[str, str]]
+
+
 def _literal(value: Any) -> exp.Expression:
     """A Python value as a SQL literal every dialect reads the same way."""
     from datetime import datetime
@@ -247,6 +271,29 @@ class Warehouse(ABC):
         """Drop the table or view of that name, whichever it is, if there is one."""
         if self.exists(relation):
             self.drop(relation, kind="VIEW" if self.is_view(relation) else "TABLE")
+
+    # -- reading operational databases directly (optional) -------------------------------------
+    #: the pseudo-column naming a row of a table (for the rows a native load must take out)
+    row_id_column: ClassVar[str | None] = None
+
+    def reads_natively(self, kind: str) -> bool:
+        """Whether this warehouse can scan a ``kind`` database itself (see :class:`NativeTable`)."""
+        return False
+
+    def native_table(self, source: NativeTable) -> AbstractContextManager[NativeScan]:
+        """Attach ``source`` for the duration of the context (outside any transaction). Raises
+        a WarehouseError when the source cannot be attached or has no such table."""
+        raise TerminalWarehouseError(f"{type(self).__name__} cannot read {source.kind} itself")
+
+    def widens_losslessly(self, source_type: str, target_type: str) -> bool:
+        """Whether every value of ``source_type`` casts to ``target_type`` unchanged and without
+        error (both in ``dialect``), as the source contract would coerce it."""
+        return False
+
+    def query_batches(self, sql: exp.Expression | str, batch_rows: int) -> Iterator[pa.RecordBatch]:
+        """The result of ``sql`` in batches of at most ``batch_rows`` rows. Run no other statement
+        on this session until the iterator is exhausted."""
+        yield from self.query(sql).to_batches(batch_rows)
 
     # -- Arrow landing ------------------------------------------------------------------------
     @abstractmethod

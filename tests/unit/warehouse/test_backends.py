@@ -275,3 +275,73 @@ def test_a_missing_build_file_starts_from_the_published_one(tmp_path) -> None:
         old.execute("create table t as select 7 as v")
     with DuckDBWarehouse(build, publish_to=published) as session:
         assert session.scalar("select v from t") == 7
+
+
+def test_an_empty_table_from_a_schema_has_the_types_duckdb_gives_arrow(tmp_path) -> None:
+    """Without rows the DuckDB backend writes DDL itself; the columns must be the ones DuckDB
+    makes of the same Arrow schema when it scans it (one row forces the scan)."""
+    import itertools
+
+    schema = pa.schema(
+        [
+            ("i8", pa.int8()),
+            ("i16", pa.int16()),
+            ("i32", pa.int32()),
+            ("i64", pa.int64()),
+            ("f32", pa.float32()),
+            ("f64", pa.float64()),
+            ("s", pa.string()),
+            ("ls", pa.large_string()),
+            ("b", pa.bool_()),
+            ("d", pa.date32()),
+            ("ts", pa.timestamp("us")),
+            ("tsz", pa.timestamp("us", tz="UTC")),
+            ("tsb", pa.timestamp("us", tz="Europe/Berlin")),
+            ("dec", pa.decimal128(12, 2)),
+            ("wide", pa.decimal128(38, 9)),
+            ("odd name", pa.int64()),
+        ]
+    )
+    row = pa.RecordBatch.from_pylist([dict.fromkeys(schema.names)], schema=schema)
+    counter = itertools.count()
+    with DuckDBWarehouse(tmp_path / "w.duckdb") as warehouse:
+        empty, scanned = Relation("s", "empty"), Relation("s", "scanned")
+        assert warehouse.replace_from_arrow(empty, schema, ()) == 0
+        warehouse.replace_from_arrow(scanned, schema, iter([row]))
+        assert warehouse.columns(empty) == warehouse.columns(scanned)
+        assert warehouse.row_count(empty) == 0
+        # a type the DDL does not know: DuckDB reads the schema itself
+        odd = pa.schema([("n", pa.uint32()), ("t", pa.timestamp("ns"))])
+        name = Relation("s", f"odd_{next(counter)}")
+        warehouse.replace_from_arrow(name, odd, ())
+        assert [t for _, t in warehouse.columns(name)] == ["UINTEGER", "TIMESTAMP_NS"]
+
+
+@pytest.mark.parametrize(
+    ("source", "target", "lossless"),
+    [
+        ("INTEGER", "BIGINT", True),
+        ("SMALLINT", "BIGINT", True),
+        ("BIGINT", "BIGINT", True),
+        ("HUGEINT", "BIGINT", False),
+        ("UBIGINT", "BIGINT", False),
+        ("FLOAT", "DOUBLE", True),
+        ("DOUBLE", "FLOAT", False),
+        ("DECIMAL(10,2)", "DECIMAL(12,2)", True),
+        ("DECIMAL(12,2)", "DECIMAL(12,2)", True),
+        ("DECIMAL(14,2)", "DECIMAL(12,2)", False),
+        ("DECIMAL(12,3)", "DECIMAL(12,2)", False),
+        ("DECIMAL(12,2)", "DECIMAL(13,3)", False),  # same value, another scale: left to Arrow
+        ("VARCHAR", "VARCHAR", True),
+        ("TIMESTAMP WITH TIME ZONE", "TIMESTAMP WITH TIME ZONE", True),
+        ("TIMESTAMP", "TIMESTAMP WITH TIME ZONE", False),  # the zone is the contract's to apply
+        ("DATE", "TIMESTAMP WITH TIME ZONE", False),
+        ("VARCHAR", "BIGINT", False),
+        ("BLOB", "VARCHAR", False),
+        ("INTEGER[]", "VARCHAR", False),
+        ("UUID", "VARCHAR", False),
+    ],
+)
+def test_which_source_types_a_native_load_takes_as_they_are(source, target, lossless) -> None:
+    with DuckDBWarehouse(":memory:") as warehouse:
+        assert warehouse.widens_losslessly(source, target) is lossless
