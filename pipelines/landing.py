@@ -14,6 +14,7 @@ rows read == rows landed + rows unchanged + rows quarantined, or the load fails 
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 import uuid
 from collections.abc import Iterable, Iterator
@@ -49,6 +50,8 @@ if TYPE_CHECKING:
     from pipelines.config import SourceSpec, SourceTableSpec
     from pipelines.project import Project
     from pipelines.warehouse.base import Warehouse
+
+_log = logging.getLogger(__name__)
 
 BATCH_ID_COLUMN = "_ssot_batch_id"
 LOADED_AT_COLUMN = "_ssot_loaded_at"
@@ -148,9 +151,10 @@ FIRST_LOAD_COMMIT_BATCHES = 8
 
 
 #: a native first load with more failing rows than this lands through Arrow instead, which
-#: quarantines rows in bulk; below it, the failing rows move out in chunks of this many
+#: quarantines rows in bulk (below it, they move out in one query)
 NATIVE_QUARANTINE_LIMIT = 10_000
-NATIVE_QUARANTINE_CHUNK = 2_000
+#: the name a native load's read-back gives the engine's row id
+NATIVE_ROW_ID = "_ssot_row_id"
 
 
 class _NotNative(Exception):
@@ -194,6 +198,8 @@ class _Load:
         self.fresh = Relation(self.relation.schema, f"_ssot_first_load__{self.relation.name}")
         self.names: list[str] = []  # the columns this load read, in order
         self.path = "staged"
+        #: why a native first load rolled back (None: it did not, or was not tried)
+        self.fallback: str | None = None
 
     # -- the two paths ------------------------------------------------------------------------
     def streamed(self, connector: Connector, batch_rows: int) -> LoadResult:
@@ -326,25 +332,27 @@ class _Load:
                         [*names, *LANDING_COLUMNS],
                         self._native_select(scan.table, names, types),
                     )
-                    rejected = self._quarantine_landed(fresh, names)
+                    order = [name for name, _ in scan.columns]  # the source's, as read
+                    rejected = self._check_landed(fresh, order)
                     self.path, self.names = "native", names
                     self.read, self.quarantined = landed, rejected
                     self.valid = landed = landed - rejected
-                    if self.table.cursor and landed:
-                        top = warehouse.query(
-                            exp.select(
-                                exp.Max(this=exp.column(self.table.cursor, quoted=True))
-                            ).from_(fresh.to_table())
-                        )
-                        self.top_cursor = top.column(0)[0].as_py()
                     if landed and not unique and self._repeated_versions(fresh):
                         raise _RepeatedVersions
                     warehouse.drop_existing(self.relation)
                     warehouse.rename(fresh, self.relation.name)
                     deleted = self._finish(connector, landed, keys=None, replay=False, first=True)
-        except (_NotNative, WarehouseError):
+        except (_NotNative, WarehouseError) as exc:
             with contextlib.suppress(WarehouseError):
                 warehouse.drop_existing(fresh)
+            # said in the audit entry's detail and the log: a slower load should say why
+            self.fallback = scrub(f"{type(exc).__name__}: {exc}", native.url)[:300]
+            _log.warning(
+                "%s.%s: the native first load rolled back (%s); landing through Arrow",
+                self.source.name,
+                self.table.name,
+                self.fallback,
+            )
             self.read = self.valid = self.quarantined = 0
             self.quarantine.clear()
             self.top_cursor = None
@@ -363,8 +371,8 @@ class _Load:
         warehouse = self.warehouse
         names = set(self.declared.names)
         source = dict(source_columns)
-        row_id = warehouse.row_id_column or ""
-        if set(source) != names or row_id.lower() in {n.lower() for n in names}:
+        reserved = {(warehouse.row_id_column or "").lower(), NATIVE_ROW_ID}
+        if set(source) != names or reserved & {n.lower() for n in names}:
             return None
         warehouse.replace_from_arrow(self.scratch, self.declared, ())
         try:
@@ -404,42 +412,57 @@ class _Load:
             typed.subquery("c")
         )
 
-    def _quarantine_landed(self, fresh: Relation, names: list[str]) -> int:
-        """Run the contract's checks over the rows a native load wrote; move those that fail
-        to the quarantine (with the contract's reasons). The number moved."""
-        warehouse, contract = self.warehouse, self.contract
-        checked = contract.checked_columns
-        if not checked:
+    def _check_landed(self, fresh: Relation, order: list[str]) -> int:
+        """Run the contract's checks over the rows a native load wrote, and move those that
+        fail to the quarantine with the contract's reasons, their values in the source's column
+        ``order`` (as the Arrow path records them). Also takes the top cursor of the rows that
+        pass, with the Arrow path's own function. The number of rows moved."""
+        import pyarrow as pa
+
+        warehouse, contract, cursor = self.warehouse, self.contract, self.table.cursor
+        read = [*contract.checked_columns]
+        if cursor and cursor not in read:
+            read.append(cursor)
+        if not read:
             return 0
         row_id = exp.column(warehouse.row_id_column or "rowid")
         read_back = exp.select(
-            row_id.as_("_ssot_row"), *[exp.column(n, quoted=True) for n in checked]
+            row_id.as_(NATIVE_ROW_ID), *[exp.column(n, quoted=True) for n in read]
         ).from_(fresh.to_table())
         failing: list[int] = []
         for batch in warehouse.query_batches(read_back, warehouse.landing_batch_rows):
-            positions = contract.failing_rows({n: batch.column(n) for n in checked})
+            checked = {n: batch.column(n) for n in contract.checked_columns}
+            positions = contract.failing_rows(checked) if checked else []
             if positions:
-                row_ids = batch.column("_ssot_row").to_pylist()
+                row_ids = batch.column(NATIVE_ROW_ID).to_pylist()
                 failing += [row_ids[i] for i in positions]
-            if len(failing) > NATIVE_QUARANTINE_LIMIT:
-                raise _NotNative
-        for start in range(0, len(failing), NATIVE_QUARANTINE_CHUNK):
-            ids = failing[start : start + NATIVE_QUARANTINE_CHUNK]
-            these = row_id.isin(*[exp.Literal.number(i) for i in ids])
-            rows = warehouse.query(
-                exp.select(*[exp.column(n, quoted=True) for n in names])
-                .from_(fresh.to_table())
-                .where(these)
-            )
-            for batch in rows.to_batches():
-                result = contract.apply(batch, self.batch_id)
-                if result.rows_valid:
-                    raise SsotError(
-                        f"load of {self.source.name}.{self.table.name}: the contract passed rows "
-                        "its checks had failed; this is a bug in pipelines.landing"
+                if len(failing) > NATIVE_QUARANTINE_LIMIT:
+                    raise _NotNative(
+                        f"more than {NATIVE_QUARANTINE_LIMIT} rows fail the contract; the "
+                        "Arrow path quarantines them in bulk"
                     )
-                self.quarantine.append(result.quarantine)
-            warehouse.execute_dml(exp.delete(fresh.to_table()).where(these))
+            if cursor:
+                keep = [True] * batch.num_rows
+                for i in positions:
+                    keep[i] = False
+                self._raise_top_cursor(batch.column(cursor).filter(pa.array(keep)))
+        if not failing:
+            return 0
+        these = row_id.isin(*[exp.Literal.number(i) for i in failing])
+        rows = warehouse.query(
+            exp.select(*[exp.column(n, quoted=True) for n in order])
+            .from_(fresh.to_table())
+            .where(these)
+        )
+        for batch in rows.to_batches():
+            result = contract.apply(batch, self.batch_id)
+            if result.rows_valid:
+                raise SsotError(
+                    f"load of {self.source.name}.{self.table.name}: the contract passed rows "
+                    "its checks had failed; this is a bug in pipelines.landing"
+                )
+            self.quarantine.append(result.quarantine)
+        warehouse.execute_dml(exp.delete(fresh.to_table()).where(these))
         return len(failing)
 
     def staged(
@@ -490,7 +513,6 @@ class _Load:
     # -- reading ------------------------------------------------------------------------------
     def validated(self, units: Iterable[Extracted]) -> Iterator[pa.RecordBatch]:
         """The rows that pass the contract; the others are kept for the quarantine."""
-        import pyarrow.compute as pc
 
         for unit in units:
             self.files.update(unit.files)
@@ -511,10 +533,16 @@ class _Load:
             if result.valid.num_rows:
                 self.valid += result.valid.num_rows
                 if self.table.cursor:
-                    top = pc.max(result.valid.column(self.table.cursor)).as_py()
-                    if top is not None and (self.top_cursor is None or top > self.top_cursor):
-                        self.top_cursor = top
+                    self._raise_top_cursor(result.valid.column(self.table.cursor))
                 yield _text_for_null_columns(result.valid)
+
+    def _raise_top_cursor(self, values: pa.Array) -> None:
+        """Keep the highest cursor value read (NaN and nulls never count)."""
+        import pyarrow.compute as pc
+
+        top = pc.max(values).as_py()
+        if top is not None and (self.top_cursor is None or top > self.top_cursor):
+            self.top_cursor = top
 
     def _same_shape(
         self, schema: pa.Schema, batches: Iterable[pa.RecordBatch]
@@ -631,7 +659,15 @@ class _Load:
                 outcome="success",
                 detail=f"unchanged {self.valid - landed}"
                 if replay
-                else _detail(self.valid - landed, deleted, self._extras(), self.pull, self.path),
+                else _detail(
+                    self.valid - landed,
+                    deleted,
+                    self._extras(),
+                    self.pull,
+                    self.path
+                    if self.fallback is None
+                    else f"{self.path} (native load rolled back: {self.fallback})",
+                ),
             ),
         )
         return deleted

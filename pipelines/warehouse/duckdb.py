@@ -151,8 +151,6 @@ class DuckDBWarehouse(Warehouse):
         # of them would checkpoint (rewrite) the file, which made landing about twice as slow.
         # Data not yet checkpointed stays in memory, so the threshold also bounds a load's memory.
         self._con.execute("SET checkpoint_threshold = '256MB'")
-        import os
-        if os.environ.get("EXP_PIO"): self._con.execute("SET preserve_insertion_order = false")
         self._in_transaction = False
         self._counter = itertools.count()
         #: schemas known to exist (committed) in this session
@@ -357,13 +355,13 @@ class DuckDBWarehouse(Warehouse):
     def insert_rows(
         self, relation: Relation, schema: pa.Schema, rows: Sequence[Mapping[str, Any]]
     ) -> None:
+        if not rows:
+            return
         if not self.exists(relation):
             if _column_types(schema) is None:
                 super().insert_rows(relation, schema, rows)  # DuckDB reads the types itself
                 return
             self.replace_from_arrow(relation, schema, ())  # DDL: the table with its types
-        if not rows:
-            return
         names = ", ".join(_quoted_name(name) for name in schema.names)
         values = ", ".join(
             "(" + ", ".join(_sql_value(row.get(name)) for name in schema.names) + ")"
@@ -402,37 +400,71 @@ class DuckDBWarehouse(Warehouse):
         # row groups. Two settings hold only while it is attached: insertion order is not kept
         # (raw's rows have no order; keeping it serializes the writers) and the buffer pool is
         # capped, so that what a load wrote is evicted as it goes (it is on disk) and memory
-        # stays flat however big the table.
+        # stays flat however big the table. DuckDB names the source's URL (password included)
+        # in its connection errors: every error raised while attached is scrubbed of it.
         import duckdb
+
+        from pipelines.urls import scrub
 
         if self._in_transaction:
             raise TerminalWarehouseError("a source is attached outside a transaction")
         self._run(f"LOAD {_text(str(_scanner_extension(source.kind)))}")
         alias = f"_ssot_source_{next(self._counter)}"
+        ordered = self._run("SELECT current_setting('preserve_insertion_order')")[0][0]
+        ceiling = _megabytes(str(self._run("SELECT current_setting('memory_limit')")[0][0]))
         try:
-            self._con.execute(
-                f"ATTACH {_text(source.url)} AS {alias} (TYPE {source.kind}, READ_ONLY)"
-            )
-        except duckdb.Error as exc:
-            raise _map_error(exc, f"ATTACH <{source.kind} source>") from None
-        try:
-            table = exp.table_(exp.to_identifier(source.identifier, quoted=True), db=alias)
-            columns = [
-                (str(row[0]), str(row[1]))
-                for row in self._run(f"DESCRIBE SELECT * FROM {self.render(table)}")
-            ]
-            self._run("SET preserve_insertion_order = false")
-            self._run(f"SET memory_limit = {_text(NATIVE_LOAD_MEMORY)}")
-            yield NativeScan(table, columns)
+            try:
+                self._attach(source, alias)
+                table = exp.table_(exp.to_identifier(source.identifier, quoted=True), db=alias)
+                columns = [
+                    (str(row[0]), str(row[1]))
+                    for row in self._run(f"DESCRIBE SELECT * FROM {self.render(table)}")
+                ]
+                cap = self._native_memory(table, columns, ceiling)
+                self._run("SET preserve_insertion_order = false")
+                self._run(f"SET memory_limit = '{cap}MB'")
+                yield NativeScan(table, columns)
+            except WarehouseError as exc:
+                raise type(exc)(scrub(str(exc), source.url)) from None
         finally:
             with contextlib.suppress(duckdb.Error):
-                self._con.execute("RESET preserve_insertion_order")
+                self._con.execute(f"SET preserve_insertion_order = {str(bool(ordered)).lower()}")
+            with contextlib.suppress(duckdb.Error):
                 if self._memory_limit:
                     self._con.execute(f"SET memory_limit = {_text(self._memory_limit)}")
                 else:
                     self._con.execute("RESET memory_limit")
             with contextlib.suppress(duckdb.Error):
                 self._con.execute(f"DETACH {alias}")
+
+    def _attach(self, source: NativeTable, alias: str) -> None:
+        import duckdb
+
+        try:  # not through _run: the statement holds the URL, and _run's errors quote it
+            self._con.execute(f"ATTACH {_text(source.url)} AS {alias} (TYPE {source.kind}, READ_ONLY)")
+        except duckdb.Error as exc:
+            raise _map_error(exc, f"ATTACH <{source.kind} source>") from None
+
+    def _native_memory(
+        self, table: exp.Table, columns: list[tuple[str, str]], ceiling: int
+    ) -> int:
+        """The buffer pool (MB) a native load of ``table`` gets: NATIVE_LOAD_MEMORY_MB, more for
+        wide rows (each writer thread fills whole row groups, which for rows of kilobytes do not
+        fit in it), never more than the session's own limit (``ceiling``, MB). Row width is
+        measured on the first rows (a LIMIT read: a few milliseconds)."""
+        size = {"VARCHAR": "strlen", "BLOB": "octet_length"}  # bytes, both
+        texts = [(name, size[type_]) for name, type_ in columns if type_ in size]
+        width = 16 * (len(columns) - len(texts))
+        if texts:
+            lengths = " + ".join(f"coalesce({fn}({_quoted_name(n)}), 0)" for n, fn in texts)
+            inner = ", ".join(_quoted_name(n) for n, _ in texts)
+            sample = self._run(
+                f"SELECT avg({lengths}) FROM (SELECT {inner} FROM {self.render(table)} "
+                f"LIMIT {NATIVE_WIDTH_SAMPLE_ROWS})"
+            )
+            width += int(sample[0][0] or 0)
+        wanted = max(NATIVE_LOAD_MEMORY_MB, math.ceil(width / 1024) * NATIVE_MEMORY_PER_KB_MB)
+        return max(1, min(wanted, ceiling))
 
     def widens_losslessly(self, source_type: str, target_type: str) -> bool:
         source_type, target_type = source_type.upper(), target_type.upper()
@@ -451,12 +483,14 @@ class DuckDBWarehouse(Warehouse):
 
     def query_batches(self, sql: exp.Expression | str, batch_rows: int) -> Iterator[pa.RecordBatch]:
         import duckdb
+        import pyarrow as pa
 
         text = self.render(sql)
         try:
             reader = self._con.execute(text).to_arrow_reader(batch_rows)
             yield from reader
-        except duckdb.Error as exc:
+        except (duckdb.Error, OSError, pa.ArrowException) as exc:
+            # an error after the first batch surfaces through Arrow's reader, not as duckdb.Error
             raise _map_error(exc, text) from exc
 
     def row_count(self, relation: Relation) -> int:
@@ -597,8 +631,25 @@ def _column_types(schema: pa.Schema) -> str | None:
     return ", ".join(parts)
 
 
-#: DuckDB's buffer pool while a source is attached for a native load (see native_table)
-NATIVE_LOAD_MEMORY = "128MB"
+#: DuckDB's buffer pool while a source is attached for a native load (see native_table), in
+#: MB: enough for rows up to about 1 KB; wider rows get NATIVE_MEMORY_PER_KB_MB per KB of row
+#: (measured: 10 KB rows fail at 128 MB and land at 256 MB, faster at 512 MB)
+NATIVE_LOAD_MEMORY_MB = 128
+NATIVE_MEMORY_PER_KB_MB = 64
+NATIVE_WIDTH_SAMPLE_ROWS = 2048
+
+
+def _megabytes(setting: str) -> int:
+    """DuckDB's memory_limit setting ('18.8 GiB', '122.0 MiB', ...) in MB (10^6 bytes, the unit
+    of ``SET memory_limit = '...MB'``)."""
+    match = re.fullmatch(r"\s*([0-9.]+)\s*([KMGT]?)(i?)B\s*", setting, flags=re.IGNORECASE)
+    if match is None:
+        return NATIVE_LOAD_MEMORY_MB
+    base = 1024 if match[3] else 1000
+    power = "KMGT".find(match[2].upper()) + 1 if match[2] else 0
+    return int(float(match[1]) * base**power / 10**6)
+
+
 #: types a native load takes as they are (their values are what the source contract keeps)
 _EXACT_TYPES = frozenset(
     {"BIGINT", "DOUBLE", "VARCHAR", "BOOLEAN", "DATE", "TIMESTAMP WITH TIME ZONE"}
@@ -705,9 +756,11 @@ class SourceScanner:
 
     def _stream(self, sql: str, batch_rows: int) -> Iterator[pa.RecordBatch]:
         import duckdb
+        import pyarrow as pa
 
         try:
             reader = self._con.execute(sql).to_arrow_reader(batch_rows)
             yield from reader
-        except duckdb.Error as exc:
+        except (duckdb.Error, OSError, pa.ArrowException) as exc:
+            # an error after the first batch surfaces through Arrow's reader, not as duckdb.Error
             raise _map_error(exc, sql) from None

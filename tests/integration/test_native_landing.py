@@ -42,7 +42,6 @@ tables:
 # Rows whose number is 1-5 modulo 97 break a rule each (150 rows); 2 rows have a
 # blank key and 1 a NULL changed_at, so 153 of 2,900 rows fail.
 FILL = """
-insert into things
 select case when g % 1000 = 0 then '  ' else 'k' || g end,
        (g % 30000)::smallint,
        case when g % 97 = 1 then -g else g * 1000 end,
@@ -57,10 +56,12 @@ select case when g % 1000 = 0 then '  ' else 'k' || g end,
 from generate_series(1, 2900) g
 """
 
+# The source's columns in another order than the yml's: the quarantine records a row's values
+# in the source's order, on both paths.
 DDL = """
 create table things (
-    code text, small smallint, big bigint, price numeric(10,2), ratio real, status text,
-    ref varchar(20), active boolean, born date, changed_at timestamptz
+    changed_at timestamptz, small smallint, big bigint, price numeric(10,2), ratio real,
+    status text, ref varchar(20), active boolean, born date, code text
 )
 """
 
@@ -69,7 +70,10 @@ create table things (
 def pg_things(pg_url, make_project, monkeypatch):
     with psycopg.connect(pg_url, autocommit=True) as con:
         con.execute(DDL)
-        con.execute(FILL)
+        con.execute(
+            "insert into things (code, small, big, price, ratio, status, ref, active, born, "
+            "changed_at) " + FILL
+        )
     monkeypatch.setenv("SSOT_TEST_PGSRC_URL", pg_url)
     project = load_project(make_project({"sources/pgsrc.yml": SOURCE}))
     return project, pg_url
@@ -96,7 +100,12 @@ def _outcome(warehouse) -> dict[str, Any]:
     leftovers = warehouse.query(
         "select table_name from information_schema.tables where table_name like '%first_load%'"
     ).to_pylist()
+    detail = warehouse.scalar(
+        "select detail from ssot_meta.audit where asset = 'raw/pgsrc/things' "
+        "order by recorded_at desc limit 1"
+    )
     return {
+        "detail": detail,
         "raw": raw,
         "quarantine": quarantine,
         "cursor": (state.cursor_type, state.cursor_value),
@@ -124,6 +133,8 @@ def test_a_native_first_load_lands_what_the_arrow_path_lands(pg_things, monkeypa
     counts = ("rows_read", "rows_landed", "rows_unchanged", "rows_quarantined", "rows_deleted")
     assert [getattr(native, c) for c in counts] == [getattr(arrow, c) for c in counts]
     assert (native.rows_read, native.rows_quarantined) == (2900, 153)
+    assert native_outcome.pop("detail").endswith("full pull; native")
+    assert arrow_outcome.pop("detail").endswith("full pull; streamed")
     assert native_outcome == arrow_outcome
     reasons = " ".join(row["failed_checks"] for row in native_outcome["quarantine"])
     for check in ("null_key", "min", "max", "accepted_values", "pattern", "max_length", "not_null"):
@@ -172,18 +183,35 @@ def test_many_failing_rows_roll_back_to_the_arrow_path(pg_things, monkeypatch) -
     with DuckDBWarehouse(":memory:") as warehouse:
         result = _land(project, warehouse)
         outcome = _outcome(warehouse)
-    assert (result.path, result.rows_quarantined) == ("streamed", 153)
-    assert len(outcome["quarantine"]) == 153
+    assert (result.path, result.rows_read, result.rows_quarantined) == ("streamed", 2900, 153)
+    assert (len(outcome["raw"]), len(outcome["quarantine"])) == (2747, 153)
     assert outcome["leftovers"] == []
+    assert "native load rolled back: _NotNative: more than 10 rows fail" in outcome["detail"]
 
 
-def test_failing_rows_move_out_in_chunks(pg_things, monkeypatch) -> None:
+def test_a_failure_at_the_end_of_a_native_load_counts_nothing_twice(pg_things, monkeypatch) -> None:
+    """The native load got as far as its bookkeeping: the Arrow path starts again from zero."""
+    from pipelines.errors import TerminalWarehouseError
+
     project, _ = pg_things
-    monkeypatch.setattr(landing, "NATIVE_QUARANTINE_CHUNK", 4)
+    real = landing._Load._finish
+
+    def finish(self, *args, **kwargs):
+        if self.path == "native":
+            raise TerminalWarehouseError("disk full (simulated)")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(landing._Load, "_finish", finish)
     with DuckDBWarehouse(":memory:") as warehouse:
         result = _land(project, warehouse)
-        assert (result.path, result.rows_quarantined, result.rows_landed) == ("native", 153, 2747)
-        assert warehouse.row_count(RAW) == 2747
+        outcome = _outcome(warehouse)
+        audit = warehouse.query(
+            "select rows_in, rows_out, rows_quarantined from ssot_meta.audit"
+        ).to_pylist()
+    assert (result.path, result.rows_read, result.rows_quarantined) == ("streamed", 2900, 153)
+    assert (len(outcome["raw"]), len(outcome["quarantine"])) == (2747, 153)
+    assert audit == [{"rows_in": 2900, "rows_out": 2747, "rows_quarantined": 153}]
+    assert "native load rolled back: TerminalWarehouseError: disk full" in outcome["detail"]
 
 
 def test_a_warehouse_error_in_a_native_load_leaves_nothing_and_falls_back(
@@ -193,16 +221,17 @@ def test_a_warehouse_error_in_a_native_load_leaves_nothing_and_falls_back(
 
     project, _ = pg_things
 
-    def broken(self, fresh, names):
+    def broken(self, fresh, order):
         raise TerminalWarehouseError("out of memory (simulated)")
 
-    monkeypatch.setattr(landing._Load, "_quarantine_landed", broken)
+    monkeypatch.setattr(landing._Load, "_check_landed", broken)
     with DuckDBWarehouse(":memory:") as warehouse:
         result = _land(project, warehouse)
         outcome = _outcome(warehouse)
     assert (result.path, result.rows_read, result.rows_quarantined) == ("streamed", 2900, 153)
     assert len(outcome["raw"]) == 2747
     assert outcome["leftovers"] == []
+    assert "rolled back: TerminalWarehouseError: out of memory (simulated)" in outcome["detail"]
 
 
 def test_an_unreachable_source_fails_as_the_arrow_path_does(make_project, monkeypatch) -> None:
@@ -214,3 +243,101 @@ def test_an_unreachable_source_fails_as_the_arrow_path_does(make_project, monkey
     with DuckDBWarehouse(":memory:") as warehouse, pytest.raises(SourceError) as failure:
         _land(project, warehouse)
     assert "s3cret" not in str(failure.value)
+
+
+def test_the_backend_never_names_the_password_of_a_source_it_cannot_attach() -> None:
+    from pipelines.errors import WarehouseError
+    from pipelines.warehouse.base import NativeTable
+
+    url = "postgresql://postgres:s3cret-pass@127.0.0.1:1/nowhere?connect_timeout=2"
+    with DuckDBWarehouse(":memory:") as warehouse:
+        with (
+            pytest.raises(WarehouseError) as failure,
+            warehouse.native_table(NativeTable("postgres", url, "things")),
+        ):
+            pass
+        assert "s3cret" not in str(failure.value)
+        assert "127.0.0.1" in str(failure.value)  # still says where
+        assert "s3cret" not in repr(NativeTable("postgres", url, "things"))
+
+
+def test_a_float_cursor_with_nan_continues_as_on_the_arrow_path(
+    pg_url, make_project, monkeypatch
+) -> None:
+    """NaN is never the top of a cursor (pyarrow's max skips it): the next load still pulls."""
+    with psycopg.connect(pg_url, autocommit=True) as con:
+        con.execute("create table seqs (id integer primary key, seq double precision not null)")
+        con.execute("insert into seqs values (1, 1), (2, 'NaN'), (3, 3)")
+    monkeypatch.setenv("SSOT_TEST_PGSRC_URL", pg_url)
+    yml = """
+name: pgsrc
+owner: team@example.com
+connection: {url_env: SSOT_TEST_PGSRC_URL, default: 'postgresql://unused'}
+tables:
+  - name: seqs
+    primary_key: [id]
+    cursor: seq
+    columns:
+      - {name: id, type: integer}
+      - {name: seq, type: float, nullable: false}
+"""
+    project = load_project(make_project({"sources/pgsrc.yml": yml}))
+    source = project.sources["pgsrc"]
+
+    def first_state(arrow: bool) -> tuple[str, Any, Any]:
+        with monkeypatch.context() as patch:
+            if arrow:
+                _arrow_only(patch)
+            with DuckDBWarehouse(":memory:") as warehouse:
+                result = land_table(project, warehouse, source, source.table("seqs"), run_id="r")
+                state = read_load_state(warehouse, "pgsrc", "seqs")
+                return result.path, state.cursor_type, state.cursor_value
+
+    assert first_state(arrow=False)[1:] == first_state(arrow=True)[1:]
+    assert first_state(arrow=False)[0] == "native"
+    with DuckDBWarehouse(":memory:") as warehouse:
+        land_table(project, warehouse, source, source.table("seqs"), run_id="r1")
+        with psycopg.connect(pg_url, autocommit=True) as con:
+            con.execute("insert into seqs values (4, 4), (5, 5)")
+        later = land_table(project, warehouse, source, source.table("seqs"), run_id="r2")
+        assert later.rows_landed == 2
+
+
+def test_wide_rows_get_a_bigger_buffer_pool_and_the_settings_come_back(pg_url) -> None:
+    from pipelines.warehouse.base import NativeTable
+
+    with psycopg.connect(pg_url, autocommit=True) as con:
+        con.execute(
+            "create table narrow as select g as id, 'x' || g as label from generate_series(1, 50) g"
+        )
+        con.execute(
+            "create table wide as select g as id, repeat('y', 8000) as body from generate_series(1, 50) g"
+        )
+
+    def memory(warehouse) -> str:
+        return warehouse.scalar("select current_setting('memory_limit')")
+
+    with DuckDBWarehouse(":memory:", memory_limit="3GB") as warehouse:
+        before = memory(warehouse)
+        with warehouse.native_table(NativeTable("postgres", pg_url, "narrow")) as scan:
+            assert scan.columns == [("id", "INTEGER"), ("label", "VARCHAR")]
+            assert memory(warehouse) == "122.0 MiB"  # 128 MB
+            assert warehouse.scalar("select current_setting('preserve_insertion_order')") is False
+        with (
+            pytest.raises(RuntimeError, match="body failed"),
+            warehouse.native_table(NativeTable("postgres", pg_url, "wide")),
+        ):
+            assert memory(warehouse) == "488.2 MiB"  # 8 KB rows: 8 x 64 MB
+            raise RuntimeError("body failed")
+        # back as they were, the source detached, also after the failure
+        assert memory(warehouse) == before
+        assert warehouse.scalar("select current_setting('preserve_insertion_order')") is True
+        attached = (
+            "select count(*) from duckdb_databases() where database_name like '_ssot_source%'"
+        )
+        assert warehouse.scalar(attached) == 0
+    with DuckDBWarehouse(":memory:", memory_limit="64MB") as warehouse:
+        with warehouse.native_table(NativeTable("postgres", pg_url, "wide")):
+            during = memory(warehouse)  # never above the session's own limit
+            assert during.endswith(" MiB") and float(during.split()[0]) <= 61.0
+        assert memory(warehouse) == "61.0 MiB"

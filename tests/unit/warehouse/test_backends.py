@@ -345,3 +345,14 @@ def test_an_empty_table_from_a_schema_has_the_types_duckdb_gives_arrow(tmp_path)
 def test_which_source_types_a_native_load_takes_as_they_are(source, target, lossless) -> None:
     with DuckDBWarehouse(":memory:") as warehouse:
         assert warehouse.widens_losslessly(source, target) is lossless
+
+
+def test_an_error_in_the_middle_of_a_streamed_query_is_a_warehouse_error(tmp_path) -> None:
+    from pipelines.errors import WarehouseError
+
+    sql = "SELECT CASE WHEN i < 250000 THEN i ELSE error('boom at ' || i) END AS i FROM range(300000) t(i)"
+    with DuckDBWarehouse(tmp_path / "w.duckdb") as warehouse:
+        batches = warehouse.query_batches(sql, 1000)
+        assert next(batches).num_rows == 1000  # the first batches arrive
+        with pytest.raises(WarehouseError, match="boom at"):
+            list(batches)
