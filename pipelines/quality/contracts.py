@@ -268,6 +268,11 @@ class Contract:
             extra_columns=tuple(names[i] for i in extras),
         )
 
+    def prepare(self) -> None:
+        """Build the pandera schema now (importing pandas and pandera), e.g. in a helper thread
+        while rows are written elsewhere; :meth:`apply` would build it on first use."""
+        _ = self._validator.schema
+
     @property
     def checked_columns(self) -> list[str]:
         """The declared columns that have value checks (keys, non-nullable, rules)."""

@@ -103,12 +103,8 @@ class RowValidator:
         return self._schema
 
     def failures(self, columns: Mapping[str, pa.Array]) -> list[RowFailure]:
-        """Every failed check of the coerced `columns` (nulls from failed coercion included).
-
-        pandera reports the failures. A batch in which nothing fails needs no report, and
-        finding that out takes the same Arrow check functions the schema calls, without
-        converting the batch to pandas: such a batch skips pandera (:meth:`all_pass`)."""
-        if not self.checked or self.all_pass(columns):
+        """Every failed check of the coerced `columns` (nulls from failed coercion included)."""
+        if not self.checked:
             return []
         from pandera.errors import SchemaErrors
 
@@ -134,24 +130,6 @@ class RowValidator:
                 )
             out.append(self._describe(int(index), self._by_name[column], str(check), value))
         return out
-
-    def all_pass(self, columns: Mapping[str, pa.Array]) -> bool:
-        """Whether the pandera schema would find nothing wrong with ``columns``: each checked
-        column has its declared type, holds no null unless it may, and passes every check
-        function on every value (a null passes a check, as in the schema)."""
-        for column in self.checked:
-            data = columns[column.name]
-            if isinstance(data, pa.ChunkedArray):
-                data = data.combine_chunks()
-            if data.type != arrow_type(column):
-                return False
-            nullable = column.nullable and column.name not in self._keys
-            if data.null_count and not nullable:
-                return False
-            for _, check in self._checks[column.name]:
-                if not pc.all(check(data).fill_null(True)).as_py():
-                    return False
-        return True
 
     def _describe(self, row: int, column: ColumnSpec, check: str, value: Any) -> RowFailure:
         key = column.name in self._keys
