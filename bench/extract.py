@@ -224,6 +224,7 @@ def child_ssot(url: str, table: str, work: Path, code: str) -> dict[str, Any]:
         "peak_rss_mb": peak_rss_mb(),
         "duckdb_file_mb": path.stat().st_size / 2**20,
         "engine": engine,
+        "path": result.path,
         "pipelines_from": str(Path(pipelines.__file__).parent),
         "versions": versions("duckdb", "duckdb-extension-postgres", "pyarrow", "psycopg"),
     }
@@ -438,7 +439,7 @@ def report(results: dict[str, Any]) -> str:
         f"code: pipelines/ at commit {results['code'].get('commit', '?')} with "
         f"{results['code'].get('uncommitted_files', '?')} uncommitted files "
         f"(snapshot {results['code'].get('sha256', '?')}); (b) read path: "
-        f"{lines.get('b', {}).get('engine', '?')}",
+        f"{lines.get('b', {}).get('engine', '?')}, load path: {lines.get('b', {}).get('path', '?')}",
         f"setup (create database, fill, primary key, VACUUM ANALYZE both tables): "
         f"{results['setup'].get('total_s', float('nan')):.1f}s",
         "",
@@ -537,7 +538,7 @@ def measure(args: argparse.Namespace, results: dict[str, Any], database: str, co
     log(f"(a) psql COPY binary of {BIG_TABLE}, {args.copy_repeats} run(s)")
     attempt("a", lambda: time_copy(url, BIG_TABLE, args.copy_repeats), args.rows)
     log(f"(b) land_table of {BIG_TABLE}")
-    engine_env = {"SSOT_EXTRACT_ENGINE": "dbapi"} if args.ssot_engine == "dbapi" else {}
+    engine_env = {"SSOT_EXTRACT_ENGINE": args.ssot_engine} if args.ssot_engine != "auto" else {}
     attempt(
         "b", lambda: run_child("ssot", sys.executable, url, BIG_TABLE, code, engine_env), args.rows
     )
@@ -616,9 +617,10 @@ def main() -> None:
     )
     parser.add_argument(
         "--ssot-engine",
-        choices=("auto", "dbapi"),
+        choices=("auto", "arrow", "dbapi"),
         default="auto",
-        help="line (b): the project's default read path, or force the psycopg cursor "
+        help="line (b): the project's default path (a first load read by DuckDB itself), "
+        "the scanner through Arrow (SSOT_EXTRACT_ENGINE=arrow) or the psycopg cursor "
         "(SSOT_EXTRACT_ENGINE=dbapi)",
     )
     parser.add_argument("--skip-dlt", action="store_true", help="leave out line (c)")

@@ -240,8 +240,20 @@ class SqliteConnector(SqlConnector):
         )
 
 
-#: `dbapi` forces the DB-API path for databases DuckDB could scan (for comparison or debugging).
+#: How PostgreSQL tables are read (for comparison or debugging): `auto` (the default: DuckDB's
+#: scanner, and a first load into DuckDB read by the warehouse itself), `arrow` (the scanner, but
+#: every load through Arrow in this process), `dbapi` (the psycopg cursor, through Arrow).
 ENGINE_ENV = "SSOT_EXTRACT_ENGINE"
+ENGINES = ("auto", "arrow", "dbapi")
+
+
+def _engine() -> str:
+    from pipelines.errors import ConfigError
+
+    value = os.environ.get(ENGINE_ENV, "auto").strip().lower() or "auto"
+    if value not in ENGINES:
+        raise ConfigError(f"{ENGINE_ENV}={value!r}: use one of {', '.join(ENGINES)}")
+    return value
 
 
 class PostgresConnector(SqlConnector):
@@ -259,7 +271,7 @@ class PostgresConnector(SqlConnector):
     def _use_scanner(self) -> bool:
         from pipelines.warehouse.duckdb import scanner_available
 
-        return os.environ.get(ENGINE_ENV, "auto") != "dbapi" and scanner_available("postgres")
+        return _engine() != "dbapi" and scanner_available("postgres")
 
     def _open_scanner(self, table: SourceTableSpec) -> Any:
         from pipelines.errors import TransientWarehouseError
@@ -314,7 +326,9 @@ class PostgresConnector(SqlConnector):
     def native_table(self, table: SourceTableSpec, pull: Pull) -> NativeTable | None:
         from pipelines.warehouse.base import NativeTable
 
-        if not self._use_scanner() or (pull.cursor_floor is not None and table.cursor):
+        if _engine() != "auto" or not self._use_scanner():
+            return None
+        if pull.cursor_floor is not None and table.cursor:
             return None
         return NativeTable("postgres", self._scanner_url(table), table.source_identifier)
 

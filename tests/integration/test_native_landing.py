@@ -341,3 +341,15 @@ def test_wide_rows_get_a_bigger_buffer_pool_and_the_settings_come_back(pg_url) -
             during = memory(warehouse)  # never above the session's own limit
             assert during.endswith(" MiB") and float(during.split()[0]) <= 61.0
         assert memory(warehouse) == "61.0 MiB"
+
+
+def test_the_engine_switch_sends_a_first_load_through_arrow(pg_things, monkeypatch) -> None:
+    from pipelines.errors import ConfigError
+
+    project, _ = pg_things
+    monkeypatch.setenv("SSOT_EXTRACT_ENGINE", "arrow")
+    with DuckDBWarehouse(":memory:") as warehouse:
+        assert _land(project, warehouse).path == "streamed"
+    monkeypatch.setenv("SSOT_EXTRACT_ENGINE", "fast")
+    with DuckDBWarehouse(":memory:") as warehouse, pytest.raises(ConfigError, match="arrow"):
+        _land(project, warehouse)
