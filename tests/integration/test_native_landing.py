@@ -18,11 +18,15 @@ from pipelines.warehouse.duckdb import DuckDBWarehouse
 
 pytestmark = pytest.mark.integration
 
-SOURCE = """
+HEADER = """
 name: pgsrc
 owner: team@example.com
 connection: {url_env: SSOT_TEST_PGSRC_URL, default: 'postgresql://unused'}
-tables:
+tables:"""
+
+SOURCE = (
+    HEADER
+    + """
   - name: things
     primary_key: [code]
     cursor: changed_at
@@ -38,6 +42,7 @@ tables:
       - {name: born, type: date}
       - {name: changed_at, type: timestamp, nullable: false}
 """
+)
 
 # Rows whose number is 1-5 modulo 97 break a rule each (150 rows); 2 rows have a
 # blank key and 1 a NULL changed_at, so 153 of 2,900 rows fail.
@@ -269,11 +274,9 @@ def test_a_float_cursor_with_nan_continues_as_on_the_arrow_path(
         con.execute("create table seqs (id integer primary key, seq double precision not null)")
         con.execute("insert into seqs values (1, 1), (2, 'NaN'), (3, 3)")
     monkeypatch.setenv("SSOT_TEST_PGSRC_URL", pg_url)
-    yml = """
-name: pgsrc
-owner: team@example.com
-connection: {url_env: SSOT_TEST_PGSRC_URL, default: 'postgresql://unused'}
-tables:
+    yml = (
+        HEADER
+        + """
   - name: seqs
     primary_key: [id]
     cursor: seq
@@ -281,6 +284,7 @@ tables:
       - {name: id, type: integer}
       - {name: seq, type: float, nullable: false}
 """
+    )
     project = load_project(make_project({"sources/pgsrc.yml": yml}))
     source = project.sources["pgsrc"]
 
