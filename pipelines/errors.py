@@ -33,6 +33,10 @@ class TerminalWarehouseError(WarehouseError):
     """A warehouse failure that retrying cannot fix (bad SQL, missing object, type mismatch)."""
 
 
+class WarehouseMemoryError(TerminalWarehouseError):
+    """The engine ran out of the memory it was given for an operation."""
+
+
 class SourceError(SsotError):
     """An operational system could not be read."""
 

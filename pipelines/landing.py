@@ -26,7 +26,13 @@ from typing import TYPE_CHECKING, Any
 
 from sqlglot import exp
 
-from pipelines.errors import SourceError, SsotError, TerminalSourceError, WarehouseError
+from pipelines.errors import (
+    SourceError,
+    SsotError,
+    TerminalSourceError,
+    WarehouseError,
+    WarehouseMemoryError,
+)
 from pipelines.extract import Connector, Extracted, Pull, connector_for
 from pipelines.meta import (
     QUARANTINE,
@@ -156,9 +162,10 @@ FIRST_LOAD_COMMIT_BATCHES = 8
 NATIVE_QUARANTINE_LIMIT = 10_000
 #: the name a native load's read-back gives the engine's row id
 NATIVE_ROW_ID = "_ssot_row_id"
-#: rows per batch of a native load's read-back (a few narrow columns: about 2 MB per column);
-#: pandera's fixed cost per batch is what makes fewer, bigger batches cheaper
+#: a native load's read-back comes in batches of at most this many rows and about this many
+#: bytes (pandera's fixed cost per batch makes fewer, bigger batches cheaper)
 NATIVE_CHECK_BATCH_ROWS = 1 << 18
+NATIVE_CHECK_BATCH_BYTES = 64 << 20
 
 
 class _NotNative(Exception):
@@ -202,8 +209,10 @@ class _Load:
         self.fresh = Relation(self.relation.schema, f"_ssot_first_load__{self.relation.name}")
         self.names: list[str] = []  # the columns this load read, in order
         self.path = "staged"
-        #: why a native first load rolled back (None: it did not, or was not tried)
+        #: why a native first load was not used or rolled back (None: not tried, or it landed)
         self.fallback: str | None = None
+        #: raw's type of each declared column, for a native first load
+        self._types: dict[str, str] = {}
 
     # -- the two paths ------------------------------------------------------------------------
     def streamed(self, connector: Connector, batch_rows: int) -> LoadResult:
@@ -215,9 +224,9 @@ class _Load:
         else:
             # While the engine writes, a helper thread asks the source's catalog about the key
             # and imports what the contract's checks need (pandas and pandera, about 0.4 s).
-            with ThreadPoolExecutor(1, thread_name_prefix="ssot-native-load") as helper:
-                asked = helper.submit(connector.keys_are_unique, self.table)
+            with ThreadPoolExecutor(2, thread_name_prefix="ssot-native-load") as helper:
                 ready = helper.submit(self.contract.prepare)
+                asked = helper.submit(connector.keys_are_unique, self.table)
                 result = self._native_first_load(connector, native, asked, ready)
             if result is not None:
                 return result
@@ -329,30 +338,37 @@ class _Load:
         columns read back, and the rows that fail move to the quarantine with their reasons.
         Everything commits in one transaction, as a first load through Arrow does.
 
-        None (nothing written) when it does not apply: a source column the contract would have
-        to convert (or cannot hold), columns other than the declared ones, more failing rows
-        than NATIVE_QUARANTINE_LIMIT, or a warehouse error (say, the source cannot be attached
-        or the engine runs out of memory); the load then goes through Arrow, whose errors and
-        retries are the ones the user sees."""
+        None (nothing written; the Arrow path lands the table, and the audit entry says why)
+        when it does not apply: the source cannot be attached, a source column the contract
+        would have to convert (or cannot hold), columns other than the declared ones; or when,
+        after the insert, more than NATIVE_QUARANTINE_LIMIT rows fail or the engine runs out of
+        memory. Any other error after the insert fails the load (reading the source again
+        would not help): the fresh table is dropped and raw stays as it was."""
         warehouse, fresh = self.warehouse, self.fresh
         names = list(self.declared.names)
+        inserting = False
         try:
             with warehouse.native_table(native) as scan:
-                types = self._native_types(scan.columns)
-                if types is None:
-                    return None
+                self._native_types(scan.columns)
                 with warehouse.transaction():
+                    inserting = True
                     landed = warehouse.insert_select(
                         fresh,
                         [*names, *LANDING_COLUMNS],
-                        self._native_select(scan.table, names, types),
+                        self._native_select(scan.table, names, self._types),
                     )
                     order = [name for name, _ in scan.columns]  # the source's, as read
                     ready.result()
-                    rejected = self._check_landed(fresh, order)
+                    rejected = self._check_landed(fresh, order, scan.row_bytes)
                     self.path, self.names = "native", names
                     self.read, self.quarantined = landed, rejected
                     self.valid = landed = landed - rejected
+                    if warehouse.row_count(fresh) != landed:
+                        raise SsotError(
+                            f"load of {self.source.name}.{self.table.name}: the fresh table "
+                            f"holds {warehouse.row_count(fresh)} rows, not the {landed} that "
+                            "passed; this is a bug in pipelines.landing"
+                        )
                     if landed and not unique.result() and self._repeated_versions(fresh):
                         raise _RepeatedVersions
                     warehouse.drop_existing(self.relation)
@@ -361,10 +377,20 @@ class _Load:
         except (_NotNative, WarehouseError) as exc:
             with contextlib.suppress(WarehouseError):
                 warehouse.drop_existing(fresh)
+            if inserting and not isinstance(exc, _NotNative | WarehouseMemoryError):
+                raise
             # said in the audit entry's detail and the log: a slower load should say why
-            self.fallback = scrub(f"{type(exc).__name__}: {exc}", native.url)[:300]
-            _log.warning(
-                "%s.%s: the native first load rolled back (%s); landing through Arrow",
+            what = "rolled back" if inserting else "not used"
+            self.fallback = (
+                f"native load {what}: "
+                + scrub(
+                    str(exc) if isinstance(exc, _NotNative) else f"{type(exc).__name__}: {exc}",
+                    native.url,
+                )[:300]
+            )
+            _log.log(
+                logging.WARNING if inserting else logging.INFO,
+                "%s.%s: %s; landing through Arrow",
                 self.source.name,
                 self.table.name,
                 self.fallback,
@@ -380,16 +406,25 @@ class _Load:
             raise
         return self._result(landed, deleted, replay=False)
 
-    def _native_types(self, source_columns: list[tuple[str, str]]) -> dict[str, str] | None:
-        """Create the fresh table (raw's columns) and return the warehouse type of each declared
-        column, if the source has exactly the declared columns and each of its types widens to
-        the declared one without changing a value; else None."""
+    def _native_types(self, source_columns: list[tuple[str, str]]) -> None:
+        """Create the fresh table (raw's columns) and keep the warehouse type of each declared
+        column in ``self._types``; _NotNative unless the source has exactly the declared columns
+        and each of its types widens to the declared one without changing a value."""
         warehouse = self.warehouse
-        names = set(self.declared.names)
+        declared = list(self.declared.names)
         source = dict(source_columns)
         reserved = {(warehouse.row_id_column or "").lower(), NATIVE_ROW_ID}
-        if set(source) != names or reserved & {n.lower() for n in names}:
-            return None
+        if set(source) != set(declared):
+            missing = sorted(set(declared) - set(source))
+            extra = sorted(set(source) - set(declared))
+            raise _NotNative(
+                "the source's columns are not the declared ones"
+                + (f" (missing: {', '.join(missing)})" if missing else "")
+                + (f" (not declared: {', '.join(extra)})" if extra else "")
+            )
+        clash = sorted(n for n in declared if n.lower() in reserved)
+        if clash:
+            raise _NotNative(f"column {clash[0]!r} has a name the native load uses itself")
         warehouse.replace_from_arrow(self.scratch, self.declared, ())
         try:
             if warehouse.exists(self.relation):  # raw exists but is empty: keep its columns
@@ -398,15 +433,19 @@ class _Load:
                     exp.select(exp.Star()).from_(self.relation.to_table()).where(exp.false()),
                 )
             _reconcile_schema(
-                warehouse, self.fresh, self.scratch, self.source, self.table, self.declared.names
+                warehouse, self.fresh, self.scratch, self.source, self.table, declared
             )
         finally:
             warehouse.drop(self.scratch)
         target = dict(warehouse.columns(self.fresh))
-        if not all(warehouse.widens_losslessly(source[n], target[n]) for n in names):
-            warehouse.drop(self.fresh)
-            return None
-        return {n: target[n] for n in names}
+        for name in declared:
+            if not warehouse.widens_losslessly(source[name], target[name]):
+                warehouse.drop(self.fresh)
+                raise _NotNative(
+                    f"column {name!r} is {source[name]} in the source and {target[name]} in "
+                    "raw: the contract converts it"
+                )
+        self._types = {n: target[n] for n in declared}
 
     def _native_select(
         self, table: exp.Table, names: list[str], types: dict[str, str]
@@ -428,7 +467,7 @@ class _Load:
             typed.subquery("c")
         )
 
-    def _check_landed(self, fresh: Relation, order: list[str]) -> int:
+    def _check_landed(self, fresh: Relation, order: list[str], row_bytes: int) -> int:
         """Run the contract's checks over the rows a native load wrote, and move those that
         fail to the quarantine with the contract's reasons, their values in the source's column
         ``order`` (as the Arrow path records them). Also takes the top cursor of the rows that
@@ -447,7 +486,11 @@ class _Load:
             row_id.as_(NATIVE_ROW_ID), *[exp.column(n, quoted=True) for n in read]
         ).from_(fresh.to_table())
         failing: list[int] = []
-        for batch in warehouse.query_batches(read_back, NATIVE_CHECK_BATCH_ROWS):
+        # batches of about NATIVE_CHECK_BATCH_BYTES (a row's checked columns are at most the row)
+        rows_per_batch = max(
+            1024, min(NATIVE_CHECK_BATCH_ROWS, NATIVE_CHECK_BATCH_BYTES // max(1, row_bytes))
+        )
+        for batch in warehouse.query_batches(read_back, rows_per_batch):
             checked = {n: batch.column(n) for n in contract.checked_columns}
             positions = contract.failing_rows(checked) if checked else []
             if positions:
@@ -473,6 +516,7 @@ class _Load:
             .from_(fresh.to_table())
             .where(these)
         )
+        moved = 0
         for batch in rows.to_batches():
             result = contract.apply(batch, self.batch_id)
             if result.rows_valid:
@@ -480,8 +524,15 @@ class _Load:
                     f"load of {self.source.name}.{self.table.name}: the contract passed rows "
                     "its checks had failed; this is a bug in pipelines.landing"
                 )
+            moved += result.rows_rejected
             self.quarantine.append(result.quarantine)
-        warehouse.execute_dml(exp.delete(fresh.to_table()).where(these))
+        deleted = warehouse.execute_dml(exp.delete(fresh.to_table()).where(these))
+        if not moved == deleted == len(failing):
+            raise SsotError(
+                f"load of {self.source.name}.{self.table.name}: {len(failing)} rows failed the "
+                f"contract, {moved} went to the quarantine and {deleted} left raw; this is a "
+                "bug in pipelines.landing"
+            )
         return len(failing)
 
     def staged(
@@ -683,9 +734,7 @@ class _Load:
                     deleted,
                     self._extras(),
                     self.pull,
-                    self.path
-                    if self.fallback is None
-                    else f"{self.path} (native load rolled back: {self.fallback})",
+                    self.path if self.fallback is None else f"{self.path} ({self.fallback})",
                 ),
             ),
         )

@@ -56,11 +56,13 @@ class NativeTable:
 
 @dataclass(frozen=True)
 class NativeScan:
-    """An attached :class:`NativeTable`: what to select from, and its columns with the types
-    the warehouse reads them as (in ``dialect``), in the source's order."""
+    """An attached :class:`NativeTable`: what to select from, its columns with the types the
+    warehouse reads them as (in ``dialect``), in the source's order, and how wide its rows are."""
 
     table: exp.Table
     columns: list[tuple[str, str]]
+    #: bytes of a wide row (an estimate from the first rows)
+    row_bytes: int
 
 
 def _literal(value: Any) -> exp.Expression:

@@ -20,7 +20,12 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from sqlglot import exp
 
-from pipelines.errors import TerminalWarehouseError, TransientWarehouseError, WarehouseError
+from pipelines.errors import (
+    TerminalWarehouseError,
+    TransientWarehouseError,
+    WarehouseError,
+    WarehouseMemoryError,
+)
 from pipelines.warehouse.base import NativeScan, NativeTable, Relation, Warehouse
 
 if TYPE_CHECKING:
@@ -67,13 +72,17 @@ def _sql_value(value: Any) -> str:
 
 def _map_error(exc: Exception, sql: str) -> WarehouseError:
     """One place where DuckDB's exceptions become transient or terminal project errors."""
+    import duckdb
+
     message = str(exc)
     snippet = " ".join(sql.split())[:300]
-    cls = (
+    cls: type[WarehouseError] = (
         TransientWarehouseError
         if any(marker in message.lower() for marker in _TRANSIENT_MARKERS)
         else TerminalWarehouseError
     )
+    if isinstance(exc, duckdb.OutOfMemoryException) or message.startswith("Out of Memory"):
+        cls = WarehouseMemoryError
     return cls(f"DuckDB: {message.strip()}\n  while running: {snippet}")
 
 
@@ -420,10 +429,11 @@ class DuckDBWarehouse(Warehouse):
                     (str(row[0]), str(row[1]))
                     for row in self._run(f"DESCRIBE SELECT * FROM {self.render(table)}")
                 ]
-                cap = self._native_memory(table, columns, ceiling)
+                row_bytes = self._row_bytes(table, columns)
+                cap = self._native_memory(row_bytes, ceiling)
                 self._run("SET preserve_insertion_order = false")
                 self._run(f"SET memory_limit = '{cap}MB'")
-                yield NativeScan(table, columns)
+                yield NativeScan(table, columns, row_bytes)
             except WarehouseError as exc:
                 raise type(exc)(scrub(str(exc), source.url)) from None
         finally:
@@ -445,13 +455,9 @@ class DuckDBWarehouse(Warehouse):
         except duckdb.Error as exc:
             raise _map_error(exc, f"ATTACH <{source.kind} source>") from None
 
-    def _native_memory(
-        self, table: exp.Table, columns: list[tuple[str, str]], ceiling: int
-    ) -> int:
-        """The buffer pool (MB) a native load of ``table`` gets: NATIVE_LOAD_MEMORY_MB, more for
-        wide rows (each writer thread fills whole row groups, which for rows of kilobytes do not
-        fit in it), never more than the session's own limit (``ceiling``, MB). Row width is
-        measured on the first rows (a LIMIT read: a few milliseconds)."""
+    def _row_bytes(self, table: exp.Table, columns: list[tuple[str, str]]) -> int:
+        """Bytes of a wide row of ``table``: the 99th percentile over its first rows (a LIMIT
+        read, a few milliseconds), text and blobs at their length, other values at 16."""
         size = {"VARCHAR": "strlen", "BLOB": "octet_length"}  # bytes, both
         texts = [(name, size[type_]) for name, type_ in columns if type_ in size]
         width = 16 * (len(columns) - len(texts))
@@ -459,11 +465,18 @@ class DuckDBWarehouse(Warehouse):
             lengths = " + ".join(f"coalesce({fn}({_quoted_name(n)}), 0)" for n, fn in texts)
             inner = ", ".join(_quoted_name(n) for n, _ in texts)
             sample = self._run(
-                f"SELECT avg({lengths}) FROM (SELECT {inner} FROM {self.render(table)} "
-                f"LIMIT {NATIVE_WIDTH_SAMPLE_ROWS})"
+                f"SELECT quantile_cont({lengths}, 0.99) FROM (SELECT {inner} FROM "
+                f"{self.render(table)} LIMIT {NATIVE_WIDTH_SAMPLE_ROWS})"
             )
             width += int(sample[0][0] or 0)
-        wanted = max(NATIVE_LOAD_MEMORY_MB, math.ceil(width / 1024) * NATIVE_MEMORY_PER_KB_MB)
+        return width
+
+    @staticmethod
+    def _native_memory(row_bytes: int, ceiling: int) -> int:
+        """The buffer pool (MB) a native load gets: NATIVE_LOAD_MEMORY_MB, more for wide rows
+        (each writer thread fills whole row groups, which for rows of kilobytes do not fit in
+        it), never more than the session's own limit (``ceiling``, MB)."""
+        wanted = max(NATIVE_LOAD_MEMORY_MB, math.ceil(row_bytes / 1024) * NATIVE_MEMORY_PER_KB_MB)
         return max(1, min(wanted, ceiling))
 
     def widens_losslessly(self, source_type: str, target_type: str) -> bool:
@@ -632,22 +645,27 @@ def _column_types(schema: pa.Schema) -> str | None:
 
 
 #: DuckDB's buffer pool while a source is attached for a native load (see native_table), in
-#: MB: enough for rows up to about 1 KB; wider rows get NATIVE_MEMORY_PER_KB_MB per KB of row
-#: (measured: 10 KB rows fail at 128 MB and land at 256 MB, faster at 512 MB)
+#: MB: NATIVE_MEMORY_PER_KB_MB per started KB of row (the widest rows of a sample), at least
+#: NATIVE_LOAD_MEMORY_MB (so rows up to 2 KB get 128 MB). Measured: 10 KB rows fail at 128 MB
+#: and land at 256 MB, faster at 512 MB; 1 KB rows land at 128 MB.
 NATIVE_LOAD_MEMORY_MB = 128
 NATIVE_MEMORY_PER_KB_MB = 64
 NATIVE_WIDTH_SAMPLE_ROWS = 2048
 
 
 def _megabytes(setting: str) -> int:
-    """DuckDB's memory_limit setting ('18.8 GiB', '122.0 MiB', ...) in MB (10^6 bytes, the unit
-    of ``SET memory_limit = '...MB'``)."""
-    match = re.fullmatch(r"\s*([0-9.]+)\s*([KMGT]?)(i?)B\s*", setting, flags=re.IGNORECASE)
+    """DuckDB's memory_limit setting ('18.8 GiB', '122.0 MiB', '16383.9 PiB' when unlimited)
+    in MB (10^6 bytes, the unit of ``SET memory_limit = '...MB'``); a text it does not read
+    counts as no limit."""
+    match = re.fullmatch(r"\s*([0-9.]+)\s*([KMGTPE]?)(i?)B\s*", setting, flags=re.IGNORECASE)
     if match is None:
-        return NATIVE_LOAD_MEMORY_MB
+        return _NO_LIMIT_MB
     base = 1024 if match[3] else 1000
-    power = "KMGT".find(match[2].upper()) + 1 if match[2] else 0
-    return int(float(match[1]) * base**power / 10**6)
+    power = "KMGTPE".find(match[2].upper()) + 1 if match[2] else 0
+    return min(_NO_LIMIT_MB, int(float(match[1]) * base**power / 10**6))
+
+
+_NO_LIMIT_MB = 2**40
 
 
 #: types a native load takes as they are (their values are what the source contract keeps)

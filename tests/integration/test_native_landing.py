@@ -10,6 +10,7 @@ import psycopg
 import pytest
 
 import pipelines.landing as landing
+from pipelines.extract.sql import PostgresConnector
 from pipelines.landing import land_table
 from pipelines.meta import read_load_state
 from pipelines.project import load_project
@@ -102,9 +103,7 @@ def _outcome(warehouse) -> dict[str, Any]:
         "order by record_key, failed_checks"
     ).to_pylist()
     state = read_load_state(warehouse, "pgsrc", "things")
-    leftovers = warehouse.query(
-        "select table_name from information_schema.tables where table_name like '%first_load%'"
-    ).to_pylist()
+    leftovers = _outcome_leftovers(warehouse)
     detail = warehouse.scalar(
         "select detail from ssot_meta.audit where asset = 'raw/pgsrc/things' "
         "order by recorded_at desc limit 1"
@@ -116,6 +115,12 @@ def _outcome(warehouse) -> dict[str, Any]:
         "cursor": (state.cursor_type, state.cursor_value),
         "leftovers": leftovers,
     }
+
+
+def _outcome_leftovers(warehouse) -> list[dict[str, Any]]:
+    return warehouse.query(
+        "select table_name from information_schema.tables where table_name like '%first_load%'"
+    ).to_pylist()
 
 
 def _arrow_only(monkeypatch) -> None:
@@ -168,9 +173,13 @@ def test_a_source_the_contract_must_convert_lands_through_arrow(
         con.execute("alter table things alter column changed_at type text")
     with DuckDBWarehouse(":memory:") as warehouse:
         result = _land(project, warehouse)
-        assert result.path == "streamed"
-        assert result.rows_read == 2900
-        assert _outcome(warehouse)["leftovers"] == []
+        outcome = _outcome(warehouse)
+    assert (result.path, result.rows_read) == ("streamed", 2900)
+    assert outcome["leftovers"] == []
+    assert (
+        "(native load not used: column 'changed_at' is VARCHAR in the source and "
+        "TIMESTAMP WITH TIME ZONE in raw: the contract converts it)"
+    ) in outcome["detail"]
 
 
 def test_an_extra_source_column_lands_through_arrow(pg_things, pg_url) -> None:
@@ -179,7 +188,10 @@ def test_an_extra_source_column_lands_through_arrow(pg_things, pg_url) -> None:
         con.execute("alter table things add column extra text default 'x'")
     with DuckDBWarehouse(":memory:") as warehouse:
         result = _land(project, warehouse)
-        assert (result.path, result.extra_columns) == ("streamed", ("extra",))
+        detail = _outcome(warehouse)["detail"]
+    assert (result.path, result.extra_columns) == ("streamed", ("extra",))
+    assert "native load not used: the source's columns are not the declared ones" in detail
+    assert "(not declared: extra)" in detail
 
 
 def test_many_failing_rows_roll_back_to_the_arrow_path(pg_things, monkeypatch) -> None:
@@ -191,19 +203,19 @@ def test_many_failing_rows_roll_back_to_the_arrow_path(pg_things, monkeypatch) -
     assert (result.path, result.rows_read, result.rows_quarantined) == ("streamed", 2900, 153)
     assert (len(outcome["raw"]), len(outcome["quarantine"])) == (2747, 153)
     assert outcome["leftovers"] == []
-    assert "native load rolled back: _NotNative: more than 10 rows fail" in outcome["detail"]
+    assert "(native load rolled back: more than 10 rows fail the contract" in outcome["detail"]
 
 
 def test_a_failure_at_the_end_of_a_native_load_counts_nothing_twice(pg_things, monkeypatch) -> None:
     """The native load got as far as its bookkeeping: the Arrow path starts again from zero."""
-    from pipelines.errors import TerminalWarehouseError
+    from pipelines.errors import WarehouseMemoryError
 
     project, _ = pg_things
     real = landing._Load._finish
 
     def finish(self, *args, **kwargs):
         if self.path == "native":
-            raise TerminalWarehouseError("disk full (simulated)")
+            raise WarehouseMemoryError("out of memory (simulated)")
         return real(self, *args, **kwargs)
 
     monkeypatch.setattr(landing._Load, "_finish", finish)
@@ -216,18 +228,16 @@ def test_a_failure_at_the_end_of_a_native_load_counts_nothing_twice(pg_things, m
     assert (result.path, result.rows_read, result.rows_quarantined) == ("streamed", 2900, 153)
     assert (len(outcome["raw"]), len(outcome["quarantine"])) == (2747, 153)
     assert audit == [{"rows_in": 2900, "rows_out": 2747, "rows_quarantined": 153}]
-    assert "native load rolled back: TerminalWarehouseError: disk full" in outcome["detail"]
+    assert "(native load rolled back: WarehouseMemoryError: out of memory" in outcome["detail"]
 
 
-def test_a_warehouse_error_in_a_native_load_leaves_nothing_and_falls_back(
-    pg_things, monkeypatch
-) -> None:
-    from pipelines.errors import TerminalWarehouseError
+def test_running_out_of_memory_after_the_insert_falls_back(pg_things, monkeypatch) -> None:
+    from pipelines.errors import WarehouseMemoryError
 
     project, _ = pg_things
 
-    def broken(self, fresh, order):
-        raise TerminalWarehouseError("out of memory (simulated)")
+    def broken(self, fresh, order, row_bytes):
+        raise WarehouseMemoryError("Out of Memory Error (simulated)")
 
     monkeypatch.setattr(landing._Load, "_check_landed", broken)
     with DuckDBWarehouse(":memory:") as warehouse:
@@ -236,7 +246,35 @@ def test_a_warehouse_error_in_a_native_load_leaves_nothing_and_falls_back(
     assert (result.path, result.rows_read, result.rows_quarantined) == ("streamed", 2900, 153)
     assert len(outcome["raw"]) == 2747
     assert outcome["leftovers"] == []
-    assert "rolled back: TerminalWarehouseError: out of memory (simulated)" in outcome["detail"]
+    assert "rolled back: WarehouseMemoryError: Out of Memory Error (simulated)" in outcome["detail"]
+
+
+def test_another_warehouse_error_after_the_insert_fails_the_load(pg_things, monkeypatch) -> None:
+    """Reading the source again would not help (disk full, a lost connection): raw stays as it
+    was, the fresh table is gone, the audit log says why."""
+    from pipelines.errors import TerminalWarehouseError
+
+    project, _ = pg_things
+    reads = []
+    real_read = PostgresConnector.read
+
+    def counted(self, *args, **kwargs):
+        reads.append(1)
+        return real_read(self, *args, **kwargs)
+
+    def broken(self, fresh, order, row_bytes):
+        raise TerminalWarehouseError("No space left on device (simulated)")
+
+    monkeypatch.setattr(landing._Load, "_check_landed", broken)
+    monkeypatch.setattr(PostgresConnector, "read", counted)
+    with DuckDBWarehouse(":memory:") as warehouse:
+        with pytest.raises(TerminalWarehouseError, match="No space left"):
+            _land(project, warehouse)
+        assert not warehouse.exists(RAW)
+        assert _outcome_leftovers(warehouse) == []
+        failed = warehouse.query("select outcome, detail from ssot_meta.audit").to_pylist()
+    assert reads == []  # not read a second time through Arrow
+    assert failed[0]["outcome"] == "failed" and "No space left" in failed[0]["detail"]
 
 
 def test_an_unreachable_source_fails_as_the_arrow_path_does(make_project, monkeypatch) -> None:
@@ -357,3 +395,31 @@ def test_the_engine_switch_sends_a_first_load_through_arrow(pg_things, monkeypat
     monkeypatch.setenv("SSOT_EXTRACT_ENGINE", "fast")
     with DuckDBWarehouse(":memory:") as warehouse, pytest.raises(ConfigError, match="arrow"):
         _land(project, warehouse)
+
+
+def test_duplicate_rows_in_a_source_without_a_key_land_once(
+    pg_url, make_project, monkeypatch
+) -> None:
+    """No primary key in the source: the native load finds the repeated version, rolls back,
+    and the staged path lands each version once."""
+    with psycopg.connect(pg_url, autocommit=True) as con:
+        con.execute("create table dups (id integer, label text)")
+        con.execute("insert into dups values (1, 'a'), (1, 'a'), (2, 'b')")
+    monkeypatch.setenv("SSOT_TEST_PGSRC_URL", pg_url)
+    yml = (
+        HEADER
+        + """
+  - name: dups
+    primary_key: [id]
+    columns:
+      - {name: id, type: integer}
+      - {name: label, type: string}
+"""
+    )
+    project = load_project(make_project({"sources/pgsrc.yml": yml}))
+    source = project.sources["pgsrc"]
+    with DuckDBWarehouse(":memory:") as warehouse:
+        result = land_table(project, warehouse, source, source.table("dups"), run_id="r")
+        assert (result.path, result.rows_landed, result.rows_unchanged) == ("staged", 2, 1)
+        assert warehouse.row_count(Relation("raw", "pgsrc__dups")) == 2
+        assert _outcome_leftovers(warehouse) == []

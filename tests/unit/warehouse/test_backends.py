@@ -356,3 +356,28 @@ def test_an_error_in_the_middle_of_a_streamed_query_is_a_warehouse_error(tmp_pat
         assert next(batches).num_rows == 1000  # the first batches arrive
         with pytest.raises(WarehouseError, match="boom at"):
             list(batches)
+
+
+@pytest.mark.parametrize(
+    ("setting", "megabytes"),
+    [
+        ("122.0 MiB", 127),
+        ("18.8 GiB", 20186),
+        ("1.5GB", 1500),
+        ("512 bytes", 2**40),  # not a form DuckDB prints: no limit assumed
+        ("16383.9 PiB", 2**40),  # DuckDB's "no limit"
+    ],
+)
+def test_memory_settings_read_as_megabytes(setting, megabytes) -> None:
+    from pipelines.warehouse.duckdb import _megabytes
+
+    assert _megabytes(setting) == megabytes
+
+
+def test_the_native_buffer_pool_grows_with_row_width_up_to_the_session_limit() -> None:
+    native_memory = DuckDBWarehouse._native_memory
+    assert native_memory(150, 20_000) == 128
+    assert native_memory(2048, 20_000) == 128
+    assert native_memory(2049, 20_000) == 192
+    assert native_memory(10_240, 20_000) == 640
+    assert native_memory(10_240, 300) == 300
