@@ -82,6 +82,9 @@ class LoadResult:
     #: itself) or "staged" (through a scratch table)
     path: str
     duration_s: float
+    #: why a first load did not take the native path, or rolled back from it (None: it did, or
+    #: it was not tried)
+    native_note: str | None = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -773,6 +776,7 @@ class _Load:
             incremental=not replay and not self.pull.is_full,
             path=self.path,
             duration_s=time.perf_counter() - self.started,
+            native_note=self.fallback,
         )
 
 

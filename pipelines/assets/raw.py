@@ -138,6 +138,8 @@ def build_source_asset(
                 "rows_deleted": result.rows_deleted,
                 "rows_quarantined": result.rows_quarantined,
                 "pull": "incremental" if result.incremental else "full",
+                "load_path": result.path,
+                **({"native_load": result.native_note} if result.native_note else {}),
                 "new_columns": ", ".join(result.extra_columns) or "none",
                 "batch_id": result.batch_id,
                 "table": str(result.relation),

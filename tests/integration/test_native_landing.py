@@ -190,6 +190,7 @@ def test_an_extra_source_column_lands_through_arrow(pg_things, pg_url) -> None:
         result = _land(project, warehouse)
         detail = _outcome(warehouse)["detail"]
     assert (result.path, result.extra_columns) == ("streamed", ("extra",))
+    assert (result.native_note or "").startswith("native load not used: the source's columns")
     assert "native load not used: the source's columns are not the declared ones" in detail
     assert "(not declared: extra)" in detail
 
@@ -423,3 +424,30 @@ def test_duplicate_rows_in_a_source_without_a_key_land_once(
         assert (result.path, result.rows_landed, result.rows_unchanged) == ("staged", 2, 1)
         assert warehouse.row_count(Relation("raw", "pgsrc__dups")) == 2
         assert _outcome_leftovers(warehouse) == []
+
+
+def test_the_asset_says_how_its_table_was_landed(pg_things, pg_url) -> None:
+    import dagster as dg
+
+    from pipelines.assets.raw import build_source_asset
+    from pipelines.assets.resources import WarehouseResource
+
+    project, _ = pg_things
+    source = project.sources["pgsrc"]
+
+    def materialized() -> dict[str, Any]:
+        asset = build_source_asset(project, source, source.table("things"))
+        resource = WarehouseResource(project_dir=str(project.root))
+        result = dg.materialize([asset], resources={"warehouse": resource})
+        event = result.get_asset_materialization_events()[0]
+        return {k: v.value for k, v in event.materialization.metadata.items()}
+
+    first = materialized()
+    assert (first["load_path"], first["rows_landed"]) == ("native", 2747)
+    assert "native_load" not in first
+    with psycopg.connect(pg_url, autocommit=True) as con:
+        con.execute("alter table things add column extra text")
+    # raw is not empty any more: an ordinary incremental load, no native note
+    second = materialized()
+    assert (second["load_path"], second["pull"]) == ("streamed", "incremental")
+    assert "native_load" not in second
