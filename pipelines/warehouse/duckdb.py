@@ -13,7 +13,7 @@ import os
 import re
 import shutil
 import weakref
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -456,20 +456,7 @@ class DuckDBWarehouse(Warehouse):
             raise _map_error(exc, f"ATTACH <{source.kind} source>") from None
 
     def _row_bytes(self, table: exp.Table, columns: list[tuple[str, str]]) -> int:
-        """Bytes of a wide row of ``table``: the 99th percentile over its first rows (a LIMIT
-        read, a few milliseconds), text and blobs at their length, other values at 16."""
-        size = {"VARCHAR": "strlen", "BLOB": "octet_length"}  # bytes, both
-        texts = [(name, size[type_]) for name, type_ in columns if type_ in size]
-        width = 16 * (len(columns) - len(texts))
-        if texts:
-            lengths = " + ".join(f"coalesce({fn}({_quoted_name(n)}), 0)" for n, fn in texts)
-            inner = ", ".join(_quoted_name(n) for n, _ in texts)
-            sample = self._run(
-                f"SELECT quantile_cont({lengths}, 0.99) FROM (SELECT {inner} FROM "
-                f"{self.render(table)} LIMIT {NATIVE_WIDTH_SAMPLE_ROWS})"
-            )
-            width += int(sample[0][0] or 0)
-        return width
+        return _row_bytes(self._run, self.render(table), columns)
 
     @staticmethod
     def _native_memory(row_bytes: int, ceiling: int) -> int:
@@ -644,6 +631,8 @@ def _column_types(schema: pa.Schema) -> str | None:
     return ", ".join(parts)
 
 
+#: the most bytes (about) of one Arrow batch read by a SourceScanner
+ARROW_BATCH_BYTES = 64 << 20
 #: DuckDB's buffer pool while a source is attached for a native load (see native_table), in
 #: MB: NATIVE_MEMORY_PER_KB_MB per started KB of row (the widest rows of a sample), at least
 #: NATIVE_LOAD_MEMORY_MB (so rows up to 2 KB get 128 MB). Measured: 10 KB rows fail at 128 MB
@@ -651,6 +640,26 @@ def _column_types(schema: pa.Schema) -> str | None:
 NATIVE_LOAD_MEMORY_MB = 128
 NATIVE_MEMORY_PER_KB_MB = 64
 NATIVE_WIDTH_SAMPLE_ROWS = 2048
+
+
+def _row_bytes(
+    run: Callable[[str], list[tuple[Any, ...]]], rows_sql: str, columns: list[tuple[str, str]]
+) -> int:
+    """Bytes of a wide row of ``rows_sql`` (a table or a parenthesized query): the 99th
+    percentile over its first rows (a LIMIT read, a few milliseconds), text and blobs at their
+    length, other values at 16."""
+    size = {"VARCHAR": "strlen", "BLOB": "octet_length"}  # bytes, both
+    texts = [(name, size[type_]) for name, type_ in columns if type_ in size]
+    width = 16 * (len(columns) - len(texts))
+    if texts:
+        lengths = " + ".join(f"coalesce({fn}({_quoted_name(n)}), 0)" for n, fn in texts)
+        inner = ", ".join(_quoted_name(n) for n, _ in texts)
+        sample = run(
+            f"SELECT quantile_cont({lengths}, 0.99) FROM (SELECT {inner} FROM {rows_sql} "
+            f"LIMIT {NATIVE_WIDTH_SAMPLE_ROWS})"
+        )
+        width += int(sample[0][0] or 0)
+    return width
 
 
 def _megabytes(setting: str) -> int:
@@ -764,7 +773,7 @@ class SourceScanner:
     def table_batches(self, table: str, batch_rows: int) -> Iterator[pa.RecordBatch]:
         """Every row of ``table``, scanned in parallel."""
         query = exp.select("*").from_(exp.table_(exp.to_identifier(table, quoted=True), db="src"))
-        yield from self._stream(query.sql(dialect="duckdb"), batch_rows)
+        yield from self._stream(query.sql(dialect="duckdb"), batch_rows, bounded=True)
 
     def query_batches(self, source_sql: str, batch_rows: int) -> Iterator[pa.RecordBatch]:
         """The rows of a query written in the source's own dialect (run by the source)."""
@@ -772,12 +781,26 @@ class SourceScanner:
         sql = f"SELECT * FROM {function}('src', {exp.Literal.string(source_sql).sql(dialect='duckdb')})"
         yield from self._stream(sql, batch_rows)
 
-    def _stream(self, sql: str, batch_rows: int) -> Iterator[pa.RecordBatch]:
+    def _stream(
+        self, sql: str, batch_rows: int, *, bounded: bool = False
+    ) -> Iterator[pa.RecordBatch]:
+        """``bounded``: batches of at most about ARROW_BATCH_BYTES, from the width of the first
+        rows (rows of kilobytes would make batches of a gigabyte at the row count a warehouse
+        asks for). Only for a whole table, whose first rows come at once; a source query (an
+        incremental pull) could scan much of its table before its first rows."""
         import duckdb
         import pyarrow as pa
 
+        def run(text: str) -> list[tuple[Any, ...]]:
+            return self._con.execute(text).fetchall()
+
         try:
-            reader = self._con.execute(sql).to_arrow_reader(batch_rows)
+            rows = batch_rows
+            if bounded:
+                columns = [(str(r[0]), str(r[1])) for r in run(f"DESCRIBE {sql}")]
+                width = _row_bytes(run, f"({sql})", columns)
+                rows = max(1024, min(batch_rows, ARROW_BATCH_BYTES // max(1, width)))
+            reader = self._con.execute(sql).to_arrow_reader(rows)
             yield from reader
         except (duckdb.Error, OSError, pa.ArrowException) as exc:
             # an error after the first batch surfaces through Arrow's reader, not as duckdb.Error

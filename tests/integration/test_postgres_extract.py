@@ -81,3 +81,25 @@ def test_the_cursor_is_pushed_down_to_postgres(pg_items, monkeypatch, engine) ->
     assert rows == 3000 - 1440 + 1
     keys = sum(u.batch.num_rows for u in connector.read_keys(table) if u.batch)
     assert keys == 3000
+
+
+def test_the_scanner_reads_wide_rows_in_batches_of_bounded_bytes(pg_url, monkeypatch) -> None:
+    """Rows of 8 KB at the 122,880 rows a DuckDB warehouse asks for would be 1 GB batches."""
+    from pipelines.warehouse.duckdb import ARROW_BATCH_BYTES, SourceScanner
+
+    with psycopg.connect(pg_url, autocommit=True) as con:
+        con.execute(
+            "create table wide as select g as id, repeat(md5(g::text), 250) as body "
+            "from generate_series(1, 20000) g"
+        )
+    scanner = SourceScanner("postgres", pg_url)
+    try:
+        sizes = [b.num_rows for b in scanner.table_batches("wide", 122_880)]
+        # a source query (an incremental pull) is not probed: batches as asked
+        asked = [b.num_rows for b in scanner.query_batches("select * from wide", 5_000)]
+    finally:
+        scanner.close()
+    assert sum(sizes) == 20_000
+    assert max(sizes) <= ARROW_BATCH_BYTES // 8_000  # 8,016 bytes a row
+    assert len(sizes) > 2
+    assert sum(asked) == 20_000 and max(asked) == 5_000
