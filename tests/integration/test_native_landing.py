@@ -117,6 +117,16 @@ def _outcome(warehouse) -> dict[str, Any]:
     }
 
 
+def _one_table(pg_url, make_project, monkeypatch, statements: list[str], table_yml: str):
+    """A project whose source `pgsrc` holds the one table ``statements`` create and fill."""
+    with psycopg.connect(pg_url, autocommit=True) as con:
+        for statement in statements:
+            con.execute(statement)
+    monkeypatch.setenv("SSOT_TEST_PGSRC_URL", pg_url)
+    project = load_project(make_project({"sources/pgsrc.yml": HEADER + table_yml}))
+    return project, project.sources["pgsrc"]
+
+
 def _outcome_leftovers(warehouse) -> list[dict[str, Any]]:
     return warehouse.query(
         "select table_name from information_schema.tables where table_name like '%first_load%'"
@@ -309,23 +319,23 @@ def test_a_float_cursor_with_nan_continues_as_on_the_arrow_path(
     pg_url, make_project, monkeypatch
 ) -> None:
     """NaN is never the top of a cursor (pyarrow's max skips it): the next load still pulls."""
-    with psycopg.connect(pg_url, autocommit=True) as con:
-        con.execute("create table seqs (id integer primary key, seq double precision not null)")
-        con.execute("insert into seqs values (1, 1), (2, 'NaN'), (3, 3)")
-    monkeypatch.setenv("SSOT_TEST_PGSRC_URL", pg_url)
-    yml = (
-        HEADER
-        + """
+    project, source = _one_table(
+        pg_url,
+        make_project,
+        monkeypatch,
+        [
+            "create table seqs (id integer primary key, seq double precision not null)",
+            "insert into seqs values (1, 1), (2, 'NaN'), (3, 3)",
+        ],
+        """
   - name: seqs
     primary_key: [id]
     cursor: seq
     columns:
       - {name: id, type: integer}
       - {name: seq, type: float, nullable: false}
-"""
+""",
     )
-    project = load_project(make_project({"sources/pgsrc.yml": yml}))
-    source = project.sources["pgsrc"]
 
     def first_state(arrow: bool) -> tuple[str, Any, Any]:
         with monkeypatch.context() as patch:
@@ -403,22 +413,22 @@ def test_duplicate_rows_in_a_source_without_a_key_land_once(
 ) -> None:
     """No primary key in the source: the native load finds the repeated version, rolls back,
     and the staged path lands each version once."""
-    with psycopg.connect(pg_url, autocommit=True) as con:
-        con.execute("create table dups (id integer, label text)")
-        con.execute("insert into dups values (1, 'a'), (1, 'a'), (2, 'b')")
-    monkeypatch.setenv("SSOT_TEST_PGSRC_URL", pg_url)
-    yml = (
-        HEADER
-        + """
+    project, source = _one_table(
+        pg_url,
+        make_project,
+        monkeypatch,
+        [
+            "create table dups (id integer, label text)",
+            "insert into dups values (1, 'a'), (1, 'a'), (2, 'b')",
+        ],
+        """
   - name: dups
     primary_key: [id]
     columns:
       - {name: id, type: integer}
       - {name: label, type: string}
-"""
+""",
     )
-    project = load_project(make_project({"sources/pgsrc.yml": yml}))
-    source = project.sources["pgsrc"]
     with DuckDBWarehouse(":memory:") as warehouse:
         result = land_table(project, warehouse, source, source.table("dups"), run_id="r")
         assert (result.path, result.rows_landed, result.rows_unchanged) == ("staged", 2, 1)
