@@ -339,7 +339,9 @@ class _Load:
         the contract's types, the landing columns and the fingerprint, in parallel, no Arrow in
         this process. Then the contract's checks (the same pandera schema) run over the checked
         columns read back, and the rows that fail move to the quarantine with their reasons.
-        Everything commits in one transaction, as a first load through Arrow does.
+        The insert commits into the fresh table (nobody reads it); what readers see (raw, the
+        quarantine, the state, the audit entry) then commits in one transaction, as after a
+        first load through Arrow.
 
         None (nothing written; the Arrow path lands the table, and the audit entry says why)
         when it does not apply: the source cannot be attached, a source column the contract
@@ -353,13 +355,17 @@ class _Load:
         try:
             with warehouse.native_table(native) as scan:
                 self._native_types(scan.columns)
+                inserting = True
+                # The insert commits on its own: the fresh table is nobody's to read yet, and
+                # DuckDB commits rows it wrote and deleted in one transaction (the failing rows,
+                # below) by writing them again, which took seconds on millions of rows.
                 with warehouse.transaction():
-                    inserting = True
                     landed = warehouse.insert_select(
                         fresh,
                         [*names, *LANDING_COLUMNS],
                         self._native_select(scan.table, names, self._types),
                     )
+                with warehouse.transaction():
                     order = [name for name, _ in scan.columns]  # the source's, as read
                     ready.result()
                     rejected = self._check_landed(fresh, order, scan.row_bytes)
