@@ -278,16 +278,7 @@ class _Load:
         warehouse = self.warehouse
         fresh = self.fresh
         try:
-            if warehouse.exists(self.relation):
-                # raw exists but is empty: its columns, then the schema policy applied to the
-                # fresh table (raw itself is left as it is until the last transaction)
-                warehouse.replace_with_select(
-                    fresh,
-                    exp.select(exp.Star()).from_(self.relation.to_table()).where(exp.false()),
-                )
-            _reconcile_schema(
-                warehouse, fresh, self.scratch, self.source, self.table, self.declared.names
-            )
+            self._create_fresh()
             landed = 0
             for chunk in _chunks(self._same_shape(schema, batches), FIRST_LOAD_COMMIT_BATCHES):
                 with warehouse.transaction(), warehouse.arrow_source(schema, chunk) as rows:
@@ -313,6 +304,20 @@ class _Load:
                 warehouse.drop_existing(fresh)
             raise
         return landed, deleted
+
+    def _create_fresh(self) -> None:
+        """The empty fresh table a first load fills: raw's columns when raw exists (empty), the
+        scratch table's otherwise, with the schema policy applied as to raw (raw itself is left
+        as it is until the last transaction)."""
+        warehouse = self.warehouse
+        if warehouse.exists(self.relation):
+            warehouse.replace_with_select(
+                self.fresh,
+                exp.select(exp.Star()).from_(self.relation.to_table()).where(exp.false()),
+            )
+        _reconcile_schema(
+            warehouse, self.fresh, self.scratch, self.source, self.table, self.declared.names
+        )
 
     # -- the native first load ------------------------------------------------------------------
     def _native_source(self, connector: Connector) -> NativeTable | None:
@@ -436,14 +441,7 @@ class _Load:
             raise _NotNative(f"column {clash[0]!r} has a name the native load uses itself")
         warehouse.replace_from_arrow(self.scratch, self.declared, ())
         try:
-            if warehouse.exists(self.relation):  # raw exists but is empty: keep its columns
-                warehouse.replace_with_select(
-                    self.fresh,
-                    exp.select(exp.Star()).from_(self.relation.to_table()).where(exp.false()),
-                )
-            _reconcile_schema(
-                warehouse, self.fresh, self.scratch, self.source, self.table, declared
-            )
+            self._create_fresh()
         finally:
             warehouse.drop(self.scratch)
         target = dict(warehouse.columns(self.fresh))

@@ -394,6 +394,10 @@ class DuckDBWarehouse(Warehouse):
 
         with contextlib.suppress(duckdb.Error):  # nothing evictable enough: keep going
             self._con.execute("SET memory_limit = '32MB'")
+        self._restore_memory_limit()
+
+    def _restore_memory_limit(self) -> None:
+        """Back to the session's configured memory limit (DuckDB's default when none)."""
         if self._memory_limit:
             self._run(f"SET memory_limit = {_text(self._memory_limit)}")
         else:
@@ -417,13 +421,12 @@ class DuckDBWarehouse(Warehouse):
 
         if self._in_transaction:
             raise TerminalWarehouseError("a source is attached outside a transaction")
-        self._run(f"LOAD {_text(str(_scanner_extension(source.kind)))}")
         alias = f"_ssot_source_{next(self._counter)}"
         ordered = self._run("SELECT current_setting('preserve_insertion_order')")[0][0]
         ceiling = _megabytes(str(self._run("SELECT current_setting('memory_limit')")[0][0]))
         try:
             try:
-                self._attach(source, alias)
+                _attach_source(self._con, source.kind, source.url, alias)
                 table = exp.table_(exp.to_identifier(source.identifier, quoted=True), db=alias)
                 columns = [
                     (str(row[0]), str(row[1]))
@@ -439,21 +442,10 @@ class DuckDBWarehouse(Warehouse):
         finally:
             with contextlib.suppress(duckdb.Error):
                 self._con.execute(f"SET preserve_insertion_order = {str(bool(ordered)).lower()}")
-            with contextlib.suppress(duckdb.Error):
-                if self._memory_limit:
-                    self._con.execute(f"SET memory_limit = {_text(self._memory_limit)}")
-                else:
-                    self._con.execute("RESET memory_limit")
+            with contextlib.suppress(WarehouseError):
+                self._restore_memory_limit()
             with contextlib.suppress(duckdb.Error):
                 self._con.execute(f"DETACH {alias}")
-
-    def _attach(self, source: NativeTable, alias: str) -> None:
-        import duckdb
-
-        try:  # not through _run: the statement holds the URL, and _run's errors quote it
-            self._con.execute(f"ATTACH {_text(source.url)} AS {alias} (TYPE {source.kind}, READ_ONLY)")
-        except duckdb.Error as exc:
-            raise _map_error(exc, f"ATTACH <{source.kind} source>") from None
 
     def _row_bytes(self, table: exp.Table, columns: list[tuple[str, str]]) -> int:
         return _row_bytes(self._run, self.render(table), columns)
@@ -746,6 +738,22 @@ def _scanner_extension(kind: str) -> Path:
     return _installed[kind] / f"{name}.duckdb_extension"
 
 
+def _attach_source(con: Any, kind: str, url: str, alias: str) -> None:
+    """Load the ``kind`` scanner into the DuckDB connection ``con`` and attach the database at
+    ``url`` read-only as ``alias``. The URL holds credentials: the error names no statement."""
+    import duckdb
+
+    load = f"LOAD {_text(str(_scanner_extension(kind)))}"
+    try:
+        con.execute(load)
+    except duckdb.Error as exc:
+        raise _map_error(exc, load) from None
+    try:
+        con.execute(f"ATTACH {_text(url)} AS {alias} (TYPE {kind}, READ_ONLY)")
+    except duckdb.Error as exc:
+        raise _map_error(exc, f"ATTACH <{kind} source>") from None
+
+
 class SourceScanner:
     """One DuckDB in-memory session attached read-only to an operational database."""
 
@@ -757,14 +765,12 @@ class SourceScanner:
         if threads:
             config["threads"] = threads
         self._con = duckdb.connect(":memory:", config=config)
-        self._con.execute(f"LOAD {_text(str(extension))}")
         self._con.execute("SET TimeZone = 'UTC'")
-        attach = exp.Literal.string(url).sql(dialect="duckdb")
         try:
-            self._con.execute(f"ATTACH {attach} AS src (TYPE {kind}, READ_ONLY)")
-        except duckdb.Error as exc:
+            _attach_source(self._con, kind, url, "src")
+        except WarehouseError:
             self._con.close()
-            raise _map_error(exc, f"ATTACH <{kind} source>") from None
+            raise
         self.kind = kind
 
     def close(self) -> None:
