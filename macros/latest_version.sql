@@ -1,11 +1,14 @@
 {#-
   Raw tables are append-only: every landed version of a row, plus tombstones for hard deletes.
-  Staging keeps each key's latest version:
+  A staging model keeps each key's latest version, built incrementally from what landed since
+  its last build (a key whose latest version is a tombstone is deleted):
 
+      {{ config(materialized='incremental', unique_key='order_id', deleted_flag='_deleted') }}
       with ranked as (
-          select ..., _ssot_op, {{ version_rank('order_id', 'updated_at') }} from {{ source(...) }}
+          select ..., _ssot_op, {{ version_rank('order_id', 'updated_at') }}
+          from {{ landed('shop', 'orders') }}
       )
-      select ... from ranked where {{ is_latest_live() }}
+      select ..., {{ is_deletion() }} as _deleted from ranked where version_rank = 1
 -#}
 
 {% macro version_rank(key, cursor=none) -%}
@@ -14,6 +17,12 @@ row_number() over (
 ) as version_rank
 {%- endmacro %}
 
-{% macro is_latest_live() -%}
-version_rank = 1 and _ssot_op = 'upsert'
+{#- The source table's rows: all of them, or in an incremental build those landed since. -#}
+{% macro landed(source_name, table_name) -%}
+{% if is_incremental() %}{{ changes(source_name, table_name) }}{% else %}{{ source(source_name, table_name) }}{% endif %}
+{%- endmacro %}
+
+{#- Whether a key's latest version deletes it (a tombstone). -#}
+{% macro is_deletion() -%}
+_ssot_op <> 'upsert'
 {%- endmacro %}

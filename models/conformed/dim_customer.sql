@@ -2,13 +2,23 @@
 -- Names come from the person's most recently updated record. Email is the person's one
 -- normalized email (the match key); phone and country are the greatest value among the
 -- person's records, so the choice is deterministic.
-with ranked as (
+-- Incrementally, only the persons whose records changed since the last build are recomputed;
+-- a person left without records is closed (deleted_flag).
+{{ config(deleted_flag='_deleted') }}
+with
+{% if is_incremental() %}
+affected as (
+    select distinct customer_key from {{ changes('int_customer_records') }}
+),
+{% endif %}
+records as ({{ affected_rows('int_customer_records', 'customer_key') }}),
+ranked as (
     select
         *,
         row_number() over (
             partition by customer_key order by updated_at desc, source_system, record_id
         ) as recency
-    from {{ ref('int_customer_records') }}
+    from records
 ),
 latest as (
     select customer_key, first_name, last_name from ranked where recency = 1
@@ -25,11 +35,15 @@ golden as (
         count(*) filter (where k.source_system = 'shop') as shop_records,
         min(k.created_at) as first_seen_at,
         max(k.updated_at) as updated_at
-    from {{ ref('int_customer_records') }} as k
+    from records as k
     join latest as l on l.customer_key = k.customer_key
     group by k.customer_key, l.first_name, l.last_name
-)
+),
 -- the country's name comes from the `countries` seed
-select g.*, c.country_name
-from golden as g
-left join {{ ref('countries') }} as c on c.country_code = g.country_code
+named as (
+    select g.*, c.country_name
+    from golden as g
+    left join {{ ref('countries') }} as c on c.country_code = g.country_code
+)
+-- incrementally: every affected person, recomputed, or closed when no record is left
+{{ rows_or_deletions('named', 'customer_key') }}

@@ -1,14 +1,41 @@
 -- One row per payment, tied to its invoice, order and customer.
-select
-    p.payment_id,
-    p.invoice_id,
-    i.order_id,
-    o.customer_key,
-    o.status as order_status,
-    p.amount,
-    p.currency,
-    p.paid_at,
-    p.method
-from {{ ref('stg_billing__payments') }} as p
-left join {{ ref('stg_billing__invoices') }} as i on i.invoice_id = p.invoice_id
-left join {{ ref('fct_orders') }} as o on o.order_id = i.order_id
+-- Incrementally, only the payments touched since the last build are recomputed: the payment,
+-- its invoice, or its order's customer or status changed.
+{{ config(materialized='incremental', unique_key='payment_id', deleted_flag='_deleted') }}
+with
+{% if is_incremental() %}
+touched_invoices as (
+    select invoice_id from {{ changes('stg_billing__invoices') }}
+    union
+    select invoice_id
+    from {{ ref('stg_billing__invoices') }}
+    where order_id in (
+        select order_id from {{ changed_keys('fct_orders', 'order_id', ['customer_key', 'status']) }}
+    )
+),
+affected as (
+    select payment_id from {{ changes('stg_billing__payments') }}
+    union
+    select payment_id
+    from {{ ref('stg_billing__payments') }}
+    where invoice_id in (select invoice_id from touched_invoices)
+),
+{% endif %}
+payments as ({{ affected_rows('stg_billing__payments', 'payment_id') }}),
+built as (
+    select
+        p.payment_id,
+        p.invoice_id,
+        i.order_id,
+        o.customer_key,
+        o.status as order_status,
+        p.amount,
+        p.currency,
+        p.paid_at,
+        p.method
+    from payments as p
+    left join {{ ref('stg_billing__invoices') }} as i on i.invoice_id = p.invoice_id
+    left join {{ ref('fct_orders') }} as o on o.order_id = i.order_id
+)
+-- incrementally: every affected payment, recomputed, or deleted when it is gone
+{{ rows_or_deletions('built', 'payment_id') }}

@@ -2,7 +2,13 @@
 -- Matching rule (deterministic): records with the same normalized email are one person; a
 -- record without an email joins the person whose record has the same normalized phone; a
 -- record with neither stays a person of its own.
-{{ config(materialized='table') }}
+-- Incrementally, a record's key can change only when a record sharing its phone changed (its
+-- email or phone, or it came or went), so only those records are matched again.
+{{ config(
+    materialized='incremental',
+    unique_key=['source_system', 'record_id'],
+    deleted_flag='_deleted',
+) }}
 with records as (
     select 'crm' as source_system, contact_id as record_id, email, phone,
            first_name, last_name, country_code, created_at, updated_at
@@ -12,10 +18,36 @@ with records as (
            first_name, last_name, cast(null as varchar) as country_code, created_at, updated_at
     from {{ ref('stg_shop__customers') }}
 ),
+{% if is_incremental() %}
+-- the records changed since the last build, as they were and as they are
+changed as (
+    select 'crm' as source_system, contact_id as record_id, phone
+    from {{ changes('stg_crm__contacts') }}
+    union all
+    select 'shop' as source_system, cast(customer_id as varchar) as record_id, phone
+    from {{ changes('stg_shop__customers') }}
+),
+touched_phones as (
+    select distinct phone from changed where phone is not null
+),
+affected as (
+    select source_system, record_id from changed
+    union
+    select source_system, record_id
+    from records
+    where phone in (select phone from touched_phones)
+),
+matched as (
+    select r.*
+    from records as r
+    join affected as a on a.source_system = r.source_system and a.record_id = r.record_id
+),
+{% endif %}
 email_by_phone as (
     select phone, min(email) as email
     from records
     where email is not null and phone is not null
+    {% if is_incremental() %}and phone in (select phone from touched_phones){% endif %}
     group by phone
 ),
 keyed as (
@@ -24,19 +56,23 @@ keyed as (
         coalesce(
             r.email, p.email, 'phone:' || r.phone, 'record:' || r.source_system || ':' || r.record_id
         ) as person_key
-    from records as r
+    from {% if is_incremental() %}matched{% else %}records{% endif %} as r
     -- an equi-join (one row per phone), so it is a hash join; coalesce prefers r.email anyway
     left join email_by_phone as p on p.phone = r.phone
+),
+built as (
+    select
+        md5(person_key) as customer_key,
+        source_system,
+        record_id,
+        email,
+        phone,
+        first_name,
+        last_name,
+        country_code,
+        created_at,
+        updated_at
+    from keyed
 )
-select
-    md5(person_key) as customer_key,
-    source_system,
-    record_id,
-    email,
-    phone,
-    first_name,
-    last_name,
-    country_code,
-    created_at,
-    updated_at
-from keyed
+-- incrementally: every affected record, matched again, or deleted when gone from its source
+{{ rows_or_deletions('built', ['source_system', 'record_id']) }}

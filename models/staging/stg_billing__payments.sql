@@ -1,4 +1,5 @@
 -- Payments from the daily exports (late rows included); one row per payment.
+{{ config(materialized='incremental', unique_key='payment_id', deleted_flag='_deleted') }}
 with ranked as (
     select
         payment_id,
@@ -9,8 +10,8 @@ with ranked as (
         upper(trim(method)) as method,
         _ssot_op,
         {{ version_rank('payment_id', 'paid_at') }}
-    from {{ source('billing', 'payments') }}
+    from {{ landed('billing', 'payments') }}
 )
-select payment_id, invoice_id, amount, currency, paid_at, method
+select payment_id, invoice_id, amount, currency, paid_at, method, {{ is_deletion() }} as _deleted
 from ranked
-where {{ is_latest_live() }}
+where version_rank = 1

@@ -1,4 +1,5 @@
 -- CRM contacts: normalized email and phone, latest version per contact, soft-deleted ones dropped.
+{{ config(materialized='incremental', unique_key='contact_id', deleted_flag='_deleted') }}
 with ranked as (
     select
         trim(contact_id) as contact_id,
@@ -13,7 +14,7 @@ with ranked as (
         deleted_at,
         _ssot_op,
         {{ version_rank('trim(contact_id)', 'updated_at') }}
-    from {{ source('crm', 'contacts') }}
+    from {{ landed('crm', 'contacts') }}
 )
 select
     contact_id,
@@ -25,6 +26,7 @@ select
     case when length(phone_digits) = 10 then '1' || phone_digits else phone_digits end as phone,
     country_code,
     created_at,
-    updated_at
+    updated_at,
+    {{ is_deletion() }} or deleted_at is not null as _deleted
 from ranked
-where {{ is_latest_live() }} and deleted_at is null
+where version_rank = 1

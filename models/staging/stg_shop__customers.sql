@@ -1,4 +1,5 @@
 -- Shop customers: normalized email and phone, latest version per customer.
+{{ config(materialized='incremental', unique_key='customer_id', deleted_flag='_deleted') }}
 with ranked as (
     select
         customer_id,
@@ -10,7 +11,7 @@ with ranked as (
         updated_at,
         _ssot_op,
         {{ version_rank('customer_id', 'updated_at') }}
-    from {{ source('shop', 'customers') }}
+    from {{ landed('shop', 'customers') }}
 )
 select
     customer_id,
@@ -19,6 +20,7 @@ select
     email,
     case when length(phone_digits) = 10 then '1' || phone_digits else phone_digits end as phone,
     created_at,
-    updated_at
+    updated_at,
+    {{ is_deletion() }} as _deleted
 from ranked
-where {{ is_latest_live() }}
+where version_rank = 1

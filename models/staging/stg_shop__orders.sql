@@ -1,4 +1,6 @@
--- Shop orders: canonical status and currency codes, latest version per order.
+-- Shop orders: canonical status and currency codes, latest version per order (merged from what
+-- landed since the last build; a deleted order is removed).
+{{ config(materialized='incremental', unique_key='order_id', deleted_flag='_deleted') }}
 with ranked as (
     select
         order_id,
@@ -9,8 +11,8 @@ with ranked as (
         updated_at,
         _ssot_op,
         {{ version_rank('order_id', 'updated_at') }}
-    from {{ source('shop', 'orders') }}
+    from {{ landed('shop', 'orders') }}
 )
-select order_id, customer_id, ordered_at, status, currency, updated_at
+select order_id, customer_id, ordered_at, status, currency, updated_at, {{ is_deletion() }} as _deleted
 from ranked
-where {{ is_latest_live() }}
+where version_rank = 1

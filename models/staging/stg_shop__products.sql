@@ -1,4 +1,5 @@
 -- Shop catalogue listings with a normalized SKU (upper case, no dashes or spaces).
+{{ config(materialized='incremental', unique_key='product_id', deleted_flag='_deleted') }}
 with ranked as (
     select
         product_id,
@@ -10,8 +11,8 @@ with ranked as (
         updated_at,
         _ssot_op,
         {{ version_rank('product_id', 'updated_at') }}
-    from {{ source('shop', 'products') }}
+    from {{ landed('shop', 'products') }}
 )
-select product_id, sku, product_name, category, list_price, currency, updated_at
+select product_id, sku, product_name, category, list_price, currency, updated_at, {{ is_deletion() }} as _deleted
 from ranked
-where {{ is_latest_live() }}
+where version_rank = 1

@@ -47,6 +47,7 @@ from pipelines.modelling.audit import (
     evaluate_tests,
 )
 from pipelines.modelling.lineage import column_lineage
+from pipelines.modelling.materialize import feed_reset_at, has_history, prune_feed
 from pipelines.modelling.publish import table_annotations, write_audit_publish
 from pipelines.modelling.state import (
     ModelState,
@@ -55,7 +56,7 @@ from pipelines.modelling.state import (
     record_build,
     upstream_relations,
 )
-from pipelines.quality.checks import CheckOutcome, record_outcomes
+from pipelines.quality.checks import CheckOutcome, passing_checks, record_outcomes
 from pipelines.threads import work_ahead
 from pipelines.warehouse.base import Relation, Warehouse
 
@@ -347,19 +348,31 @@ def _build_model(
                 outcomes,
             )
             return
-        incremental = (
-            node.materialized == "incremental"
-            and not full_refresh
-            and session.exists(node.relation)
-            and not session.is_view(node.relation)  # was a view: build the table from scratch
-        )
-        query = graph.query(node.name, incremental=True) if incremental else full_query
+        states = states if states is not None else read_states(session, node.name)
+        state = states.get(node.name)
+        whole = _whole_build(session, graph, node, state, sql, full_refresh=full_refresh)
+        incremental = whole is None
+        if incremental:
+            assert state is not None
+            query = graph.query(node.name, incremental=True, since=state.built_at)
+        else:
+            query = full_query
+        if node.change_feed:
+            readers = [
+                states.get(n)
+                for n, other in graph.nodes.items()
+                if node.name in other.parsed.changes
+            ]
+            if readers and all(r is not None for r in readers):
+                prune_feed(session, node.build_spec, min(r.built_at for r in readers if r))
 
         def on_publish(rows: int, staged: int | None) -> None:
             if node.materialized == "snapshot":
                 detail = f"{staged} versions opened or closed"
             else:
                 detail = f"increment of {staged} rows" if staged is not None else ""
+            if whole and node.builds_increments and whole != "first build":
+                detail = "; ".join(d for d in (detail, f"built whole: {whole}") if d)
             record_build(session, node, sql, run_id, changed=changes_data)
             record_audit(
                 session,
@@ -369,9 +382,13 @@ def _build_model(
             )
 
         audited: list[CheckOutcome] = []
+        # an increment's rows are audited alone by the checks that passed last time
+        passing = passing_checks(session, asset_name) if incremental else {}
 
-        def audit(relation: Relation) -> list[CheckOutcome]:
-            audited[:] = evaluate_tests(session, graph, node, relation)
+        def audit(relation: Relation, written: Relation | None) -> list[CheckOutcome]:
+            audited[:] = evaluate_tests(
+                session, graph, node, relation, written=written, passing=passing
+            )
             return audited
 
         built = write_audit_publish(
@@ -444,6 +461,39 @@ def _build_model(
         },
         outcomes,
     )
+
+
+def _whole_build(
+    session: Warehouse,
+    graph: ModelGraph,
+    node: ModelNode,
+    state: ModelState | None,
+    sql: str,
+    *,
+    full_refresh: bool,
+) -> str | None:
+    """Why ``node`` is built from its whole query this time; None: from its increment.
+
+    An increment applied to rows an older query built would mix the two, so a model whose
+    SQL or materialization changed is built whole, as is one whose upstream change feed
+    started (again) after its last build: it cannot tell what changed before."""
+    if not node.builds_increments:
+        return "not incremental"
+    if full_refresh:
+        return "full refresh asked for"
+    if state is None or not session.exists(node.relation):
+        return "first build"
+    if session.is_view(node.relation) or state.materialized != node.materialized:
+        return "its materialization changed"
+    if state.sql != sql:
+        return "its SQL changed"
+    if node.materialized == "snapshot" and not has_history(session, node.relation):
+        return "no history yet"
+    for name in node.parsed.changes:
+        reset = feed_reset_at(session, graph.nodes[name].build_spec)
+        if reset is None or reset >= state.built_at:
+            return f"the change feed of {name} starts after this model's last build"
+    return None
 
 
 def _materialized(

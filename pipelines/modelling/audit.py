@@ -6,11 +6,19 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from pipelines.modelling.graph import DataTest, ModelGraph, ModelNode, referenced_model
-from pipelines.quality.builtin_tests import failing_rows, scoped_rows
-from pipelines.quality.checks import CheckOutcome, run_check
+from pipelines.quality.builtin_tests import (
+    INCREMENT_TESTS,
+    failing_rows,
+    increment_failing_rows,
+    sample_of,
+    scoped_rows,
+)
+from pipelines.quality.checks import SAMPLE_ROWS, CheckOutcome, run_check
 from pipelines.quality.expectations import run_suite
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from pipelines.config import TestSpec
     from pipelines.warehouse.base import Relation, Warehouse
 
@@ -46,31 +54,57 @@ def describe_test(test: TestSpec) -> str:
 
 
 def evaluate_tests(
-    warehouse: Warehouse, graph: ModelGraph, node: ModelNode, relation: Relation | None = None
+    warehouse: Warehouse,
+    graph: ModelGraph,
+    node: ModelNode,
+    relation: Relation | None = None,
+    *,
+    written: Relation | None = None,
+    passing: Mapping[str, str] | None = None,
 ) -> list[CheckOutcome]:
     """Run every check of ``node`` (yml tests, data tests, its GX suite) in the warehouse;
     failing rows are counted and sampled there, never all loaded. ``relation``: audit this
-    relation as the model (a candidate) instead of the model's own."""
+    relation as the model (a candidate) instead of the model's own.
+
+    ``written``: the rows an incremental build wrote into it. A `unique`, `not_null` or
+    `accepted_values` test whose last result on the published table passed (``passing``:
+    check name -> the query it ran, so a test whose definition changed runs whole) then
+    looks only at what those rows can have broken. Every other check reads the whole table.
+    """
     audited = relation or node.relation
     table = audited.to_table()
+    passed_before = passing or {}
 
     def resolve(name: str) -> Any:
         return graph.nodes[referenced_model(name)].relation.to_table()
 
+    def increment(test: TestSpec, failing: Any) -> Any:
+        if written is None or not test.is_builtin or test.name not in INCREMENT_TESTS:
+            return None
+        query = sample_of(failing, SAMPLE_ROWS).sql(dialect=warehouse.dialect, pretty=True)
+        if passed_before.get(test.check_name) != query:
+            return None
+        return increment_failing_rows(test, table, written.to_table())
+
     where = node.model.properties_path or node.model.path
-    outcomes = [
-        run_check(
-            warehouse,
+    outcomes = []
+    for test in node.tests:
+        failing = (
             failing_rows(test, table, resolve)
             if test.is_builtin
-            else graph.generic_test_query(node, test, scoped_rows(test, table)),
-            name=test.check_name,
-            severity=test.severity,
-            description=describe_test(test),
-            what=f"{where}: test {test.check_name!r} of model {node.name!r}",
+            else graph.generic_test_query(node, test, scoped_rows(test, table))
         )
-        for test in node.tests
-    ]
+        outcomes.append(
+            run_check(
+                warehouse,
+                failing,
+                name=test.check_name,
+                severity=test.severity,
+                description=describe_test(test),
+                what=f"{where}: test {test.check_name!r} of model {node.name!r}",
+                increment=increment(test, failing),
+            )
+        )
     outcomes += [
         run_check(
             warehouse,

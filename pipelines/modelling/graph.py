@@ -16,9 +16,14 @@ from sqlglot import exp
 
 from pipelines.errors import ConfigError, ModelError
 from pipelines.modelling.materialize import (
+    CHANGE_COLUMN,
+    CHANGED_AT_COLUMN,
     INCREMENTAL_STRATEGIES,
+    RESET,
     SCHEMA_CHANGE_POLICIES,
     BuildSpec,
+    change_feed_relation,
+    timestamp_literal,
 )
 from pipelines.modelling.render import (
     MATERIALIZATIONS,
@@ -33,6 +38,7 @@ from pipelines.quality.expectations import Suite, load_suite
 from pipelines.warehouse.base import Relation
 
 if TYPE_CHECKING:
+    from datetime import datetime
     from pathlib import Path
 
     from pipelines.config import TestSpec
@@ -61,6 +67,8 @@ class ModelNode:
     data_tests: tuple[DataTest, ...] = ()
     #: the model's Great Expectations suite (`expectations/<model>.json`), if any
     suite: Suite | None = None
+    #: another model reads its `changes()`: its builds keep a change feed
+    change_feed: bool = False
 
     @property
     def name(self) -> str:
@@ -104,6 +112,22 @@ class ModelNode:
             strategy=self.incremental_strategy,
             on_schema_change=str(self.config.get("on_schema_change", "ignore")),
             check_cols=self.check_cols,
+            deleted_flag=self.deleted_flag,
+            change_feed=change_feed_relation(self.relation) if self.change_feed else None,
+        )
+
+    @property
+    def deleted_flag(self) -> str | None:
+        """The output column that marks a row of an increment as a deletion of its key."""
+        flag = self.config.get("deleted_flag")
+        return str(flag) if flag else None
+
+    @property
+    def builds_increments(self) -> bool:
+        """Whether a build may apply an increment instead of the whole query: an incremental
+        model, or a snapshot that asks `is_incremental()`."""
+        return self.materialized == "incremental" or (
+            self.materialized == "snapshot" and self.parsed.asks_incremental
         )
 
     @property
@@ -207,6 +231,21 @@ class ModelGraph:
         if self.data_tests:
             self.order = self._topological_order()
         self._attach_suites()
+        self._attach_change_feeds()
+
+    def _attach_change_feeds(self) -> None:
+        """A model whose `changes()` another model reads keeps a change feed."""
+        for node in list(self.nodes.values()):
+            for name in node.parsed.changes:
+                feed = self.nodes[name]
+                if not feed.builds_increments or not feed.unique_key:
+                    raise ModelError(
+                        f"{node.model.path}: changes({name!r}) reads the change feed of an "
+                        f"incremental or snapshot model with a unique_key; {name} is "
+                        f"materialized as {feed.materialized!r}"
+                        + ("" if feed.unique_key else " without a unique_key")
+                    )
+                self.nodes[name] = replace(self.nodes[name], change_feed=True)
 
     def _attach_suites(self) -> None:
         """`expectations/<model>.json` belongs to the model of that name."""
@@ -315,6 +354,12 @@ class ModelGraph:
                     f"{node.config_path()}: snapshot model {node.name!r} needs a unique_key "
                     "(the entity whose versions it keeps)"
                 )
+            for name in node.parsed.changes:
+                if name not in self.nodes:
+                    raise ModelError(
+                        f"{node.model.path}: changes({name!r}) names no model; for a source "
+                        "table write changes('<source>', '<table>')"
+                    )
             for ref in node.parsed.refs:
                 if ref not in self.nodes and ref not in self.project.seeds:
                     raise ModelError(
@@ -370,6 +415,11 @@ class ModelGraph:
                 f"{where} has on_schema_change={spec.on_schema_change!r}; use one of "
                 f"{', '.join(sorted(SCHEMA_CHANGE_POLICIES))}"
             )
+        if spec.deleted_flag and spec.strategy == "append":
+            raise ModelError(
+                f"{where} has a deleted_flag, which needs incremental_strategy 'merge' or "
+                "'delete+insert' (a deletion removes the rows of its unique_key)"
+            )
 
     def _topological_order(self) -> list[str]:
         order: list[str] = []
@@ -400,7 +450,9 @@ class ModelGraph:
             return self.nodes[ref].relation
         return seed_relation(ref)
 
-    def rendered_sql(self, name: str, *, incremental: bool = False) -> str:
+    def rendered_sql(
+        self, name: str, *, incremental: bool = False, since: datetime | None = None
+    ) -> str:
         node = self.nodes[name]
         return render_model(
             node.model,
@@ -410,25 +462,57 @@ class ModelGraph:
             dialect=node.dialect,
             incremental=incremental,
             macros=self.macros,
+            changes=(lambda *args: self.changes(node, since, *args)) if incremental else None,
         )
 
-    def query(self, name: str, *, incremental: bool = False) -> exp.Query:
+    def changes(
+        self, node: ModelNode, since: datetime | None, name: str, table: str | None = None
+    ) -> exp.Query:
+        """What `changes(name[, table])` reads in ``node``'s incremental build: the rows of a
+        source table landed after ``since``, or the change feed a model wrote after ``since``."""
+        conditions: list[exp.Expression] = []
+        if table is not None:
+            relation = source_relation(name, table)
+            changed_at = exp.column("_ssot_loaded_at", quoted=True)
+        else:
+            if name not in node.parsed.changes:  # parse time saw every call; this is a guard
+                raise ModelError(f"{node.model.path}: changes({name!r}) was not seen at parse")
+            relation = change_feed_relation(self.nodes[name].relation)
+            changed_at = exp.column(CHANGED_AT_COLUMN, quoted=True)
+            conditions.append(exp.column(CHANGE_COLUMN, quoted=True).neq(exp.Literal.string(RESET)))
+        if since is not None:
+            conditions.append(exp.GT(this=changed_at, expression=timestamp_literal(since)))
+        query = exp.select(exp.Star()).from_(relation.to_table())
+        return query.where(*conditions) if conditions else query
+
+    def query(
+        self, name: str, *, incremental: bool = False, since: datetime | None = None
+    ) -> exp.Query:
         """The model's SELECT parsed from its authoring dialect; render it in any dialect.
 
-        ``incremental``: render with ``is_incremental()`` true (the table exists, no full refresh).
+        ``incremental``: render with ``is_incremental()`` true (the table exists, no full
+        refresh); ``since``: the model's last build, from which `changes()` reads. A model
+        with a ``deleted_flag`` keeps the flag in its increment (the build applies it); its
+        whole query leaves the flagged rows and the flag out.
         """
         node = self.nodes[name]
-        sql = self.rendered_sql(name, incremental=incremental)
-        return parse_select(sql, dialect=node.dialect, path=node.model.path)
+        sql = self.rendered_sql(name, incremental=incremental, since=since)
+        query = parse_select(sql, dialect=node.dialect, path=node.model.path)
+        if node.deleted_flag and not incremental:
+            query = without_deleted(query, node.deleted_flag, node.model.path)
+        return query
 
-    def compile(self, name: str, dialect: str) -> str:
+    def compile(
+        self, name: str, dialect: str, *, incremental: bool = False, since: datetime | None = None
+    ) -> str:
         """The model's SELECT in ``dialect``, transpiled by sqlglot and pretty-printed, with the
         target engine's own rules where it has a backend (what it cannot express is an error
-        naming the model, never silently dropped)."""
+        naming the model, never silently dropped). ``incremental``: the increment's query, with
+        `changes()` reading what changed after ``since``."""
         from pipelines.errors import WarehouseError
         from pipelines.warehouse import backend_for
 
-        query = self.query(name)
+        query = self.query(name, incremental=incremental, since=since)
         backend = backend_for(dialect)
         if backend is None:
             return query.sql(dialect=dialect, pretty=True)
@@ -452,3 +536,21 @@ def referenced_model(to: str) -> str:
     if text.startswith("ref(") and text.endswith(")"):
         text = text[4:-1].strip().strip("'\"")
     return text
+
+
+def without_deleted(query: exp.Query, flag: str, path: Path | str) -> exp.Query:
+    """``query``'s rows whose ``flag`` is not true, without the flag column."""
+    names = [projection.alias_or_name for projection in query.selects]
+    if flag not in names and not any(isinstance(p, exp.Star) or p.is_star for p in query.selects):
+        raise ModelError(
+            f"{path}: deleted_flag {flag!r} is not a column of the model's output "
+            f"({', '.join(names)}); select it (true for a row that deletes its key)"
+        )
+    inner = query.subquery("_model")
+    kept = [exp.column(n, quoted=True) for n in names if n != flag]
+    if any(n == "*" for n in names):
+        projection: list[exp.Expression] = [exp.Star(except_=[exp.column(flag, quoted=True)])]
+    else:
+        projection = list(kept)
+    live = exp.not_(exp.func("coalesce", exp.column(flag, quoted=True), exp.false()))
+    return exp.select(*projection).from_(inner).where(live)

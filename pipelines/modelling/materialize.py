@@ -18,6 +18,18 @@ key's current version is closed (``valid_to`` = the build time) and its new vers
 gone from the query (a deleted entity) is closed; unchanged keys are left alone. A query that
 repeats a ``unique_key`` fails the build before anything is written.
 
+A ``deleted_flag`` (a boolean column of the model's output) lets an increment delete: a row
+whose flag is true removes the rows of its ``unique_key`` (``merge``, ``delete+insert``) or
+closes its current version (snapshot) and is not written; the flag column is never stored.
+A snapshot built from an increment (it asks ``is_incremental()``) touches only the keys the
+increment holds; built from its whole query it closes every key the query no longer has.
+
+A model whose changes another model reads (``changes('model')``) keeps a **change feed** in
+``ssot_meta.changes__<schema>__<model>``: each build appends the rows it replaced or deleted
+(``_ssot_change = 'before'``) and the rows it wrote (``'after'``), stamped with the build's
+time (``_ssot_changed_at``). A build from the whole query of an incremental model empties the
+feed and writes one ``'reset'`` row: a reader built before it must rebuild whole.
+
 ``on_schema_change`` says what happens when the staged rows have columns the table lacks or
 lack some it has: ``ignore`` (the default, as in dbt: new columns are dropped, missing ones stay
 NULL), ``append_new_columns`` (add them to the table) or ``fail``.
@@ -46,6 +58,13 @@ VALID_FROM, VALID_TO, IS_CURRENT = "valid_from", "valid_to", "is_current"
 SNAPSHOT_HASH = "_ssot_row_hash"
 SNAPSHOT_COLUMNS = (VALID_FROM, VALID_TO, IS_CURRENT, SNAPSHOT_HASH)
 SCHEMA_CHANGE_POLICIES = frozenset({"ignore", "append_new_columns", "fail"})
+#: a change feed's own columns, and the marker of a feed emptied by a whole rebuild
+CHANGE_COLUMN, CHANGED_AT_COLUMN, RESET = "_ssot_change", "_ssot_changed_at", "reset"
+
+
+def change_feed_relation(relation: Relation) -> Relation:
+    """Where the change feed of the model published as ``relation`` is kept."""
+    return Relation(META_SCHEMA, f"changes__{relation.schema}__{relation.name}")
 
 
 @dataclass(frozen=True)
@@ -60,6 +79,10 @@ class BuildSpec:
     on_schema_change: str = "ignore"
     #: snapshot: the columns whose change opens a new version (None: all of them)
     check_cols: tuple[str, ...] | None = None
+    #: the output column that marks an increment's row as a deletion of its key
+    deleted_flag: str | None = None
+    #: where each build records what it changed (another model reads it), if anywhere
+    change_feed: Relation | None = None
 
 
 def timestamp_literal(value: datetime) -> exp.Expression:
@@ -74,22 +97,33 @@ def materialize(
     *,
     incremental: bool = False,
     at: datetime | None = None,
+    written: Relation | None = None,
 ) -> int | None:
     """Build ``spec.relation`` from the model's parsed query; the backend renders it.
 
     ``incremental``: apply ``query`` (rendered with ``is_incremental()`` true) to the existing
     table instead of replacing it. Returns the rows an incremental build staged (for a snapshot:
-    the versions opened or closed), else None. ``at``: the build's time (snapshots' validity).
+    the versions opened or closed), else None. ``at``: the build's time (snapshots' validity,
+    the change feed's stamp). ``written``: where an incremental model's build keeps the rows
+    it wrote (for its audit; the caller drops it).
     """
+    at = at or datetime.now(UTC)
     if spec.materialized == "snapshot":
-        return _snapshot(warehouse, spec, query, at or datetime.now(UTC))
+        return _snapshot(warehouse, spec, query, at, partial=incremental)
     if spec.materialized == "view":
         _replace(warehouse, spec.relation, query, "VIEW")
         return None
     if not incremental or warehouse.is_view(spec.relation):
         _replace(warehouse, spec.relation, query, "TABLE")
+        if spec.change_feed is not None:
+            _reset_feed(warehouse, spec, at)
         return None
-    return _apply_increment(warehouse, spec, query)
+    return _apply_increment(warehouse, spec, query, at, written)
+
+
+def written_relation(relation: Relation) -> Relation:
+    """Where an incremental build keeps the rows it wrote until they are audited."""
+    return Relation(META_SCHEMA, f"_written__{relation.schema}__{relation.name}")
 
 
 def candidate_relation(relation: Relation) -> Relation:
@@ -121,42 +155,178 @@ def _replace(warehouse: Warehouse, relation: Relation, query: exp.Query, kind: s
     warehouse.replace_with_select(relation, query, kind=kind)
 
 
-def _apply_increment(warehouse: Warehouse, spec: BuildSpec, query: exp.Query) -> int:
-    relation = spec.relation
+def _apply_increment(
+    warehouse: Warehouse,
+    spec: BuildSpec,
+    query: exp.Query,
+    at: datetime,
+    written: Relation | None = None,
+) -> int:
+    relation, flag = spec.relation, spec.deleted_flag
     staged = Relation(META_SCHEMA, f"_increment__{relation.schema}__{relation.name}")
     warehouse.replace_with_select(staged, query, kind="TABLE")
     try:
         incoming = warehouse.columns(staged)
-        columns = _reconcile_columns(warehouse, spec, incoming)
+        if flag is not None and flag not in dict(incoming):
+            raise ModelError(
+                f"{spec.path}: deleted_flag {flag!r} is not a column of the model's increment; "
+                "select it (true for a row that deletes its key)"
+            )
+        columns = _reconcile_columns(warehouse, spec, [c for c in incoming if c[0] != flag])
         missing = [k for k in spec.unique_key if k not in dict(incoming)]
         if missing:
             raise ModelError(
                 f"{spec.path}: unique_key column(s) {', '.join(missing)} are not in the "
                 f"model's output; select them or fix `unique_key`"
             )
+        # the rows the increment writes (a flagged row only deletes its key)
+        live = exp.select(exp.Star()).from_(staged.to_table())
+        if flag is not None:
+            live = live.where(exp.not_(_is_flagged(flag, "")))
         rows = warehouse.row_count(staged)
         if rows:
-            if spec.strategy == "merge":
-                warehouse.execute(_merge(relation, staged, spec.unique_key, columns))
+            if spec.change_feed is not None and spec.strategy != "append":
+                before = _matched(relation, staged, spec.unique_key)
+                everything = [name for name, _ in warehouse.columns(relation)]
+                _log_change(warehouse, spec, before, everything, at, "before")
+            # A merge that writes every column of the table is done as delete + insert: the
+            # same rows, and an UPDATE of keys spread over a big table rewrites every row
+            # group it touches when DuckDB checkpoints (5 M rows, 50,000 keys: 2.2 s against
+            # 0.2 s for delete + insert).
+            whole_rows = set(columns) >= {name for name, _ in warehouse.columns(relation)}
+            if spec.strategy == "merge" and not whole_rows:
+                warehouse.execute(_merge(relation, staged, spec.unique_key, columns, flag))
             else:
-                if spec.strategy == "delete+insert":
+                if spec.strategy != "append":
                     warehouse.execute(_delete_matching(relation, staged, spec.unique_key))
                 select = exp.select(*[exp.column(c, quoted=True) for c in columns]).from_(
-                    staged.to_table()
+                    live.subquery("s")
                 )
                 warehouse.insert_select(relation, columns, select)
+            if spec.change_feed is not None:
+                _log_change(warehouse, spec, live, columns, at, "after")
+        if written is not None:
+            warehouse.replace_with_select(written, live)
         return rows
     finally:
         warehouse.drop(staged)
 
 
-def _snapshot(warehouse: Warehouse, spec: BuildSpec, query: exp.Query, at: datetime) -> int:
-    relation, keys = spec.relation, spec.unique_key
+def _matched(relation: Relation, staged: Relation, keys: tuple[str, ...]) -> exp.Select:
+    """The rows of ``relation`` whose key is in ``staged``."""
+    found = (
+        exp.select("1").from_(exp.alias_(staged.to_table(), "s")).where(_matches(keys, "s", "t"))
+    )
+    return (
+        exp.select(exp.Star())
+        .from_(exp.alias_(relation.to_table(), "t"))
+        .where(exp.Exists(this=found))
+    )
+
+
+def feed_reset_at(warehouse: Warehouse, spec: BuildSpec) -> datetime | None:
+    """When the model's change feed last started again (None: it has none)."""
+    if spec.change_feed is None or not warehouse.exists(spec.change_feed):
+        return None
+    value = warehouse.scalar(
+        exp.select(exp.Max(this=exp.column(CHANGED_AT_COLUMN, quoted=True)))
+        .from_(spec.change_feed.to_table())
+        .where(exp.column(CHANGE_COLUMN, quoted=True).eq(exp.Literal.string(RESET)))
+    )
+    return value if isinstance(value, datetime) else None
+
+
+def prune_feed(warehouse: Warehouse, spec: BuildSpec, read_until: datetime) -> None:
+    """Drop the feed's changes every reader has read (those up to ``read_until``)."""
+    if spec.change_feed is None or not warehouse.exists(spec.change_feed):
+        return
+    warehouse.execute_dml(
+        exp.Delete(
+            this=spec.change_feed.to_table(),
+            where=exp.Where(
+                this=exp.and_(
+                    exp.column(CHANGE_COLUMN, quoted=True).neq(exp.Literal.string(RESET)),
+                    exp.LTE(
+                        this=exp.column(CHANGED_AT_COLUMN, quoted=True),
+                        expression=timestamp_literal(read_until),
+                    ),
+                )
+            ),
+        )
+    )
+
+
+def has_history(warehouse: Warehouse, relation: Relation) -> bool:
+    """Whether ``relation`` is a snapshot's table (it has the validity columns)."""
+    return set(SNAPSHOT_COLUMNS) <= {name for name, _ in warehouse.columns(relation)}
+
+
+def _reset_feed(warehouse: Warehouse, spec: BuildSpec, at: datetime) -> None:
+    """A whole rebuild: the feed starts again, empty but for its reset marker."""
+    assert spec.change_feed is not None
+    changes = exp.select(
+        exp.Star(),
+        exp.alias_(exp.cast(exp.null(), exp.DataType.build("VARCHAR")), CHANGE_COLUMN, quoted=True),
+        exp.alias_(
+            exp.cast(exp.null(), exp.DataType.build("TIMESTAMPTZ")), CHANGED_AT_COLUMN, quoted=True
+        ),
+    ).from_(spec.relation.to_table())
+    warehouse.drop_existing(spec.change_feed)
+    warehouse.replace_with_select(spec.change_feed, changes.where(exp.false()))
+    warehouse.insert_select(
+        spec.change_feed,
+        [CHANGE_COLUMN, CHANGED_AT_COLUMN],
+        exp.select(exp.Literal.string(RESET), timestamp_literal(at)),
+    )
+
+
+def _log_change(
+    warehouse: Warehouse,
+    spec: BuildSpec,
+    rows: exp.Select,
+    columns: list[str],
+    at: datetime,
+    kind: str,
+) -> None:
+    """Append ``columns`` of ``rows`` to the change feed as ``kind`` ('before'/'after') at ``at``."""
+    feed = spec.change_feed
+    assert feed is not None
+    if not warehouse.exists(feed):
+        _reset_feed(warehouse, spec, at)
+    kept = {name for name, _ in warehouse.columns(feed)}
+    for name, type_sql in warehouse.columns(spec.relation):
+        if name not in kept:  # the model gained a column (on_schema_change)
+            warehouse.add_column(feed, name, type_sql)
+    warehouse.insert_select(
+        feed,
+        [*columns, CHANGE_COLUMN, CHANGED_AT_COLUMN],
+        exp.select(
+            *[exp.column(c, table="r", quoted=True) for c in columns],
+            exp.Literal.string(kind),
+            timestamp_literal(at),
+        ).from_(rows.subquery("r")),
+    )
+
+
+def _snapshot(
+    warehouse: Warehouse, spec: BuildSpec, query: exp.Query, at: datetime, *, partial: bool
+) -> int:
+    """Apply ``query`` to the snapshot's history. ``partial``: the query holds only the keys an
+    increment touches (and deletions flagged by ``deleted_flag``); keys it lacks are left
+    alone. Otherwise it holds every live key, and a current key it lacks is closed."""
+    relation, keys, flag = spec.relation, spec.unique_key, spec.deleted_flag
     staged = Relation(META_SCHEMA, f"_snapshot__{relation.schema}__{relation.name}")
     shape = Relation(META_SCHEMA, f"_snapshot_shape__{relation.schema}__{relation.name}")
     try:
         warehouse.replace_with_select(shape, query, kind="VIEW")
-        columns = [name for name, _ in warehouse.columns(shape)]
+        produced = [name for name, _ in warehouse.columns(shape)]
+        flagged = partial and flag is not None
+        if flagged and flag not in produced:
+            raise ModelError(
+                f"{spec.path}: deleted_flag {flag!r} is not a column of the model's increment; "
+                "select it (true for a row that deletes its key)"
+            )
+        columns = [c for c in produced if not (flagged and c == flag)]
         clashing = [c for c in columns if c in SNAPSHOT_COLUMNS]
         if clashing:
             raise ModelError(
@@ -171,11 +341,13 @@ def _snapshot(warehouse: Warehouse, spec: BuildSpec, query: exp.Query, at: datet
                 f"the model's output ({', '.join(columns)})"
             )
         fingerprint = warehouse.row_hash([exp.column(c, quoted=True) for c in tracked])
+        deleting = _is_flagged(flag, "") if flagged and flag is not None else exp.false()
         warehouse.replace_with_select(
             staged,
             exp.select(
                 *[exp.column(c, quoted=True) for c in columns],
                 exp.alias_(fingerprint, SNAPSHOT_HASH, quoted=True),
+                exp.alias_(deleting, _DELETING, quoted=True),
             ).from_(shape.to_table()),
         )
         _require_unique(warehouse, spec, staged)
@@ -191,18 +363,39 @@ def _snapshot(warehouse: Warehouse, spec: BuildSpec, query: exp.Query, at: datet
                 ),
                 exp.alias_(exp.true(), IS_CURRENT, quoted=True),
             ).from_(staged.to_table())
-            _replace(warehouse, relation, select, "TABLE")
+            _replace(
+                warehouse, relation, select.where(exp.not_(_deleting("")), copy=False), "TABLE"
+            )
+            if spec.change_feed is not None:
+                _reset_feed(warehouse, spec, at)
             return warehouse.row_count(relation)
         for name, kind in warehouse.columns(staged):
-            if name not in existing:
+            if name not in existing and name != _DELETING:
                 warehouse.add_column(relation, name, kind)
         current = exp.column(IS_CURRENT, table="t", quoted=True)
-        same_version = exp.and_(
-            _matches(keys, "s", "t"),
-            exp.column(SNAPSHOT_HASH, table="s", quoted=True).eq(
-                exp.column(SNAPSHOT_HASH, table="t", quoted=True)
-            ),
+        same_hash = exp.column(SNAPSHOT_HASH, table="s", quoted=True).eq(
+            exp.column(SNAPSHOT_HASH, table="t", quoted=True)
         )
+        changed: exp.Expression
+        if partial:
+            # a current version changes when the increment holds its key with other values
+            # or as a deletion
+            changed = exp.Exists(
+                this=exp.select("1")
+                .from_(exp.alias_(staged.to_table(), "s"))
+                .where(
+                    exp.and_(_matches(keys, "s", "t"), exp.or_(_deleting("s"), exp.not_(same_hash)))
+                )
+            )
+        else:
+            # ... when the query no longer holds that version
+            changed = exp.Not(
+                this=exp.Exists(
+                    this=exp.select("1")
+                    .from_(exp.alias_(staged.to_table(), "s"))
+                    .where(exp.and_(_matches(keys, "s", "t"), same_hash))
+                )
+            )
         target = relation.to_table()
         target.set("alias", exp.TableAlias(this=exp.to_identifier("t")))
         close = exp.Update(
@@ -211,18 +404,7 @@ def _snapshot(warehouse: Warehouse, spec: BuildSpec, query: exp.Query, at: datet
                 exp.column(VALID_TO, quoted=True).eq(now),
                 exp.column(IS_CURRENT, quoted=True).eq(exp.false()),
             ],
-            where=exp.Where(
-                this=exp.and_(
-                    current,
-                    exp.Not(
-                        this=exp.Exists(
-                            this=exp.select("1")
-                            .from_(exp.alias_(staged.to_table(), "s"))
-                            .where(same_version)
-                        )
-                    ),
-                )
-            ),
+            where=exp.Where(this=exp.and_(current, changed)),
         )
         closed = warehouse.execute_dml(close)
         still_current = (
@@ -240,12 +422,47 @@ def _snapshot(warehouse: Warehouse, spec: BuildSpec, query: exp.Query, at: datet
                 exp.true(),
             )
             .from_(exp.alias_(staged.to_table(), "s"))
+            .where(exp.not_(_deleting("s")))
             .where(exp.Not(this=exp.Exists(this=still_current))),
         )
+        if spec.change_feed is not None and (closed or opened):
+            _log_snapshot_change(warehouse, spec, at)
         return closed + opened
     finally:
         warehouse.drop(staged)
         warehouse.drop(shape, kind="VIEW")
+
+
+#: a snapshot's staged rows: whether the row deletes its key
+_DELETING = "_ssot_deleting"
+
+
+def _deleting(table: str) -> exp.Column:
+    return exp.column(_DELETING, table=table or None, quoted=True)
+
+
+def _log_snapshot_change(warehouse: Warehouse, spec: BuildSpec, at: datetime) -> None:
+    """A snapshot's feed: the versions this build closed, as they were while current
+    (before), and the versions it opened (after)."""
+    columns = [name for name, _ in warehouse.columns(spec.relation)]
+    was_current = {
+        VALID_TO: exp.cast(exp.null(), exp.DataType.build("TIMESTAMPTZ")),
+        IS_CURRENT: exp.true(),
+    }
+    closed = exp.select(
+        *[
+            exp.alias_(was_current[c], c, quoted=True)
+            if c in was_current
+            else exp.column(c, quoted=True)
+            for c in columns
+        ]
+    )
+    opened = exp.select(exp.Star())
+    for kind, select, column in (("before", closed, VALID_TO), ("after", opened, VALID_FROM)):
+        rows = select.from_(spec.relation.to_table()).where(
+            exp.column(column, quoted=True).eq(timestamp_literal(at))
+        )
+        _log_change(warehouse, spec, rows, columns, at, kind)
 
 
 def _require_unique(warehouse: Warehouse, spec: BuildSpec, staged: Relation) -> None:
@@ -308,21 +525,35 @@ def _delete_matching(relation: Relation, staged: Relation, keys: tuple[str, ...]
     return exp.Delete(this=target, where=exp.Where(this=exp.Exists(this=found)))
 
 
+def _is_flagged(flag: str, table: str) -> exp.Expression:
+    """Whether a staged row deletes its key (a NULL flag does not)."""
+    return exp.Coalesce(
+        this=exp.column(flag, table=table or None, quoted=True), expressions=[exp.false()]
+    )
+
+
 def _merge(
-    relation: Relation, staged: Relation, keys: tuple[str, ...], columns: list[str]
+    relation: Relation,
+    staged: Relation,
+    keys: tuple[str, ...],
+    columns: list[str],
+    flag: str | None = None,
 ) -> exp.Expression:
     def q(name: str) -> str:
         return exp.to_identifier(name, quoted=True).sql("duckdb")
 
     updates = [c for c in columns if c not in keys]
+    flagged = _is_flagged(flag, "s").sql("duckdb") if flag else ""
     set_clause = ", ".join(f"{q(c)} = s.{q(c)}" for c in updates)
+    when_deleted = f"WHEN MATCHED AND {flagged} THEN DELETE " if flag else ""
     when_matched = f"WHEN MATCHED THEN UPDATE SET {set_clause} " if updates else ""
+    when_new = f"WHEN NOT MATCHED AND NOT {flagged} " if flag else "WHEN NOT MATCHED "
     sql = (
         f"MERGE INTO {relation.to_table().sql('duckdb')} AS t "
         f"USING {staged.to_table().sql('duckdb')} AS s "
         f"ON {_matches(keys, 's', 't').sql('duckdb')} "
-        f"{when_matched}"
-        f"WHEN NOT MATCHED THEN INSERT ({', '.join(q(c) for c in columns)}) "
+        f"{when_deleted}{when_matched}"
+        f"{when_new}THEN INSERT ({', '.join(q(c) for c in columns)}) "
         f"VALUES ({', '.join(f's.{q(c)}' for c in columns)})"
     )
     merge = sqlglot.parse_one(sql, read="duckdb")

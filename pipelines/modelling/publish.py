@@ -25,7 +25,12 @@ from typing import TYPE_CHECKING
 
 from pipelines.errors import WarehouseError
 from pipelines.modelling.contract import check_contract
-from pipelines.modelling.materialize import candidate_relation, keep_candidate, materialize
+from pipelines.modelling.materialize import (
+    candidate_relation,
+    keep_candidate,
+    materialize,
+    written_relation,
+)
 
 if TYPE_CHECKING:
     from sqlglot import exp
@@ -34,7 +39,9 @@ if TYPE_CHECKING:
     from pipelines.quality.checks import CheckOutcome
     from pipelines.warehouse.base import Relation, Warehouse
 
-Audit = Callable[["Relation"], "list[CheckOutcome]"]
+#: run every check on the relation given; the second one holds the rows an incremental build
+#: wrote (None for any other build)
+Audit = Callable[["Relation", "Relation | None"], "list[CheckOutcome]"]
 OnPublish = Callable[[int, "int | None"], None]
 
 
@@ -88,15 +95,20 @@ def _in_transaction(
 ) -> Built:
     started = time.perf_counter()
     built = Built()
+    written = _written(node, incremental)
     try:
         with warehouse.transaction():
-            built.staged = materialize(warehouse, node.build_spec, query, incremental=incremental)
+            built.staged = materialize(
+                warehouse, node.build_spec, query, incremental=incremental, written=written
+            )
             check_contract(warehouse, node)
             built.rows = warehouse.row_count(node.relation)
             built.build_s = time.perf_counter() - started
-            built.outcomes = audit(node.relation)
+            built.outcomes = audit(node.relation, written)
             if not built.published:
                 raise _Refused
+            if written is not None:
+                warehouse.drop(written)
             on_publish(built.rows, built.staged)
     except _Refused:
         # rolled back: the published table is as it was; keep what was refused
@@ -130,11 +142,16 @@ def _through_candidate(
     if keeps_history and warehouse.exists(target) and not warehouse.is_view(target):
         warehouse.copy_table(target, candidate)
     built = Built()
-    built.staged = materialize(warehouse, spec, query, incremental=incremental)
-    check_contract(warehouse, node, candidate)
-    built.rows = warehouse.row_count(candidate)
-    built.build_s = time.perf_counter() - started
-    built.outcomes = audit(candidate)
+    written = _written(node, incremental)
+    try:
+        built.staged = materialize(warehouse, spec, query, incremental=incremental, written=written)
+        check_contract(warehouse, node, candidate)
+        built.rows = warehouse.row_count(candidate)
+        built.build_s = time.perf_counter() - started
+        built.outcomes = audit(candidate, written)
+    finally:
+        if written is not None:
+            warehouse.drop_existing(written)
     built.audited = str(candidate) + (f" (published as {target})" if built.published else "")
     if not built.published:
         built.candidate = candidate
@@ -146,6 +163,13 @@ def _through_candidate(
         warehouse.publish_table(candidate, target)
     on_publish(built.rows, built.staged)
     return built
+
+
+def _written(node: ModelNode, incremental: bool) -> Relation | None:
+    """Where an incremental model's build keeps the rows it wrote, for its audit."""
+    if incremental and node.materialized == "incremental":
+        return written_relation(node.relation)
+    return None
 
 
 def table_annotations(node: ModelNode, upstream: list[str]) -> tuple[str, dict[str, str]]:

@@ -1,10 +1,17 @@
 """Jinja rendering of dbt-style models: `ref`, `source`, `config`, `this`, `is_incremental`,
-`var` and the project's macros (`macros/*.sql`).
+`changes`, `var` and the project's macros (`macros/*.sql`).
 
 A model is rendered twice. At parse time the Jinja functions only *record* what the model
 asks for (its refs, sources and config), which gives the dependency graph without touching a
 warehouse. At compile time they return real relation names for a target. The SQL the user
 writes is in the model's dialect (DuckDB by default) and is transpiled by sqlglot afterwards.
+
+`changes('model')` and `changes('source', 'table')` (not in dbt) are what changed upstream
+since the model's last build: a source's rows landed since then, or the change feed of an
+incremental or snapshot model (the rows it replaced or deleted, `_ssot_change = 'before'`,
+and the rows it wrote, `'after'`). An incremental model reads them to recompute only the keys
+they touch. A model that uses `is_incremental()` is rendered both ways at parse time, so the
+refs, sources and changes of either branch are its dependencies.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ KNOWN_CONFIG = frozenset(
         "incremental_strategy",
         "on_schema_change",
         "check_cols",
+        "deleted_flag",
         "dialect",
         "meta",
     }
@@ -49,6 +57,10 @@ class ParsedModel:
     refs: list[str] = field(default_factory=list)
     sources: list[tuple[str, str]] = field(default_factory=list)
     config: dict[str, Any] = field(default_factory=dict)
+    #: models whose change feed it reads (`changes('model')`); each is also one of its refs
+    changes: list[str] = field(default_factory=list)
+    #: whether it asks `is_incremental()` (a snapshot that does is built from its increment)
+    asks_incremental: bool = False
 
 
 def _environment() -> jinja2.Environment:
@@ -149,7 +161,8 @@ def _render(model: ModelFile, context: dict[str, Any], macros: Macros) -> str:
 
 
 def parse_model(model: ModelFile, macros: Macros = NO_MACROS) -> ParsedModel:
-    """Render with recording functions to learn the model's refs, sources and config."""
+    """Render with recording functions to learn the model's refs, sources and config (both
+    branches of `is_incremental()`, when the model asks it)."""
     parsed = ParsedModel()
 
     def ref(name: str, *rest: str) -> str:
@@ -157,19 +170,39 @@ def parse_model(model: ModelFile, macros: Macros = NO_MACROS) -> ParsedModel:
             raise ModelError(
                 f"{model.path}: ref({name!r}, ...) with a package name is not supported"
             )
-        parsed.refs.append(name)
+        if name not in parsed.refs:
+            parsed.refs.append(name)
         return quoted_relation(Relation("__ref__", name), "duckdb")
 
     def source(source_name: str, table_name: str) -> str:
-        parsed.sources.append((source_name, table_name))
+        if (source_name, table_name) not in parsed.sources:
+            parsed.sources.append((source_name, table_name))
         return quoted_relation(Relation("__source__", f"{source_name}__{table_name}"), "duckdb")
+
+    def changes(name: str, table_name: str | None = None) -> str:
+        if table_name is not None:
+            return source(name, table_name)
+        if name not in parsed.changes:
+            parsed.changes.append(name)
+        return ref(name)
 
     def config(**kwargs: Any) -> str:
         parsed.config.update(kwargs)
         return ""
 
-    context = _context(model, ref, source, config, Relation("__this__", model.name), {})
-    _render(model, context, macros)
+    for incremental in (False, True):
+        asked: list[bool] = []
+
+        def is_incremental(flag: bool = incremental, asked: list[bool] = asked) -> bool:
+            asked.append(True)
+            return flag
+
+        context = _context(model, ref, source, config, Relation("__this__", model.name), {})
+        context.update(is_incremental=is_incremental, changes=changes)
+        _render(model, context, macros)
+        if not asked:
+            break
+        parsed.asks_incremental = True
     return parsed
 
 
@@ -195,8 +228,16 @@ def _context(
         "config": config,
         "this": quoted_relation(this, "duckdb"),
         "is_incremental": lambda: incremental,
+        "changes": lambda *_: _no_changes(model),
         "var": var,
     }
+
+
+def _no_changes(model: ModelFile) -> str:
+    raise ModelError(
+        f"{model.path}: changes() is only known in an incremental build; call it inside "
+        "{% if is_incremental() %} ... {% endif %}"
+    )
 
 
 def render_model(
@@ -210,11 +251,13 @@ def render_model(
     incremental: bool = False,
     macros: Macros = NO_MACROS,
     extra: dict[str, Any] | None = None,
+    changes: Callable[..., exp.Query] | None = None,
 ) -> str:
     """Render with real relation names, in the model's own (authoring) dialect.
 
     ``incremental``: what ``is_incremental()`` returns (true when an incremental model's table
-    exists and no full refresh was asked for).
+    exists and no full refresh was asked for). ``changes``: the query `changes(...)` stands for
+    (given with ``incremental``).
     """
 
     def ref(name: str, *rest: str) -> str:
@@ -224,6 +267,13 @@ def render_model(
         return quoted_relation(relation_of_source(source_name, table_name), dialect)
 
     context = _context(model, ref, source, lambda **_: "", this, variables or {}, incremental)
+    if changes is not None:
+        feed = changes
+
+        def changed(name: str, table_name: str | None = None) -> str:
+            return feed(name, table_name).subquery().sql(dialect=dialect)
+
+        context["changes"] = changed
     return _render(model, {**context, **(extra or {})}, macros).strip()
 
 

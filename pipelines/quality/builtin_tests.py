@@ -21,10 +21,12 @@ from pipelines.config import TestSpec
 from pipelines.errors import ConfigError
 
 __all__ = [
+    "INCREMENT_TESTS",
     "count_of",
     "failing_rows",
     "failure_count",
     "failure_sample",
+    "increment_failing_rows",
     "parse_ref",
     "sample_of",
     "scoped_rows",
@@ -159,6 +161,33 @@ def failing_rows(test: TestSpec, relation: exp.Table, resolve_ref: ResolveRef) -
             raise ConfigError(f"{_where(test, relation)}: {exc}") from None
         return _relationships(column, resolve_ref(parent_name), field, relation)
     raise ConfigError(f"{_where(test, relation)}: unknown test {test.name!r}")
+
+
+#: the tests whose failures, on a table that passed them, only the rows a build wrote can add
+INCREMENT_TESTS = frozenset({"unique", "not_null", "accepted_values"})
+
+
+def increment_failing_rows(test: TestSpec, relation: exp.Table, written: exp.Table) -> exp.Select:
+    """The rows of `relation` failing `test` that the rows an increment wrote (`written`) can
+    have caused, when `relation` passed `test` before the increment.
+
+    `not_null` and `accepted_values` look at each row alone: only a written row can fail. A
+    repeated value (`unique`) involves a written row, as the rows left alone were unique among
+    themselves: the test runs on the rows whose value is one a written row holds.
+    """
+    if test.name not in INCREMENT_TESTS:
+        raise ValueError(f"{test.name} cannot be checked on an increment")
+    (column,) = _required(test, relation, "column")
+    if test.name != "unique":
+        return failing_rows(test, written, lambda name: relation)
+    values = exp.select(_column(column)).from_(scoped_rows(test, written))
+    touched = (
+        exp.select(exp.Star())
+        .from_(relation.copy())
+        .where(exp.In(this=_column(column), query=values.subquery()))
+        .subquery("touched")
+    )
+    return failing_rows(test, touched, lambda name: relation)  # type: ignore[arg-type]
 
 
 def count_of(failing: exp.Query) -> exp.Select:

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from sqlglot import exp
+
 from pipelines.errors import ModelError, WarehouseError
 from pipelines.project import META_SCHEMA
 from pipelines.quality.builtin_tests import count_of, sample_of
@@ -23,7 +25,6 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
 
     import pyarrow as pa
-    from sqlglot import exp
 
     from pipelines.warehouse.base import Warehouse
 
@@ -66,15 +67,20 @@ def run_check(
     severity: str,
     description: str,
     what: str,
+    increment: exp.Query | None = None,
 ) -> CheckOutcome:
     """Count the rows ``failing`` selects and sample a few; passed means none.
 
     ``what`` names the check for an error message (file, model, test) when its query fails.
+    ``increment``: count and sample these failing rows instead (the ones the rows a build
+    wrote can have caused, on a table that passed before); the outcome still records the
+    whole query, the one to run to see every failing row.
     """
     sample_query = sample_of(failing, SAMPLE_ROWS)
+    evaluated = failing if increment is None else increment
     try:
-        failures = int(warehouse.scalar(count_of(failing)) or 0)
-        sample = warehouse.query(sample_query).to_pylist() if failures else []
+        failures = int(warehouse.scalar(count_of(evaluated)) or 0)
+        sample = warehouse.query(sample_of(evaluated, SAMPLE_ROWS)).to_pylist() if failures else []
     except WarehouseError as exc:
         raise ModelError(f"{what} cannot run: {exc}") from None
     return CheckOutcome(
@@ -84,7 +90,31 @@ def run_check(
         failing_rows=failures,
         sample=jsonable(sample),
         query=sample_query.sql(dialect=warehouse.dialect, pretty=True),
+        observed={"checked": "the rows this build wrote"} if increment is not None else {},
     )
+
+
+def passing_checks(warehouse: Warehouse, asset: str) -> dict[str, str]:
+    """check name -> its query, for each check of ``asset`` whose latest result on the
+    published table passed."""
+    if not warehouse.exists(CHECK_RESULTS):
+        return {}
+    name, checked = exp.column("check_name", quoted=True), exp.column("checked_at", quoted=True)
+    latest = exp.Window(
+        this=exp.RowNumber(), partition_by=[name], order=exp.Order(expressions=[checked.desc()])
+    )
+    query = (
+        exp.select(name, exp.column("passed", quoted=True), exp.column("query", quoted=True))
+        .from_(CHECK_RESULTS.to_table())
+        .where(exp.column("asset", quoted=True).eq(exp.Literal.string(asset)))
+        .where(exp.column("published", quoted=True))
+        .qualify(exp.EQ(this=latest, expression=exp.Literal.number(1)))
+    )
+    return {
+        row["check_name"]: row["query"] or ""
+        for row in warehouse.query(query).to_pylist()
+        if row["passed"]
+    }
 
 
 def check_results_schema() -> pa.Schema:

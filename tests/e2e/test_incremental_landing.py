@@ -1,4 +1,5 @@
-"""Incremental pulls over several demo days give the same warehouse as a full pull of the last day."""
+"""Incremental pulls and incremental model builds over several demo days give the same
+warehouse as a full pull and build of the last day."""
 
 from __future__ import annotations
 
@@ -10,15 +11,31 @@ import pytest
 pytestmark = pytest.mark.slow
 
 COMPARED = [
+    "staging.stg_crm__accounts",
     "staging.stg_crm__contacts",
     "staging.stg_shop__customers",
+    "staging.stg_shop__products",
     "staging.stg_shop__orders",
     "staging.stg_shop__order_lines",
     "staging.stg_billing__invoices",
     "staging.stg_billing__payments",
+    "conformed.int_customer_records",
     "conformed.dim_customer",
+    "conformed.dim_product",
     "conformed.fct_orders",
+    "conformed.fct_payments",
     "marts.customer_lifetime_value",
+]
+#: the demo's models that each daily run builds from its increment
+INCREMENTAL = [
+    "staging/stg_crm__contacts",
+    "staging/stg_shop__orders",
+    "staging/stg_shop__order_lines",
+    "staging/stg_billing__invoices",
+    "conformed/int_customer_records",
+    "conformed/fct_orders",
+    "conformed/fct_payments",
+    "marts/customer_lifetime_value",
 ]
 
 
@@ -48,6 +65,16 @@ def load_stats(path) -> dict[str, tuple[int, int, str]]:
     return {asset: (rows_in, rows_out, detail) for asset, rows_in, rows_out, detail in rows}
 
 
+def build_details(path) -> dict[str, str]:
+    """asset -> the detail of its build in the latest run."""
+    with duckdb.connect(str(path), read_only=True) as con:
+        rows = con.execute(
+            "select asset, detail from ssot_meta.audit where kind = 'build' "
+            "and run_id = (select run_id from ssot_meta.audit order by recorded_at desc limit 1)"
+        ).fetchall()
+    return dict(rows)
+
+
 def test_incremental_days_equal_a_full_pull(project_copy) -> None:
     daily = project_copy()
     assert daily.ssot("demo", "init", "--scale", "0.1", "--seed", "5").returncode == 0
@@ -60,6 +87,11 @@ def test_incremental_days_equal_a_full_pull(project_copy) -> None:
         # pulls after the first read only what changed (plus the lookback window)
         assert "incremental" in stats["raw/shop/orders"][2]
         assert stats["raw/shop/orders"][0] < 1000
+        # ... and the models apply only what changed to their tables
+        details = build_details(daily.warehouse)
+        assert all("increment of" in details[model] for model in INCREMENTAL), details
+        assert "versions opened or closed" in details["conformed/dim_customer"]
+        assert "built whole" not in details["conformed/dim_customer"], details
 
     # a rerun with nothing new lands nothing
     again = daily.ssot("run")

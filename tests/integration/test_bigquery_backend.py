@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from dataclasses import replace
 
 import pyarrow as pa
 import pytest
@@ -151,7 +152,7 @@ def graph_for(make_project, sql: str) -> ModelGraph:
 
 
 def build(bq, graph, *, incremental=False):
-    def audit(relation: Relation):
+    def audit(relation: Relation, written: Relation | None = None):
         failing = exp.select("*").from_(relation.to_table()).where("amount < 0")
         return [
             run_check(bq, failing, name="no_negative", severity="error", description="", what="t")
@@ -196,6 +197,35 @@ def test_an_incremental_merge_on_bigquery(bq, make_project) -> None:
         bq, graph_for(make_project, INCREMENTAL.replace("AMOUNT", "33")), incremental=True
     )
     assert built.published and built.staged == 2 and amounts(bq) == [10, 20, 33]
+
+
+FLAGGED = (
+    "{{ config(materialized='incremental', unique_key='id', deleted_flag='gone') }} "
+    "{% if is_incremental() %} select * from (values (2, 22, false), (3, null, true)) "
+    "{% else %} select * from (values (1, 10, false), (2, 20, false), (3, 30, false)) "
+    "{% endif %} as t(id, amount, gone)"
+)
+
+
+def test_an_increment_deletes_and_keeps_a_change_feed_on_bigquery(bq, make_project) -> None:
+    graph = graph_for(make_project, FLAGGED)
+    reader = graph.nodes["m"]
+    # as if another model read changes('m'): its builds keep a feed
+    graph.nodes["m"] = replace(reader, change_feed=True)
+    assert build(bq, graph).published and amounts(bq) == [10, 20, 30]
+    built = build(bq, graph, incremental=True)
+    assert built.published and built.staged == 2 and amounts(bq) == [10, 22]
+    assert [name for name, _ in bq.columns(M)] == ["id", "amount"]
+    feed = bq.query(
+        "select _ssot_change, id, amount from ssot_meta.changes__marts__m "
+        "order by _ssot_changed_at, _ssot_change desc, id"
+    ).to_pylist()
+    assert [tuple(row.values()) for row in feed] == [
+        ("reset", None, None),
+        ("before", 2, 20),
+        ("before", 3, 30),
+        ("after", 2, 22),
+    ]
 
 
 SNAPSHOT = (

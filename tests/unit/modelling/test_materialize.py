@@ -107,6 +107,19 @@ def test_on_schema_change_append_new_columns_adds_them(warehouse) -> None:
     assert rows(warehouse)[-1] == (5, "e", 50, "web")
 
 
+def test_a_merge_of_fewer_columns_keeps_the_others(warehouse) -> None:
+    # without every column a merge updates in place (with them all it deletes and inserts)
+    build(warehouse, FIRST, incremental=False)
+    build(
+        warehouse,
+        "select 2 as id, 'B' as name union all select 4, 'd'",
+        incremental=True,
+        strategy="merge",
+        unique_key=("id",),
+    )
+    assert rows(warehouse) == [(1, "a", 10), (2, "B", 20), (3, "c", 30), (4, "d", None)]
+
+
 def test_on_schema_change_fail_names_the_model_and_the_column(warehouse) -> None:
     build(warehouse, FIRST, incremental=False)
     with pytest.raises(

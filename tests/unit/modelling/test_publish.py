@@ -33,7 +33,7 @@ def graph_for(make_project, sql: str, config: str = "") -> ModelGraph:
 
 
 def no_negative(warehouse):
-    def audit(relation: Relation):
+    def audit(relation: Relation, written: Relation | None = None):
         failing = exp.select("*").from_(relation.to_table()).where("amount < 0")
         return [
             run_check(

@@ -1,43 +1,66 @@
-/* Customer lifetime value per currency: what each real customer ordered and paid, all time. */
-/* Cancelled and refunded orders count neither as revenue nor as paid (their money went back). */
-WITH orders AS (
-  SELECT
-    customer_key,
-    currency,
-    COUNT(*) AS orders,
-    SUM(CASE WHEN status IN ('CANCELLED', 'REFUNDED') THEN 0 ELSE order_total END) AS revenue,
-    MIN(ordered_at) AS first_order_at,
-    MAX(ordered_at) AS last_order_at
-  FROM `conformed`.`fct_orders`
-  WHERE
-    NOT customer_key IS NULL
-  GROUP BY
-    customer_key,
-    currency
-), payments AS (
-  SELECT
-    customer_key,
-    currency,
-    SUM(amount) AS paid
-  FROM `conformed`.`fct_payments`
-  WHERE
-    NOT customer_key IS NULL AND NOT order_status IN ('CANCELLED', 'REFUNDED')
-  GROUP BY
-    customer_key,
-    currency
-)
 SELECT
-  c.customer_key,
-  c.email,
-  o.currency,
-  o.orders,
-  CAST(o.revenue AS NUMERIC) AS revenue,
-  CAST(COALESCE(p.paid, 0) AS NUMERIC) AS paid,
-  CAST(o.revenue - COALESCE(p.paid, 0) AS NUMERIC) AS outstanding,
-  o.first_order_at,
-  o.last_order_at
-FROM orders AS o
-JOIN `conformed`.`dim_customer` AS c
-  ON c.customer_key = o.customer_key AND c.is_current
-LEFT JOIN payments AS p
-  ON p.customer_key = o.customer_key AND p.currency = o.currency
+  *
+  EXCEPT (`_deleted`)
+FROM (
+  /* Customer lifetime value per currency: what each real customer ordered and paid, all time. */
+  /* Cancelled and refunded orders count neither as revenue nor as paid (their money went back). */
+  /* Incrementally, only the customers whose orders, payments or current record changed since the */
+  /* last build are recomputed: their rows are replaced (delete+insert on customer_key). */
+  WITH fct_orders AS (
+    SELECT
+      *
+    FROM `conformed`.`fct_orders`
+  ), fct_payments AS (
+    SELECT
+      *
+    FROM `conformed`.`fct_payments`
+  ), orders AS (
+    SELECT
+      customer_key,
+      currency,
+      COUNT(*) AS orders,
+      SUM(CASE WHEN status IN ('CANCELLED', 'REFUNDED') THEN 0 ELSE order_total END) AS revenue,
+      MIN(ordered_at) AS first_order_at,
+      MAX(ordered_at) AS last_order_at
+    FROM fct_orders
+    WHERE
+      NOT customer_key IS NULL
+    GROUP BY
+      customer_key,
+      currency
+  ), payments AS (
+    SELECT
+      customer_key,
+      currency,
+      SUM(amount) AS paid
+    FROM fct_payments
+    WHERE
+      NOT customer_key IS NULL AND NOT order_status IN ('CANCELLED', 'REFUNDED')
+    GROUP BY
+      customer_key,
+      currency
+  ), built AS (
+    SELECT
+      c.customer_key,
+      c.email,
+      o.currency,
+      o.orders,
+      CAST(o.revenue AS NUMERIC) AS revenue,
+      CAST(COALESCE(p.paid, 0) AS NUMERIC) AS paid,
+      CAST(o.revenue - COALESCE(p.paid, 0) AS NUMERIC) AS outstanding,
+      o.first_order_at,
+      o.last_order_at
+    FROM orders AS o
+    JOIN `conformed`.`dim_customer` AS c
+      ON c.customer_key = o.customer_key AND c.is_current
+    LEFT JOIN payments AS p
+      ON p.customer_key = o.customer_key AND p.currency = o.currency
+  )
+  /* incrementally: every affected customer's rows, or one row deleting them all when none is left */
+  SELECT
+    *,
+    FALSE AS _deleted
+  FROM built
+) AS _model
+WHERE
+  NOT COALESCE(`_deleted`, FALSE)

@@ -1,63 +1,78 @@
-/* Every live person record from the CRM and the shop with the key of the real person it belongs to. */
-/* Matching rule (deterministic): records with the same normalized email are one person; a */
-/* record without an email joins the person whose record has the same normalized phone; a */
-/* record with neither stays a person of its own. */
-WITH records AS (
-  SELECT
-    'crm' AS source_system,
-    contact_id AS record_id,
-    email,
-    phone,
-    first_name,
-    last_name,
-    country_code,
-    created_at,
-    updated_at
-  FROM `staging`.`stg_crm__contacts`
-  UNION ALL
-  SELECT
-    'shop' AS source_system,
-    CAST(customer_id AS STRING) AS record_id,
-    email,
-    phone,
-    first_name,
-    last_name,
-    CAST(NULL AS STRING) AS country_code,
-    created_at,
-    updated_at
-  FROM `staging`.`stg_shop__customers`
-), email_by_phone AS (
-  SELECT
-    phone,
-    MIN(email) AS email
-  FROM records
-  WHERE
-    NOT email IS NULL AND NOT phone IS NULL
-  GROUP BY
-    phone
-), keyed AS (
-  SELECT
-    r.*,
-    COALESCE(
-      r.email,
-      p.email,
-      'phone:' || r.phone,
-      'record:' || r.source_system || ':' || r.record_id
-    ) AS person_key
-  FROM records AS r
-  /* an equi-join (one row per phone), so it is a hash join; coalesce prefers r.email anyway */
-  LEFT JOIN email_by_phone AS p
-    ON p.phone = r.phone
-)
 SELECT
-  TO_HEX(MD5(person_key)) AS customer_key,
-  source_system,
-  record_id,
-  email,
-  phone,
-  first_name,
-  last_name,
-  country_code,
-  created_at,
-  updated_at
-FROM keyed
+  *
+  EXCEPT (`_deleted`)
+FROM (
+  /* Every live person record from the CRM and the shop with the key of the real person it belongs to. */
+  /* Matching rule (deterministic): records with the same normalized email are one person; a */
+  /* record without an email joins the person whose record has the same normalized phone; a */
+  /* record with neither stays a person of its own. */
+  /* Incrementally, a record's key can change only when a record sharing its phone changed (its */
+  /* email or phone, or it came or went), so only those records are matched again. */
+  WITH records AS (
+    SELECT
+      'crm' AS source_system,
+      contact_id AS record_id,
+      email,
+      phone,
+      first_name,
+      last_name,
+      country_code,
+      created_at,
+      updated_at
+    FROM `staging`.`stg_crm__contacts`
+    UNION ALL
+    SELECT
+      'shop' AS source_system,
+      CAST(customer_id AS STRING) AS record_id,
+      email,
+      phone,
+      first_name,
+      last_name,
+      CAST(NULL AS STRING) AS country_code,
+      created_at,
+      updated_at
+    FROM `staging`.`stg_shop__customers`
+  ), email_by_phone AS (
+    SELECT
+      phone,
+      MIN(email) AS email
+    FROM records
+    WHERE
+      NOT email IS NULL AND NOT phone IS NULL
+    GROUP BY
+      phone
+  ), keyed AS (
+    SELECT
+      r.*,
+      COALESCE(
+        r.email,
+        p.email,
+        'phone:' || r.phone,
+        'record:' || r.source_system || ':' || r.record_id
+      ) AS person_key
+    FROM records AS r
+    /* an equi-join (one row per phone), so it is a hash join; coalesce prefers r.email anyway */
+    LEFT JOIN email_by_phone AS p
+      ON p.phone = r.phone
+  ), built AS (
+    SELECT
+      TO_HEX(MD5(person_key)) AS customer_key,
+      source_system,
+      record_id,
+      email,
+      phone,
+      first_name,
+      last_name,
+      country_code,
+      created_at,
+      updated_at
+    FROM keyed
+  )
+  /* incrementally: every affected record, matched again, or deleted when gone from its source */
+  SELECT
+    *,
+    FALSE AS _deleted
+  FROM built
+) AS _model
+WHERE
+  NOT COALESCE(`_deleted`, FALSE)

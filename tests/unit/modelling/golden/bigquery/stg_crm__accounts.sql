@@ -1,23 +1,35 @@
-/* CRM accounts: tidy names and country codes, keep the latest version of each account. */
-WITH ranked AS (
+SELECT
+  `account_id`,
+  `account_name`,
+  `industry`,
+  `country_code`,
+  `created_at`,
+  `updated_at`
+FROM (
+  /* CRM accounts: tidy names and country codes, keep the latest version of each account. */
+  WITH ranked AS (
+    SELECT
+      account_id,
+      TRIM(name) AS account_name,
+      NULLIF(TRIM(industry), '') AS industry,
+      NULLIF(UPPER(TRIM(country)), '') AS country_code,
+      created_at,
+      updated_at,
+      _ssot_op,
+      ROW_NUMBER() OVER (PARTITION BY account_id ORDER BY _ssot_loaded_at DESC, updated_at DESC) AS version_rank
+    FROM `raw`.`crm__accounts`
+  )
   SELECT
     account_id,
-    TRIM(name) AS account_name,
-    NULLIF(TRIM(industry), '') AS industry,
-    NULLIF(UPPER(TRIM(country)), '') AS country_code,
+    account_name,
+    industry,
+    country_code,
     created_at,
     updated_at,
-    _ssot_op,
-    ROW_NUMBER() OVER (PARTITION BY account_id ORDER BY _ssot_loaded_at DESC, updated_at DESC) AS version_rank
-  FROM `raw`.`crm__accounts`
-)
-SELECT
-  account_id,
-  account_name,
-  industry,
-  country_code,
-  created_at,
-  updated_at
-FROM ranked
+    _ssot_op <> 'upsert' AS _deleted
+  FROM ranked
+  WHERE
+    version_rank = 1
+) AS _model
 WHERE
-  version_rank = 1 AND _ssot_op = 'upsert'
+  NOT COALESCE(`_deleted`, FALSE)

@@ -1,23 +1,36 @@
-/* Shop orders: canonical status and currency codes, latest version per order. */
-WITH ranked AS (
+SELECT
+  `order_id`,
+  `customer_id`,
+  `ordered_at`,
+  `status`,
+  `currency`,
+  `updated_at`
+FROM (
+  /* Shop orders: canonical status and currency codes, latest version per order (merged from what */
+  /* landed since the last build; a deleted order is removed). */
+  WITH ranked AS (
+    SELECT
+      order_id,
+      customer_id,
+      ordered_at,
+      UPPER(TRIM(status)) AS status,
+      UPPER(TRIM(currency)) AS currency,
+      updated_at,
+      _ssot_op,
+      ROW_NUMBER() OVER (PARTITION BY order_id ORDER BY _ssot_loaded_at DESC, updated_at DESC) AS version_rank
+    FROM `raw`.`shop__orders`
+  )
   SELECT
     order_id,
     customer_id,
     ordered_at,
-    UPPER(TRIM(status)) AS status,
-    UPPER(TRIM(currency)) AS currency,
+    status,
+    currency,
     updated_at,
-    _ssot_op,
-    ROW_NUMBER() OVER (PARTITION BY order_id ORDER BY _ssot_loaded_at DESC, updated_at DESC) AS version_rank
-  FROM `raw`.`shop__orders`
-)
-SELECT
-  order_id,
-  customer_id,
-  ordered_at,
-  status,
-  currency,
-  updated_at
-FROM ranked
+    _ssot_op <> 'upsert' AS _deleted
+  FROM ranked
+  WHERE
+    version_rank = 1
+) AS _model
 WHERE
-  version_rank = 1 AND _ssot_op = 'upsert'
+  NOT COALESCE(`_deleted`, FALSE)

@@ -1,25 +1,38 @@
-/* Invoices from the daily exports; a re-exported (corrected) invoice replaces the earlier one. */
-WITH ranked AS (
+SELECT
+  "invoice_id",
+  "order_id",
+  "customer_email",
+  "amount",
+  "currency",
+  "issued_at",
+  "exported_at"
+FROM (
+  /* Invoices from the daily exports; a re-exported (corrected) invoice replaces the earlier one. */
+  WITH ranked AS (
+    SELECT
+      invoice_id,
+      order_id,
+      NULLIF(LOWER(TRIM(customer_email)), '') AS customer_email,
+      amount,
+      UPPER(TRIM(currency)) AS currency,
+      issued_at,
+      exported_at,
+      _ssot_op,
+      ROW_NUMBER() OVER (PARTITION BY invoice_id ORDER BY _ssot_loaded_at DESC, exported_at DESC) AS version_rank
+    FROM "raw"."billing__invoices"
+  )
   SELECT
     invoice_id,
     order_id,
-    NULLIF(LOWER(TRIM(customer_email)), '') AS customer_email,
+    customer_email,
     amount,
-    UPPER(TRIM(currency)) AS currency,
+    currency,
     issued_at,
     exported_at,
-    _ssot_op,
-    ROW_NUMBER() OVER (PARTITION BY invoice_id ORDER BY _ssot_loaded_at DESC, exported_at DESC) AS version_rank
-  FROM "raw"."billing__invoices"
-)
-SELECT
-  invoice_id,
-  order_id,
-  customer_email,
-  amount,
-  currency,
-  issued_at,
-  exported_at
-FROM ranked
+    _ssot_op <> 'upsert' AS _deleted
+  FROM ranked
+  WHERE
+    version_rank = 1
+) AS _model
 WHERE
-  version_rank = 1 AND _ssot_op = 'upsert'
+  NOT COALESCE("_deleted", FALSE)

@@ -1,0 +1,98 @@
+/* One row per payment, tied to its invoice, order and customer. */
+/* Incrementally, only the payments touched since the last build are recomputed: the payment, */
+/* its invoice, or its order's customer or status changed. */
+WITH touched_invoices AS (
+  SELECT
+    invoice_id
+  FROM (
+    SELECT
+      *
+    FROM `ssot_meta`.`changes__staging__stg_billing__invoices`
+    WHERE
+      `_ssot_change` <> 'reset'
+      AND `_ssot_changed_at` > CAST('2026-01-01T00:00:00+00:00' AS TIMESTAMP)
+  )
+  UNION DISTINCT
+  SELECT
+    invoice_id
+  FROM `staging`.`stg_billing__invoices`
+  WHERE
+    order_id IN (
+      SELECT
+        order_id
+      FROM (
+        SELECT
+          order_id
+        FROM (
+          SELECT
+            *
+          FROM `ssot_meta`.`changes__conformed__fct_orders`
+          WHERE
+            `_ssot_change` <> 'reset'
+            AND `_ssot_changed_at` > CAST('2026-01-01T00:00:00+00:00' AS TIMESTAMP)
+        )
+        GROUP BY
+          order_id
+        HAVING
+          COUNTIF(_ssot_change = 'before') <> COUNTIF(_ssot_change = 'after')
+          OR COUNT(
+            DISTINCT COALESCE(CAST(customer_key AS STRING), '<null>') || '|' || COALESCE(CAST(status AS STRING), '<null>')
+          ) > 1
+      )
+    )
+), affected AS (
+  SELECT
+    payment_id
+  FROM (
+    SELECT
+      *
+    FROM `ssot_meta`.`changes__staging__stg_billing__payments`
+    WHERE
+      `_ssot_change` <> 'reset'
+      AND `_ssot_changed_at` > CAST('2026-01-01T00:00:00+00:00' AS TIMESTAMP)
+  )
+  UNION DISTINCT
+  SELECT
+    payment_id
+  FROM `staging`.`stg_billing__payments`
+  WHERE
+    invoice_id IN (
+      SELECT
+        invoice_id
+      FROM touched_invoices
+    )
+), payments AS (
+  SELECT
+    *
+  FROM `staging`.`stg_billing__payments`
+  WHERE
+    payment_id IN (
+      SELECT
+        payment_id
+      FROM affected
+    )
+), built AS (
+  SELECT
+    p.payment_id,
+    p.invoice_id,
+    i.order_id,
+    o.customer_key,
+    o.status AS order_status,
+    p.amount,
+    p.currency,
+    p.paid_at,
+    p.method
+  FROM payments AS p
+  LEFT JOIN `staging`.`stg_billing__invoices` AS i
+    ON i.invoice_id = p.invoice_id
+  LEFT JOIN `conformed`.`fct_orders` AS o
+    ON o.order_id = i.order_id
+)
+/* incrementally: every affected payment, recomputed, or deleted when it is gone */
+SELECT
+  r.*
+  REPLACE (a.payment_id AS payment_id),
+  r.payment_id IS NULL AS _deleted
+FROM affected AS a
+LEFT JOIN built AS r
+  ON r.payment_id = a.payment_id

@@ -1,0 +1,185 @@
+"""Models that read what changed upstream (`changes()`), delete through `deleted_flag`, and
+when a run builds them whole instead of from their increment."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import duckdb
+import pytest
+
+from pipelines.assets import build_definitions
+from pipelines.errors import ModelError
+from pipelines.modelling import ModelGraph
+from pipelines.project import load_project
+
+SINCE = datetime(2026, 1, 1, tzinfo=UTC)
+
+# A staging model over a seed: each build compares the seed with its table, so it sees
+# updates, new rows and deletions; the mart recomputes only the ids in stg's change feed.
+STG = """
+{{ config(materialized='incremental', unique_key='id', deleted_flag='gone') }}
+{% if is_incremental() %}
+select coalesce(p.id, t.id) as id, p.name, p.id is null as gone
+from {{ ref('people') }} as p
+full join {{ this }} as t on t.id = p.id
+where p.id is null or t.id is null or p.name is distinct from t.name
+{% else %}
+select id, name, false as gone from {{ ref('people') }}
+{% endif %}
+"""
+MART = """
+{{ config(materialized='incremental', unique_key='id', deleted_flag='gone') }}
+{% if is_incremental() %}
+with touched as (select distinct id from {{ changes('stg') }})
+select t.id, upper(s.name) as name, s.id is null as gone
+from touched as t
+left join {{ ref('stg') }} as s on s.id = t.id
+{% else %}
+select id, upper(name) as name, false as gone from {{ ref('stg') }}
+{% endif %}
+"""
+FILES = {
+    "seeds/people.csv": "id,name\n1,ada\n2,bob\n3,cy\n",
+    "models/staging/stg.sql": STG,
+    "models/marts/m.sql": MART,
+}
+
+
+def graph_of(make_project, files: dict[str, str]) -> ModelGraph:
+    return ModelGraph(load_project(make_project(files, source=False)))
+
+
+def run(root, **config: list[str]) -> dict[str, str]:
+    """Materialize everything in process; model -> the detail of its build."""
+    defs = build_definitions(load_project(root))
+    job = defs.resolve_implicit_global_asset_job_def()
+    result = job.execute_in_process(run_config={"ops": {"models": {"config": config}}})
+    assert result.success
+    with duckdb.connect(str(root / "warehouse" / "t.duckdb"), read_only=True) as con:
+        rows = con.execute(
+            "select asset, detail from ssot_meta.audit where kind = 'build' and run_id = ?",
+            [result.run_id],
+        ).fetchall()
+        return {asset.split("/")[-1]: detail for asset, detail in rows}
+
+
+def mart(root) -> list[tuple]:
+    with duckdb.connect(str(root / "warehouse" / "t.duckdb"), read_only=True) as con:
+        return con.execute("select * from marts.m order by id").fetchall()
+
+
+def test_a_reader_applies_its_upstreams_changes_deletions_included(make_project) -> None:
+    root = make_project(FILES, source=False)
+    first = run(root)
+    assert first["m"] == "never built"
+    assert mart(root) == [(1, "ADA"), (2, "BOB"), (3, "CY")]
+
+    # bob renamed, cy gone, dee new
+    (root / "seeds/people.csv").write_text("id,name\n1,ada\n2,rob\n4,dee\n")
+    second = run(root)
+    assert "increment of 3 rows" in second["stg"], second
+    assert "increment of 3 rows" in second["m"], second  # ids 2, 3 and 4 only
+    assert mart(root) == [(1, "ADA"), (2, "ROB"), (4, "DEE")]
+
+    # stg rebuilt whole: its feed starts again, so its reader cannot apply an increment
+    (root / "seeds/people.csv").write_text("id,name\n1,ada\n2,rob\n4,dee\n5,eve\n")
+    third = run(root, full_refresh=["stg"])
+    assert "built whole: full refresh asked for" in third["stg"]
+    assert "built whole: the change feed of stg starts after this model's last build" in third["m"]
+    assert mart(root) == [(1, "ADA"), (2, "ROB"), (4, "DEE"), (5, "EVE")]
+
+    # a change to a model's SQL builds it whole
+    (root / "models/marts/m.sql").write_text(MART.replace("upper(", "lower("))
+    (root / "seeds/people.csv").write_text("id,name\n1,ada\n2,rob\n5,eve\n")
+    fourth = run(root)
+    assert "built whole: its SQL changed" in fourth["m"]
+    assert mart(root) == [(1, "ada"), (2, "rob"), (5, "eve")]
+
+
+def test_the_feed_keeps_only_what_a_reader_has_not_read(make_project) -> None:
+    root = make_project(FILES, source=False)
+    run(root)
+    for name in ("ann", "ben"):
+        (root / "seeds/people.csv").write_text(f"id,name\n1,{name}\n2,bob\n3,cy\n")
+        run(root)
+    with duckdb.connect(str(root / "warehouse" / "t.duckdb"), read_only=True) as con:
+        kinds = con.execute(
+            "select _ssot_change, name from ssot_meta.changes__staging__stg order by all"
+        ).fetchall()
+    # the ann change, read by m in the run that wrote it, was pruned when stg built again
+    assert kinds == [("after", "ben"), ("before", "ann"), ("reset", None)]
+
+
+def test_the_whole_query_leaves_flagged_rows_and_the_flag_out(make_project) -> None:
+    graph = graph_of(make_project, FILES)
+    whole = graph.compile("stg", "duckdb")
+    assert 'WHERE\n  NOT COALESCE("gone", FALSE)' in whole
+    assert whole.startswith('SELECT\n  "id",\n  "name"\nFROM')
+    increment = graph.compile("m", "duckdb", incremental=True, since=SINCE)
+    assert '"ssot_meta"."changes__staging__stg"' in increment
+    assert "\"_ssot_change\" <> 'reset'" in increment
+    assert "CAST('2026-01-01T00:00:00+00:00' AS TIMESTAMPTZ)" in increment
+    # parsing renders both branches: m reads stg's feed, so stg keeps one
+    assert graph.nodes["m"].parsed.changes == ["stg"]
+    assert graph.nodes["stg"].change_feed and not graph.nodes["m"].change_feed
+
+
+def test_a_source_s_changes_are_its_rows_landed_since_the_last_build(make_project) -> None:
+    sql = (
+        "{{ config(materialized='incremental', unique_key='id') }}\n"
+        "select id, email from "
+        "{% if is_incremental() %}{{ changes('app', 'users') }}"
+        "{% else %}{{ source('app', 'users') }}{% endif %}"
+    )
+    graph = ModelGraph(load_project(make_project({"models/staging/u.sql": sql})))
+    assert graph.nodes["u"].parsed.sources == [("app", "users")]
+    increment = graph.compile("u", "duckdb", incremental=True, since=SINCE)
+    assert 'FROM "raw"."app__users"' in increment
+    assert "\"_ssot_loaded_at\" > CAST('2026-01-01T00:00:00+00:00' AS TIMESTAMPTZ)" in increment
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        (
+            {
+                "models/staging/a.sql": "select 1 as id",
+                "models/marts/b.sql": "{{ config(materialized='incremental', unique_key='id') }}\n"
+                "{% if is_incremental() %}select id from {{ changes('a') }}"
+                "{% else %}select id from {{ ref('a') }}{% endif %}",
+            },
+            r"b\.sql: changes\('a'\) reads the change feed of an incremental or snapshot model "
+            r"with a unique_key; a is materialized as 'table'",
+        ),
+        (
+            {"models/marts/b.sql": "select 1 as id from {{ changes('nope') }}"},
+            r"b\.sql: changes\('nope'\) names no model",
+        ),
+        (
+            {
+                "models/marts/b.sql": "{{ config(materialized='incremental', "
+                "deleted_flag='gone') }}\nselect 1 as id, false as gone"
+            },
+            r"b\.sql: incremental model 'b' has a deleted_flag, which needs incremental_strategy",
+        ),
+    ],
+)
+def test_bad_change_reads_and_flags_name_the_file(make_project, files, message) -> None:
+    with pytest.raises(ModelError, match=message):
+        graph_of(make_project, files)
+
+
+def test_a_flag_the_model_does_not_select_and_changes_outside_an_increment(make_project) -> None:
+    graph = graph_of(
+        make_project,
+        {
+            "models/staging/a.sql": "{{ config(materialized='incremental', unique_key='id', "
+            "deleted_flag='gone') }}\nselect 1 as id",
+            "models/marts/b.sql": "select id from {{ changes('a') }}",
+        },
+    )
+    with pytest.raises(ModelError, match=r"a\.sql: deleted_flag 'gone' is not a column"):
+        graph.query("a")
+    with pytest.raises(ModelError, match=r"b\.sql: changes\(\) is only known in an incremental"):
+        graph.query("b")
