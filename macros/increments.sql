@@ -15,7 +15,10 @@
     group by {{ key }}
     having count(*) filter (where _ssot_change = 'before')
             <> count(*) filter (where _ssot_change = 'after')
-        or count(distinct {% for column in columns %}coalesce(cast({{ column }} as varchar), '<null>'){% if not loop.last %} || '|' || {% endif %}{% endfor %}) > 1
+    {%- for column in columns %}
+        {#- {{ column }} held more than one value (NULL counts as one) #}
+        or count(distinct {{ column }}) + max(case when {{ column }} is null then 1 else 0 end) > 1
+    {%- endfor %}
 )
 {%- endmacro %}
 

@@ -18,6 +18,7 @@ import time
 import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
@@ -53,6 +54,7 @@ from pipelines.modelling.state import (
     ModelState,
     build_reason,
     read_states,
+    read_versions,
     record_build,
     upstream_relations,
 )
@@ -64,6 +66,8 @@ from pipelines.warehouse.base import Relation, Warehouse
 MODELS_STEP = "models"
 #: in a ModelConfig list: every model
 ALL = "*"
+#: the `since` an increment's SQL is rendered with to compare it between builds
+SINCE_PLACEHOLDER = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 class ModelConfig(dg.Config):
@@ -350,7 +354,16 @@ def _build_model(
             return
         states = states if states is not None else read_states(session, node.name)
         state = states.get(node.name)
-        whole = _whole_build(session, graph, node, state, sql, full_refresh=full_refresh)
+        increment_sql = (
+            graph.query(node.name, incremental=True, since=SINCE_PLACEHOLDER).sql(
+                dialect=session.dialect
+            )
+            if node.builds_increments
+            else ""
+        )
+        whole = _whole_build(
+            session, graph, node, state, sql, increment_sql, full_refresh=full_refresh
+        )
         incremental = whole is None
         if incremental:
             assert state is not None
@@ -373,7 +386,9 @@ def _build_model(
                 detail = f"increment of {staged} rows" if staged is not None else ""
             if whole and node.builds_increments and whole != "first build":
                 detail = "; ".join(d for d in (detail, f"built whole: {whole}") if d)
-            record_build(session, node, sql, run_id, changed=changes_data)
+            record_build(
+                session, node, sql, run_id, changed=changes_data, increment_sql=increment_sql
+            )
             record_audit(
                 session,
                 entry("build", rows, "success", "; ".join(d for d in (reason, detail) if d)),
@@ -469,14 +484,17 @@ def _whole_build(
     node: ModelNode,
     state: ModelState | None,
     sql: str,
+    increment_sql: str,
     *,
     full_refresh: bool,
 ) -> str | None:
     """Why ``node`` is built from its whole query this time; None: from its increment.
 
     An increment applied to rows an older query built would mix the two, so a model whose
-    SQL or materialization changed is built whole, as is one whose upstream change feed
-    started (again) after its last build: it cannot tell what changed before."""
+    SQL (whole or increment) or materialization changed is built whole. So is one that reads
+    `changes()` but cannot tell what changed upstream: a change feed it reads started (again)
+    after its last build, or something it reads otherwise (a seed, a plain ref) changed. A
+    model that does not read `changes()` finds its increment itself, as in dbt."""
     if not node.builds_increments:
         return "not incremental"
     if full_refresh:
@@ -485,7 +503,7 @@ def _whole_build(
         return "first build"
     if session.is_view(node.relation) or state.materialized != node.materialized:
         return "its materialization changed"
-    if state.sql != sql:
+    if state.sql != sql or state.increment_sql != increment_sql:
         return "its SQL changed"
     if node.materialized == "snapshot" and not has_history(session, node.relation):
         return "no history yet"
@@ -493,6 +511,19 @@ def _whole_build(
         reset = feed_reset_at(session, graph.nodes[name].build_spec)
         if reset is None or reset >= state.built_at:
             return f"the change feed of {name} starts after this model's last build"
+    if not node.parsed.changes and not node.parsed.source_changes:
+        return None  # it finds what changed itself (dbt's way: a filter on {{ this }})
+    unread = [graph.relation_of(ref) for ref in node.parsed.refs if ref not in node.parsed.changes]
+    unread += [
+        source_relation(source, table)
+        for source, table in node.parsed.sources
+        if (source, table) not in node.parsed.source_changes
+    ]
+    versions = read_versions(session, unread)
+    for relation in unread:
+        changed = versions.get(str(relation))
+        if changed is not None and changed[0] > state.built_at:
+            return f"{relation} changed and is not read through changes()"
     return None
 
 

@@ -238,7 +238,7 @@ class ModelGraph:
         for node in list(self.nodes.values()):
             for name in node.parsed.changes:
                 feed = self.nodes[name]
-                if not feed.builds_increments or not feed.unique_key:
+                if feed.materialized not in ("incremental", "snapshot") or not feed.unique_key:
                     raise ModelError(
                         f"{node.model.path}: changes({name!r}) reads the change feed of an "
                         f"incremental or snapshot model with a unique_key; {name} is "
@@ -353,6 +353,13 @@ class ModelGraph:
                 raise ModelError(
                     f"{node.config_path()}: snapshot model {node.name!r} needs a unique_key "
                     "(the entity whose versions it keeps)"
+                )
+            if node.materialized == "snapshot" and node.builds_increments and not node.deleted_flag:
+                raise ModelError(
+                    f"{node.model.path}: snapshot model {node.name!r} asks is_incremental(), so "
+                    "its increment holds only the keys a change touches and cannot close a "
+                    "deleted one by leaving it out: set config deleted_flag (a column true for "
+                    "a key to close)"
                 )
             for name in node.parsed.changes:
                 if name not in self.nodes:

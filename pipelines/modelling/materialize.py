@@ -184,6 +184,8 @@ def _apply_increment(
         if flag is not None:
             live = live.where(exp.not_(_is_flagged(flag, "")))
         rows = warehouse.row_count(staged)
+        if rows and spec.strategy == "merge":
+            _require_unique(warehouse, spec, staged, "a merge")
         if rows:
             if spec.change_feed is not None and spec.strategy != "append":
                 before = _matched(relation, staged, spec.unique_key)
@@ -350,7 +352,7 @@ def _snapshot(
                 exp.alias_(deleting, _DELETING, quoted=True),
             ).from_(shape.to_table()),
         )
-        _require_unique(warehouse, spec, staged)
+        _require_unique(warehouse, spec, staged, "a snapshot")
         now = timestamp_literal(at)
         existing = {name for name, _ in warehouse.columns(relation)}
         if not set(SNAPSHOT_COLUMNS) <= existing:
@@ -465,7 +467,7 @@ def _log_snapshot_change(warehouse: Warehouse, spec: BuildSpec, at: datetime) ->
         _log_change(warehouse, spec, rows, columns, at, kind)
 
 
-def _require_unique(warehouse: Warehouse, spec: BuildSpec, staged: Relation) -> None:
+def _require_unique(warehouse: Warehouse, spec: BuildSpec, staged: Relation, what: str) -> None:
     keys = [exp.column(k, quoted=True) for k in spec.unique_key]
     repeated = warehouse.scalar(
         exp.select(exp.Count(this=exp.Star())).from_(
@@ -477,9 +479,10 @@ def _require_unique(warehouse: Warehouse, spec: BuildSpec, staged: Relation) -> 
         )
     )
     if repeated:
+        source = "model's output" if what == "a snapshot" else "model's increment"
         raise ModelError(
-            f"{spec.path}: snapshot unique_key ({', '.join(spec.unique_key)}) repeats for "
-            f"{repeated} key(s) in the model's output; a snapshot needs one row per key. "
+            f"{spec.path}: {what.split()[-1]} unique_key ({', '.join(spec.unique_key)}) repeats "
+            f"for {repeated} key(s) in the {source}; {what} needs one row per key. "
             "Nothing was written."
         )
 

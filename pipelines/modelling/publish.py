@@ -23,9 +23,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
+from sqlglot import exp
+
 from pipelines.errors import WarehouseError
 from pipelines.modelling.contract import check_contract
 from pipelines.modelling.materialize import (
+    CHANGE_COLUMN,
+    RESET,
     candidate_relation,
     keep_candidate,
     materialize,
@@ -33,8 +37,6 @@ from pipelines.modelling.materialize import (
 )
 
 if TYPE_CHECKING:
-    from sqlglot import exp
-
     from pipelines.modelling.graph import ModelNode
     from pipelines.quality.checks import CheckOutcome
     from pipelines.warehouse.base import Relation, Warehouse
@@ -136,11 +138,21 @@ def _through_candidate(
     started = time.perf_counter()
     target = node.relation
     candidate = candidate_relation(target)
-    spec = replace(node.build_spec, relation=candidate)
+    # The build's change feed rows go to a candidate feed too: they reach the model's feed
+    # only if the build is published (a refused build changed nothing readers see).
+    feed = node.build_spec.change_feed
+    candidate_feed = candidate_relation(feed) if feed is not None else None
+    spec = replace(node.build_spec, relation=candidate, change_feed=candidate_feed)
     warehouse.drop_existing(candidate)
     keeps_history = node.materialized == "snapshot" or incremental
     if keeps_history and warehouse.exists(target) and not warehouse.is_view(target):
         warehouse.copy_table(target, candidate)
+    if candidate_feed is not None:
+        warehouse.drop_existing(candidate_feed)
+        if feed is not None and warehouse.exists(feed):  # empty, with the feed's columns
+            warehouse.replace_with_select(
+                candidate_feed, exp.select("*").from_(feed.to_table()).where(exp.false())
+            )
     built = Built()
     written = _written(node, incremental)
     try:
@@ -149,20 +161,53 @@ def _through_candidate(
         built.rows = warehouse.row_count(candidate)
         built.build_s = time.perf_counter() - started
         built.outcomes = audit(candidate, written)
+    except BaseException:
+        if candidate_feed is not None:
+            warehouse.drop_existing(candidate_feed)
+        raise
     finally:
         if written is not None:
             warehouse.drop_existing(written)
     built.audited = str(candidate) + (f" (published as {target})" if built.published else "")
     if not built.published:
         built.candidate = candidate
+        if candidate_feed is not None:
+            warehouse.drop_existing(candidate_feed)
         return built
     if node.materialized == "view":
         materialize(warehouse, node.build_spec, query)  # a view: define it again, nothing to copy
         warehouse.drop(candidate, kind="VIEW")
     else:
         warehouse.publish_table(candidate, target)
+    if feed is not None and candidate_feed is not None:
+        _publish_feed(warehouse, candidate_feed, feed)
     on_publish(built.rows, built.staged)
     return built
+
+
+def _publish_feed(warehouse: Warehouse, candidate: Relation, feed: Relation) -> None:
+    """A published build's feed rows join the model's feed; a whole build's (which start
+    with a reset) replace it."""
+    if not warehouse.exists(candidate):
+        return
+    reset = warehouse.scalar(
+        exp.select(exp.Count(this=exp.Star()))
+        .from_(candidate.to_table())
+        .where(exp.column(CHANGE_COLUMN, quoted=True).eq(exp.Literal.string(RESET)))
+    )
+    if reset or not warehouse.exists(feed):
+        warehouse.publish_table(candidate, feed)
+        return
+    columns = [name for name, _ in warehouse.columns(candidate)]
+    for name, type_sql in warehouse.columns(candidate):
+        if name not in dict(warehouse.columns(feed)):
+            warehouse.add_column(feed, name, type_sql)
+    warehouse.insert_select(
+        feed,
+        columns,
+        exp.select(*[exp.column(c, quoted=True) for c in columns]).from_(candidate.to_table()),
+    )
+    warehouse.drop(candidate)
 
 
 def _written(node: ModelNode, incremental: bool) -> Relation | None:

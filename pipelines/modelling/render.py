@@ -59,6 +59,8 @@ class ParsedModel:
     config: dict[str, Any] = field(default_factory=dict)
     #: models whose change feed it reads (`changes('model')`); each is also one of its refs
     changes: list[str] = field(default_factory=list)
+    #: source tables whose landed rows it reads (`changes('source', 'table')`)
+    source_changes: list[tuple[str, str]] = field(default_factory=list)
     #: whether it asks `is_incremental()` (a snapshot that does is built from its increment)
     asks_incremental: bool = False
 
@@ -181,6 +183,8 @@ def parse_model(model: ModelFile, macros: Macros = NO_MACROS) -> ParsedModel:
 
     def changes(name: str, table_name: str | None = None) -> str:
         if table_name is not None:
+            if (name, table_name) not in parsed.source_changes:
+                parsed.source_changes.append((name, table_name))
             return source(name, table_name)
         if name not in parsed.changes:
             parsed.changes.append(name)

@@ -44,6 +44,8 @@ class ModelState:
     sql: str
     columns: list[tuple[str, str]]
     built_at: datetime
+    #: the increment's SQL when it was built (a model built from increments), else ""
+    increment_sql: str = ""
 
 
 def _state_schema() -> pa.Schema:
@@ -57,6 +59,7 @@ def _state_schema() -> pa.Schema:
             ("columns", pa.string()),
             ("built_at", pa.timestamp("us", tz="UTC")),
             ("run_id", pa.string()),
+            ("increment_sql", pa.string()),
         ]
     )
 
@@ -82,10 +85,17 @@ def record_build(
     *,
     changed: bool = True,
     at: datetime | None = None,
+    increment_sql: str = "",
 ) -> None:
     """After a successful build (inside its transaction): the model's state and, when
-    ``changed`` (anything but a non-breaking change), its new data version."""
+    ``changed`` (anything but a non-breaking change), its new data version. ``increment_sql``:
+    the SQL of the model's increment (a model built from increments), so that a change to it
+    alone also builds the model whole."""
     at = at or datetime.now(UTC)
+    if warehouse.exists(MODEL_STATE) and "increment_sql" not in dict(
+        warehouse.columns(MODEL_STATE)
+    ):
+        warehouse.add_column(MODEL_STATE, "increment_sql", "VARCHAR")  # a state from before
     row = {
         "model": node.name,
         "materialized": node.materialized,
@@ -93,6 +103,7 @@ def record_build(
         "columns": json.dumps(warehouse.columns(node.relation)),
         "built_at": at,
         "run_id": run_id,
+        "increment_sql": increment_sql,
     }
     warehouse.replace_rows(MODEL_STATE, _state_schema(), "model", [row])
     if changed:
@@ -131,6 +142,7 @@ def read_states(warehouse: Warehouse, model: str | None = None) -> dict[str, Mod
             sql=row["sql"],
             columns=[(str(n), str(t)) for n, t in json.loads(row["columns"])],
             built_at=row["built_at"],
+            increment_sql=row.get("increment_sql") or "",
         )
         for row in warehouse.query(query).to_pylist()
     }

@@ -97,6 +97,46 @@ def test_a_reader_applies_its_upstreams_changes_deletions_included(make_project)
     assert mart(root) == [(1, "ada"), (2, "rob"), (5, "eve")]
 
 
+LABELLED = """
+{{ config(materialized='incremental', unique_key='id', deleted_flag='gone') }}
+{% if is_incremental() %}
+with touched as (select distinct id from {{ changes('stg') }})
+select t.id, l.label || s.name as name, s.id is null as gone
+from touched as t
+left join {{ ref('stg') }} as s on s.id = t.id
+left join {{ ref('labels') }} as l on true
+{% else %}
+select s.id, l.label || s.name as name, false as gone
+from {{ ref('stg') }} as s
+left join {{ ref('labels') }} as l on true
+{% endif %}
+"""
+
+
+def test_a_reader_is_built_whole_when_what_it_reads_otherwise_changed(make_project) -> None:
+    files = {**FILES, "models/marts/m.sql": LABELLED, "seeds/labels.csv": "label\nx-\n"}
+    root = make_project(files, source=False)
+    run(root)
+    assert mart(root) == [(1, "x-ada"), (2, "x-bob"), (3, "x-cy")]
+    # the seed is read with ref(), not changes(): an increment cannot tell which rows it changes
+    (root / "seeds/labels.csv").write_text("label\ny-\n")
+    details = run(root)
+    assert "built whole: seeds.labels changed and is not read through changes()" in details["m"]
+    assert mart(root) == [(1, "y-ada"), (2, "y-bob"), (3, "y-cy")]
+
+
+def test_a_change_to_the_increment_alone_builds_the_model_whole(make_project) -> None:
+    root = make_project(FILES, source=False)
+    run(root)
+    # the whole query is unchanged; the increment's is not
+    assert MART.count("upper(s.name)") == 1  # in the increment only
+    (root / "models/marts/m.sql").write_text(MART.replace("upper(s.name)", "upper(trim(s.name))"))
+    (root / "seeds/people.csv").write_text("id,name\n1,ada\n2,bo\n3,cy\n")
+    assert "built whole: its SQL changed" in run(root)["m"]
+    (root / "seeds/people.csv").write_text("id,name\n1,ada\n2,bob\n3,cy\n")
+    assert "increment of 1 rows" in run(root)["m"]
+
+
 def test_the_feed_keeps_only_what_a_reader_has_not_read(make_project) -> None:
     root = make_project(FILES, source=False)
     run(root)
@@ -151,6 +191,13 @@ def test_a_source_s_changes_are_its_rows_landed_since_the_last_build(make_projec
             },
             r"b\.sql: changes\('a'\) reads the change feed of an incremental or snapshot model "
             r"with a unique_key; a is materialized as 'table'",
+        ),
+        (
+            {
+                "models/marts/b.sql": "{{ config(materialized='snapshot', unique_key='id') }}\n"
+                "select 1 as id {% if is_incremental() %}where false{% endif %}"
+            },
+            r"b\.sql: snapshot model 'b' asks is_incremental\(\), so .* set config deleted_flag",
         ),
         (
             {"models/marts/b.sql": "select 1 as id from {{ changes('nope') }}"},

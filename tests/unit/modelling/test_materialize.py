@@ -107,6 +107,21 @@ def test_on_schema_change_append_new_columns_adds_them(warehouse) -> None:
     assert rows(warehouse)[-1] == (5, "e", 50, "web")
 
 
+def test_a_merge_whose_increment_repeats_a_key_writes_nothing(warehouse) -> None:
+    build(warehouse, FIRST, incremental=False)
+    with pytest.raises(
+        ModelError, match=r"models/x\.sql: merge unique_key \(id\) repeats for 1 key\(s\)"
+    ):
+        build(
+            warehouse,
+            "select 2 as id, 'B' as name, 1 as amount union all select 2, 'C', 2",
+            incremental=True,
+            strategy="merge",
+            unique_key=("id",),
+        )
+    assert rows(warehouse) == [(1, "a", 10), (2, "b", 20), (3, "c", 30)]
+
+
 def test_a_merge_of_fewer_columns_keeps_the_others(warehouse) -> None:
     # without every column a merge updates in place (with them all it deletes and inserts)
     build(warehouse, FIRST, incremental=False)

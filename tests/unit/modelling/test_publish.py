@@ -4,6 +4,7 @@ run here by DuckDB with its transactions not used)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import ClassVar
 
 import pytest
@@ -105,6 +106,49 @@ def test_an_increment_is_applied_only_when_it_passes(make_project, tmp_path, str
         )
         assert not built.published
         assert amounts(wh) == [10, 20, 33]
+
+
+FLAGGED = (
+    "{{ config(materialized='incremental', unique_key='id', deleted_flag='gone') }} "
+    "select * from (values ROWS) as t(id, amount, gone)"
+)
+
+
+def feed_rows(wh) -> list[tuple]:
+    return [
+        tuple(r.values())
+        for r in wh.query(
+            "select _ssot_change, id, amount from ssot_meta.changes__marts__m "
+            "order by _ssot_changed_at, _ssot_change desc, id"
+        ).to_pylist()
+    ]
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_a_refused_build_leaves_the_change_feed_as_it_was(make_project, tmp_path, strategy) -> None:
+    def graph(rows: str) -> ModelGraph:
+        made = graph_for(make_project, FLAGGED.replace("ROWS", rows))
+        made.nodes["m"] = replace(made.nodes["m"], change_feed=True)  # as if a model read it
+        return made
+
+    with STRATEGIES[strategy](tmp_path / "w.duckdb") as wh:
+        assert build(wh, graph("(1, 10, false)"))[0].published
+        assert build(wh, graph("(2, 20, false)"), incremental=True)[0].published
+        # refused (a negative amount): neither its deletion of 2 nor its row 3 reach the feed
+        refused, _ = build(wh, graph("(2, null, true), (3, -1, false)"), incremental=True)
+        assert not refused.published
+        assert feed_rows(wh) == [("reset", None, None), ("after", 2, 20)]
+        refused, _ = build(wh, graph("(1, -1, false)"))  # a refused whole build: no reset either
+        assert not refused.published
+        assert feed_rows(wh) == [("reset", None, None), ("after", 2, 20)]
+        assert build(wh, graph("(2, 22, false)"), incremental=True)[0].published
+        assert feed_rows(wh) == [
+            ("reset", None, None),
+            ("after", 2, 20),
+            ("before", 2, 20),
+            ("after", 2, 22),
+        ]
+        assert amounts(wh) == [10, 22]
 
 
 SNAPSHOT = (

@@ -43,7 +43,7 @@ WITH affected AS (
       customer_key
     HAVING
       COUNTIF(_ssot_change = 'before') <> COUNTIF(_ssot_change = 'after')
-      OR COUNT(DISTINCT COALESCE(CAST(email AS STRING), '<null>')) > 1
+      OR COUNT(DISTINCT email) + MAX(CASE WHEN email IS NULL THEN 1 ELSE 0 END) > 1
   )
 ), fct_orders AS (
   SELECT

@@ -49,7 +49,7 @@ WITH affected AS (
           record_id
         HAVING
           COUNTIF(_ssot_change = 'before') <> COUNTIF(_ssot_change = 'after')
-          OR COUNT(DISTINCT COALESCE(CAST(customer_key AS STRING), '<null>')) > 1
+          OR COUNT(DISTINCT customer_key) + MAX(CASE WHEN customer_key IS NULL THEN 1 ELSE 0 END) > 1
       )
       WHERE
         source_system = 'shop'

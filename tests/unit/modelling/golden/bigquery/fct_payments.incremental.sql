@@ -35,9 +35,8 @@ WITH touched_invoices AS (
           order_id
         HAVING
           COUNTIF(_ssot_change = 'before') <> COUNTIF(_ssot_change = 'after')
-          OR COUNT(
-            DISTINCT COALESCE(CAST(customer_key AS STRING), '<null>') || '|' || COALESCE(CAST(status AS STRING), '<null>')
-          ) > 1
+          OR COUNT(DISTINCT customer_key) + MAX(CASE WHEN customer_key IS NULL THEN 1 ELSE 0 END) > 1
+          OR COUNT(DISTINCT status) + MAX(CASE WHEN status IS NULL THEN 1 ELSE 0 END) > 1
       )
     )
 ), affected AS (

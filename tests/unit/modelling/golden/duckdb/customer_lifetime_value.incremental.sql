@@ -45,7 +45,7 @@ WITH affected AS (
       COUNT(*) FILTER(WHERE
         _ssot_change = 'before') <> COUNT(*) FILTER(WHERE
         _ssot_change = 'after')
-      OR COUNT(DISTINCT COALESCE(CAST(email AS TEXT), '<null>')) > 1
+      OR COUNT(DISTINCT email) + MAX(CASE WHEN email IS NULL THEN 1 ELSE 0 END) > 1
   )
 ), fct_orders AS (
   SELECT

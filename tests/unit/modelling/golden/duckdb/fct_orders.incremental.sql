@@ -51,7 +51,7 @@ WITH affected AS (
           COUNT(*) FILTER(WHERE
             _ssot_change = 'before') <> COUNT(*) FILTER(WHERE
             _ssot_change = 'after')
-          OR COUNT(DISTINCT COALESCE(CAST(customer_key AS TEXT), '<null>')) > 1
+          OR COUNT(DISTINCT customer_key) + MAX(CASE WHEN customer_key IS NULL THEN 1 ELSE 0 END) > 1
       )
       WHERE
         source_system = 'shop'

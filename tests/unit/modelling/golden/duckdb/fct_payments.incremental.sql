@@ -37,9 +37,8 @@ WITH touched_invoices AS (
           COUNT(*) FILTER(WHERE
             _ssot_change = 'before') <> COUNT(*) FILTER(WHERE
             _ssot_change = 'after')
-          OR COUNT(
-            DISTINCT COALESCE(CAST(customer_key AS TEXT), '<null>') || '|' || COALESCE(CAST(status AS TEXT), '<null>')
-          ) > 1
+          OR COUNT(DISTINCT customer_key) + MAX(CASE WHEN customer_key IS NULL THEN 1 ELSE 0 END) > 1
+          OR COUNT(DISTINCT status) + MAX(CASE WHEN status IS NULL THEN 1 ELSE 0 END) > 1
       )
     )
 ), affected AS (
