@@ -12,6 +12,7 @@ import math
 import os
 import re
 import shutil
+import struct
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -101,6 +102,62 @@ def _claim_writer(path: Path, session: DuckDBWarehouse) -> str:
         )
     _WRITERS[key] = session
     return key
+
+
+#: the stretch of file compared at a time when a spare copy is brought up to date
+_SYNC_CHUNK = 4 << 20
+
+
+def _refresh_spare(build: Path, spare: Path) -> bool:
+    """Make ``spare`` (the file readers saw before the last publish) equal to ``build`` by
+    rewriting only the stretches that differ; False when there is no spare or a reader still
+    has it open (DuckDB readers hold a shared lock on their file), and it was left alone.
+
+    An incremental run changes a small part of the file: comparing the two (both usually in
+    the page cache) and writing the difference took 0.8 s for 2.7 GB, where a full copy took
+    3.4 s. Nobody opens the spare by its name, so once it is ours no reader can appear.
+    """
+    import mmap
+
+    import numpy as np
+
+    try:
+        import fcntl
+
+        ofd_setlk = fcntl.F_OFD_SETLK
+    except (ImportError, AttributeError):
+        return False  # no open-file-description locks (only Linux has them): always copy
+    if not spare.exists():
+        return False
+    size = build.stat().st_size
+    with spare.open("r+b") as out:
+        # An open-file-description lock conflicts with DuckDB's record locks even when the
+        # reader is in this very process (a process never conflicts with its own record locks).
+        try:
+            fcntl.fcntl(out.fileno(), ofd_setlk, struct.pack("hhqqi", fcntl.F_WRLCK, 0, 0, 0, 0))
+        except OSError:
+            return False  # a reader of the previous version: leave it, copy instead
+        try:
+            os.ftruncate(out.fileno(), size)
+            if size == 0:
+                return True
+            with (
+                build.open("rb") as source,
+                mmap.mmap(source.fileno(), size, access=mmap.ACCESS_READ) as new,
+                mmap.mmap(out.fileno(), size, access=mmap.ACCESS_READ) as old,
+            ):
+                wanted = np.frombuffer(new, dtype=np.uint8)
+                held = np.frombuffer(old, dtype=np.uint8)
+                try:
+                    for start in range(0, size, _SYNC_CHUNK):
+                        end = min(start + _SYNC_CHUNK, size)
+                        if not np.array_equal(wanted[start:end], held[start:end]):
+                            os.pwrite(out.fileno(), new[start:end], start)
+                finally:
+                    del wanted, held  # the maps close only once no array views them
+            return True
+        finally:
+            fcntl.fcntl(out.fileno(), ofd_setlk, struct.pack("hhqqi", fcntl.F_UNLCK, 0, 0, 0, 0))
 
 
 class DuckDBWarehouse(Warehouse):
@@ -211,12 +268,27 @@ class DuckDBWarehouse(Warehouse):
         target = self._publish_to
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(f".{target.name}.publishing-{os.getpid()}")
+        spare = target.with_name(f".{target.name}.spare")
+        retiring = target.with_name(f".{target.name}.retiring")
         try:
             # No fsync of the copy: it is derived (the build file is the truth, and the next run
             # publishes again), and the fsync tripled the cost (2.6 GB: 3.1 s -> 8.7 s here).
             # The rename is atomic for readers either way.
-            shutil.copyfile(self._path, partial)
-            os.replace(partial, target)
+            retiring.unlink(missing_ok=True)
+            existed = target.exists()
+            fresh = spare if _refresh_spare(Path(self._path), spare) else partial
+            if fresh is partial:
+                shutil.copyfile(self._path, partial)
+            linked = False
+            if existed:
+                with contextlib.suppress(OSError):  # no hard links here: no spare next time
+                    os.link(target, retiring)
+                    linked = True
+            os.replace(fresh, target)
+            if linked:
+                os.replace(retiring, spare)  # what readers saw until now: the next spare
+            elif not existed:
+                shutil.copyfile(self._path, spare)  # the first publish prepares the spare
         except OSError as exc:
             partial.unlink(missing_ok=True)
             raise TerminalWarehouseError(

@@ -240,7 +240,45 @@ def test_readers_open_the_published_copy_while_the_build_file_is_written(tmp_pat
         assert reader.execute("select v from t").fetchall() == [(1,)]
     with duckdb.connect(str(published), read_only=True) as reader:
         assert reader.execute("select v from t").fetchall() == [(2,)]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["w.build.duckdb", "w.duckdb"]
+    # the version readers saw before is kept as a spare for the next publish
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ".w.duckdb.spare",
+        "w.build.duckdb",
+        "w.duckdb",
+    ]
+
+
+def test_a_publish_rewrites_the_spare_copy_only_when_no_reader_has_it(tmp_path) -> None:
+    import duckdb
+
+    build, published = tmp_path / "w.build.duckdb", tmp_path / "w.duckdb"
+    spare = tmp_path / ".w.duckdb.spare"
+
+    def publish(value: int) -> None:
+        session = DuckDBWarehouse(build, publish_to=published)
+        session.execute(f"create or replace table t as select {value} as v")
+        session.publish()
+
+    publish(1)
+    publish(2)  # what readers saw (1) is kept as the spare
+    assert spare.exists()
+    with duckdb.connect(str(spare), read_only=True) as reader:  # still open: not touched
+        held = spare.stat().st_ino
+        publish(3)
+        assert reader.execute("select v from t").fetchall() == [(1,)]
+        assert published.stat().st_ino != held  # a fresh copy was published instead
+    # no reader now: the spare (2) is brought up to date and becomes the published file
+    held = spare.stat().st_ino
+    publish(4)
+    assert published.stat().st_ino == held
+    assert published.read_bytes() == build.read_bytes()
+    with duckdb.connect(str(published), read_only=True) as reader:
+        assert reader.execute("select v from t").fetchall() == [(4,)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ".w.duckdb.spare",
+        "w.build.duckdb",
+        "w.duckdb",
+    ]
 
 
 def test_publish_waits_for_a_thread_that_holds_the_session(tmp_path) -> None:
