@@ -371,11 +371,7 @@ def _build_model(
         else:
             query = full_query
         if node.change_feed:
-            readers = [
-                states.get(n)
-                for n, other in graph.nodes.items()
-                if node.name in other.parsed.changes
-            ]
+            readers = [states.get(n) for n in graph.feed_readers(node.name)]
             if readers and all(r is not None for r in readers):
                 prune_feed(session, node.build_spec, min(r.built_at for r in readers if r))
 
@@ -402,7 +398,13 @@ def _build_model(
 
         def audit(relation: Relation, written: Relation | None) -> list[CheckOutcome]:
             audited[:] = evaluate_tests(
-                session, graph, node, relation, written=written, passing=passing
+                session,
+                graph,
+                node,
+                relation,
+                written=written,
+                passing=passing,
+                since=state.built_at if state is not None else None,
             )
             return audited
 

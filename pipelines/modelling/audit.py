@@ -5,7 +5,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from sqlglot import exp
+
 from pipelines.modelling.graph import DataTest, ModelGraph, ModelNode, referenced_model
+from pipelines.modelling.materialize import (
+    CHANGE_COLUMN,
+    CHANGED_AT_COLUMN,
+    feed_reset_at,
+    timestamp_literal,
+)
 from pipelines.quality.builtin_tests import (
     INCREMENT_TESTS,
     failing_rows,
@@ -18,6 +26,7 @@ from pipelines.quality.expectations import run_suite
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
+    from datetime import datetime
 
     from pipelines.config import TestSpec
     from pipelines.warehouse.base import Relation, Warehouse
@@ -53,6 +62,30 @@ def describe_test(test: TestSpec) -> str:
     return f"{what} (severity {test.severity}{', blocks downstream' if test.severity == 'error' else ''})"
 
 
+def parent_changes(
+    warehouse: Warehouse, graph: ModelGraph, test: TestSpec, since: datetime | None
+) -> exp.Query | None:
+    """The values a relationships test's parent rows held before they changed since
+    ``since``; None when the parent keeps no change feed complete since then."""
+    parent = graph.nodes.get(referenced_model(test.to or ""))
+    if parent is None or since is None or test.field is None:
+        return None
+    spec = parent.build_spec
+    reset = feed_reset_at(warehouse, spec)
+    if spec.change_feed is None or reset is None or reset >= since:
+        return None
+    return (
+        exp.select(exp.column(test.field, quoted=True))
+        .from_(spec.change_feed.to_table())
+        .where(exp.column(CHANGE_COLUMN, quoted=True).eq(exp.Literal.string("before")))
+        .where(
+            exp.GT(
+                this=exp.column(CHANGED_AT_COLUMN, quoted=True), expression=timestamp_literal(since)
+            )
+        )
+    )
+
+
 def evaluate_tests(
     warehouse: Warehouse,
     graph: ModelGraph,
@@ -61,15 +94,19 @@ def evaluate_tests(
     *,
     written: Relation | None = None,
     passing: Mapping[str, str] | None = None,
+    since: datetime | None = None,
 ) -> list[CheckOutcome]:
     """Run every check of ``node`` (yml tests, data tests, its GX suite) in the warehouse;
     failing rows are counted and sampled there, never all loaded. ``relation``: audit this
     relation as the model (a candidate) instead of the model's own.
 
-    ``written``: the rows an incremental build wrote into it. A `unique`, `not_null` or
-    `accepted_values` test whose last result on the published table passed (``passing``:
-    check name -> the query it ran, so a test whose definition changed runs whole) then
-    looks only at what those rows can have broken. Every other check reads the whole table.
+    ``written``: the rows an incremental build wrote into it. A `unique`, `not_null`,
+    `accepted_values` or `relationships` test whose last result on the published table passed
+    (``passing``: check name -> the query it ran, so a test whose definition changed runs
+    whole) then looks only at what those rows can have broken; for `relationships`, also at
+    the rows whose parent changed since ``since`` (the model's last build), which only a
+    parent keeping a complete change feed since then can tell (else the test runs whole).
+    Every other check reads the whole table.
     """
     audited = relation or node.relation
     table = audited.to_table()
@@ -84,7 +121,12 @@ def evaluate_tests(
         query = sample_of(failing, SAMPLE_ROWS).sql(dialect=warehouse.dialect, pretty=True)
         if passed_before.get(test.check_name) != query:
             return None
-        return increment_failing_rows(test, table, written.to_table())
+        gone = None
+        if test.name == "relationships":
+            gone = parent_changes(warehouse, graph, test, since)
+            if gone is None:
+                return None
+        return increment_failing_rows(test, table, written.to_table(), resolve, gone)
 
     where = node.model.properties_path or node.model.path
     outcomes = []

@@ -528,6 +528,22 @@ class ModelGraph:
         except WarehouseError as exc:
             raise ModelError(f"{self.nodes[name].model.path}: {exc}") from None
 
+    def feed_readers(self, name: str) -> list[str]:
+        """The models that read ``name``'s change feed: through `changes()`, or (when built
+        from an increment) to check a relationships test against it."""
+        return [
+            other.name
+            for other in self.nodes.values()
+            if name in other.parsed.changes
+            or (
+                other.builds_increments
+                and any(
+                    t.name == "relationships" and t.to and referenced_model(t.to) == name
+                    for t in other.tests
+                )
+            )
+        ]
+
     @cached_property
     def downstream(self) -> dict[str, list[str]]:
         children: dict[str, list[str]] = {name: [] for name in self.nodes}

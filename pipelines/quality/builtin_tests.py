@@ -164,30 +164,44 @@ def failing_rows(test: TestSpec, relation: exp.Table, resolve_ref: ResolveRef) -
 
 
 #: the tests whose failures, on a table that passed them, only the rows a build wrote can add
-INCREMENT_TESTS = frozenset({"unique", "not_null", "accepted_values"})
+#: (and, for `relationships`, the parent rows gone since)
+INCREMENT_TESTS = frozenset({"unique", "not_null", "accepted_values", "relationships"})
 
 
-def increment_failing_rows(test: TestSpec, relation: exp.Table, written: exp.Table) -> exp.Select:
+def increment_failing_rows(
+    test: TestSpec,
+    relation: exp.Table,
+    written: exp.Table,
+    resolve_ref: ResolveRef | None = None,
+    parent_gone: exp.Query | None = None,
+) -> exp.Select:
     """The rows of `relation` failing `test` that the rows an increment wrote (`written`) can
     have caused, when `relation` passed `test` before the increment.
 
     `not_null` and `accepted_values` look at each row alone: only a written row can fail. A
     repeated value (`unique`) involves a written row, as the rows left alone were unique among
-    themselves: the test runs on the rows whose value is one a written row holds.
+    themselves: the test runs on the rows whose value is one a written row holds. A row
+    without its parent (`relationships`) was written, or lost its parent: the test runs on
+    the rows whose value a written row holds or a parent row held before it changed
+    (`parent_gone`: a query of those values, from the parent's change feed).
     """
     if test.name not in INCREMENT_TESTS:
         raise ValueError(f"{test.name} cannot be checked on an increment")
     (column,) = _required(test, relation, "column")
-    if test.name != "unique":
+    if test.name in ("not_null", "accepted_values"):
         return failing_rows(test, written, lambda name: relation)
-    values = exp.select(_column(column)).from_(scoped_rows(test, written))
+    if test.name == "relationships" and (parent_gone is None or resolve_ref is None):
+        raise ValueError("relationships on an increment needs the parent's changed values")
+    values: exp.Query = exp.select(_column(column)).from_(scoped_rows(test, written))
+    if parent_gone is not None:
+        values = exp.union(values, parent_gone, distinct=False)
     touched = (
         exp.select(exp.Star())
         .from_(relation.copy())
         .where(exp.In(this=_column(column), query=values.subquery()))
         .subquery("touched")
     )
-    return failing_rows(test, touched, lambda name: relation)  # type: ignore[arg-type]
+    return failing_rows(test, touched, resolve_ref or (lambda name: relation))  # type: ignore[arg-type]
 
 
 def count_of(failing: exp.Query) -> exp.Select:

@@ -30,6 +30,11 @@ if TYPE_CHECKING:
 
 CHECK_RESULTS = Relation(META_SCHEMA, "check_results")
 SAMPLE_ROWS = 5
+#: what a check run on an increment looked at (its result's `observed.checked`)
+INCREMENT_CHECKED = (
+    "the rows this build could have broken: those it wrote, and those sharing a value with "
+    "them or with a parent row that changed"
+)
 
 
 @dataclass(frozen=True)
@@ -90,7 +95,7 @@ def run_check(
         failing_rows=failures,
         sample=jsonable(sample),
         query=sample_query.sql(dialect=warehouse.dialect, pretty=True),
-        observed={"checked": "the rows this build wrote"} if increment is not None else {},
+        observed={"checked": INCREMENT_CHECKED} if increment is not None else {},
     )
 
 

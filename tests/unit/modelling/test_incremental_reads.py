@@ -137,6 +137,55 @@ def test_a_change_to_the_increment_alone_builds_the_model_whole(make_project) ->
     assert "increment of 1 rows" in run(root)["m"]
 
 
+CHILD = """
+{{ config(materialized='incremental', unique_key='order_id') }}
+select order_id, person_id from {{ ref('orders') }}
+{% if is_incremental() %}where order_id not in (select order_id from {{ this }}){% endif %}
+"""
+CHILD_YML = """
+models:
+  - name: c
+    columns:
+      - name: person_id
+        tests:
+          - relationships: {to: ref('stg'), field: id}
+"""
+
+
+def child_checks(root, run_id: str) -> list[tuple]:
+    with duckdb.connect(str(root / "warehouse" / "t.duckdb"), read_only=True) as con:
+        return con.execute(
+            "select check_name, passed, failing_rows, observed from ssot_meta.check_results "
+            "where asset = 'marts/c' and run_id = ? order by check_name",
+            [run_id],
+        ).fetchall()
+
+
+def test_an_increment_s_relationships_check_sees_parents_that_went_away(make_project) -> None:
+    files = {
+        **FILES,
+        "seeds/orders.csv": "order_id,person_id\n10,1\n11,3\n",
+        "models/marts/c.sql": CHILD,
+        "models/marts/c.yml": CHILD_YML,
+    }
+    root = make_project(files, source=False)
+    run(root)
+    job = build_definitions(load_project(root)).resolve_implicit_global_asset_job_def()
+    # a new order of a known person: only the written row and nothing gone is checked
+    (root / "seeds/orders.csv").write_text("order_id,person_id\n10,1\n11,3\n12,2\n")
+    result = job.execute_in_process(raise_on_error=False)
+    assert result.success
+    ((name, passed, failing, observed),) = child_checks(root, result.run_id)
+    assert (passed, failing) == (True, 0) and "rows this build could have broken" in observed
+    # person 3 is deleted upstream; order 11 (not written again) loses its parent
+    (root / "seeds/people.csv").write_text("id,name\n1,ada\n2,bob\n")
+    result = job.execute_in_process(raise_on_error=False)
+    assert not result.success  # the blocking check refused c
+    ((name, passed, failing, observed),) = child_checks(root, result.run_id)
+    assert name.startswith("relationships__person_id") and (passed, failing) == (False, 1)
+    assert "rows this build could have broken" in observed
+
+
 def test_the_feed_keeps_only_what_a_reader_has_not_read(make_project) -> None:
     root = make_project(FILES, source=False)
     run(root)
