@@ -307,7 +307,14 @@ def _build_model(
     try:
         full_query = graph.query(node.name)
         sql = full_query.sql(dialect=session.dialect)
-        reason, changes_data = build_reason(graph, node, session, sql, states)
+        increment_sql = (
+            graph.query(node.name, incremental=True, since=SINCE_PLACEHOLDER).sql(
+                dialect=session.dialect
+            )
+            if node.builds_increments
+            else ""
+        )
+        reason, changes_data = build_reason(graph, node, session, sql, states, increment_sql)
         if reason is None and (rebuild or full_refresh):
             reason, changes_data = "asked for (--all or --full-refresh)", True
         if reason is None:
@@ -354,13 +361,6 @@ def _build_model(
             return
         states = states if states is not None else read_states(session, node.name)
         state = states.get(node.name)
-        increment_sql = (
-            graph.query(node.name, incremental=True, since=SINCE_PLACEHOLDER).sql(
-                dialect=session.dialect
-            )
-            if node.builds_increments
-            else ""
-        )
         whole = _whole_build(
             session, graph, node, state, sql, increment_sql, full_refresh=full_refresh
         )

@@ -529,14 +529,14 @@ class ModelGraph:
             raise ModelError(f"{self.nodes[name].model.path}: {exc}") from None
 
     def feed_readers(self, name: str) -> list[str]:
-        """The models that read ``name``'s change feed: through `changes()`, or (when built
-        from an increment) to check a relationships test against it."""
+        """The models that read ``name``'s change feed: through `changes()`, or (incremental
+        models) to check a relationships test against it."""
         return [
             other.name
             for other in self.nodes.values()
             if name in other.parsed.changes
             or (
-                other.builds_increments
+                other.materialized == "incremental"
                 and any(
                     t.name == "relationships" and t.to and referenced_model(t.to) == name
                     for t in other.tests

@@ -116,7 +116,7 @@ def materialize(
     if not incremental or warehouse.is_view(spec.relation):
         _replace(warehouse, spec.relation, query, "TABLE")
         if spec.change_feed is not None:
-            _reset_feed(warehouse, spec, at)
+            reset_feed(warehouse, spec, at)
         return None
     return _apply_increment(warehouse, spec, query, at, written)
 
@@ -263,8 +263,10 @@ def has_history(warehouse: Warehouse, relation: Relation) -> bool:
     return set(SNAPSHOT_COLUMNS) <= {name for name, _ in warehouse.columns(relation)}
 
 
-def _reset_feed(warehouse: Warehouse, spec: BuildSpec, at: datetime) -> None:
-    """A whole rebuild: the feed starts again, empty but for its reset marker."""
+def reset_feed(warehouse: Warehouse, spec: BuildSpec, at: datetime | None = None) -> None:
+    """The model's feed starts again, empty but for its reset marker (after a whole rebuild,
+    or when what a build changed is unknown): its readers build whole."""
+    at = at or datetime.now(UTC)
     assert spec.change_feed is not None
     changes = exp.select(
         exp.Star(),
@@ -294,7 +296,7 @@ def _log_change(
     feed = spec.change_feed
     assert feed is not None
     if not warehouse.exists(feed):
-        _reset_feed(warehouse, spec, at)
+        reset_feed(warehouse, spec, at)
     kept = {name for name, _ in warehouse.columns(feed)}
     for name, type_sql in warehouse.columns(spec.relation):
         if name not in kept:  # the model gained a column (on_schema_change)
@@ -369,7 +371,7 @@ def _snapshot(
                 warehouse, relation, select.where(exp.not_(_deleting("")), copy=False), "TABLE"
             )
             if spec.change_feed is not None:
-                _reset_feed(warehouse, spec, at)
+                reset_feed(warehouse, spec, at)
             return warehouse.row_count(relation)
         for name, kind in warehouse.columns(staged):
             if name not in existing and name != _DELETING:
@@ -468,11 +470,14 @@ def _log_snapshot_change(warehouse: Warehouse, spec: BuildSpec, at: datetime) ->
 
 
 def _require_unique(warehouse: Warehouse, spec: BuildSpec, staged: Relation, what: str) -> None:
+    """Fail before anything is written when ``staged`` repeats a key (for a merge, NULL keys
+    are not repeats: they match no row, and each is inserted)."""
     keys = [exp.column(k, quoted=True) for k in spec.unique_key]
     repeated = warehouse.scalar(
         exp.select(exp.Count(this=exp.Star())).from_(
             exp.select(*keys)
             .from_(staged.to_table())
+            .where(*(exp.not_(k.is_(exp.null())) for k in keys) if what == "a merge" else [])
             .group_by(*keys)
             .having(exp.GT(this=exp.Count(this=exp.Star()), expression=exp.Literal.number(1)))
             .subquery("repeated")

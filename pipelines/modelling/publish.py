@@ -33,6 +33,7 @@ from pipelines.modelling.materialize import (
     candidate_relation,
     keep_candidate,
     materialize,
+    reset_feed,
     written_relation,
 )
 
@@ -148,6 +149,10 @@ def _through_candidate(
     if keeps_history and warehouse.exists(target) and not warehouse.is_view(target):
         warehouse.copy_table(target, candidate)
     if candidate_feed is not None:
+        if warehouse.exists(candidate_feed):
+            # An earlier build stopped between publishing its table and its feed rows: what
+            # it changed is unknown, so the feed starts again and its readers build whole.
+            reset_feed(warehouse, node.build_spec)
         warehouse.drop_existing(candidate_feed)
         if feed is not None and warehouse.exists(feed):  # empty, with the feed's columns
             warehouse.replace_with_select(

@@ -257,10 +257,12 @@ def build_reason(
     warehouse: Warehouse,
     sql: str,
     states: Mapping[str, ModelState] | None = None,
+    increment_sql: str = "",
 ) -> tuple[str | None, bool]:
     """Why ``node`` must be built now (None: it is up to date), and whether the build changes
     what downstream models read (False only for a non-breaking change and nothing else).
-    ``states``: every model's state read beforehand (one query for a whole run), else read."""
+    ``states``: every model's state read beforehand (one query for a whole run), else read.
+    ``increment_sql``: the SQL of the model's increment, whose change also calls for a build."""
     if states is None:
         states = read_states(warehouse, node.name)
     state = states.get(node.name)
@@ -279,4 +281,6 @@ def build_reason(
     if state.sql != sql:
         kind = classify_change(state.sql, sql, warehouse.dialect)
         return f"{kind} change to its SQL", kind != "non-breaking"
+    if node.builds_increments and state.increment_sql != increment_sql:
+        return "change to the SQL of its increment", True
     return None, False

@@ -127,7 +127,7 @@ def _refresh_spare(build: Path, spare: Path) -> bool:
         ofd_setlk = fcntl.F_OFD_SETLK
     except (ImportError, AttributeError):
         return False  # no open-file-description locks (only Linux has them): always copy
-    if not spare.exists():
+    if not spare.exists() or _open_elsewhere(spare):
         return False
     size = build.stat().st_size
     with spare.open("r+b") as out:
@@ -155,9 +155,37 @@ def _refresh_spare(build: Path, spare: Path) -> bool:
                             os.pwrite(out.fileno(), new[start:end], start)
                 finally:
                     del wanted, held  # the maps close only once no array views them
+            # a rename does not order earlier writes to an existing file: flush them first, so
+            # a power loss cannot leave a published file mixing two versions
+            os.fdatasync(out.fileno())
             return True
         finally:
             fcntl.fcntl(out.fileno(), ofd_setlk, struct.pack("hhqqi", fcntl.F_UNLCK, 0, 0, 0, 0))
+
+
+def _open_elsewhere(path: Path) -> bool:
+    """Whether any process has ``path`` open (Linux: /proc; True when it cannot tell).
+
+    The lock alone is not enough: a process's record locks go away when it closes any of its
+    descriptors of the file, while its DuckDB connection may still be reading it.
+    """
+    proc = Path("/proc")
+    if not (proc / "self" / "fd").is_dir():
+        return True
+    target = path.stat()
+    for fd_dir in proc.glob("[0-9]*/fd"):
+        try:
+            entries = list(fd_dir.iterdir())
+        except OSError:
+            continue  # gone, or not ours to read
+        for entry in entries:
+            try:
+                found = entry.stat()
+            except OSError:
+                continue
+            if (found.st_dev, found.st_ino) == (target.st_dev, target.st_ino):
+                return True
+    return False
 
 
 class DuckDBWarehouse(Warehouse):
@@ -285,16 +313,22 @@ class DuckDBWarehouse(Warehouse):
                     os.link(target, retiring)
                     linked = True
             os.replace(fresh, target)
-            if linked:
-                os.replace(retiring, spare)  # what readers saw until now: the next spare
-            elif not existed:
-                shutil.copyfile(self._path, spare)  # the first publish prepares the spare
         except OSError as exc:
             partial.unlink(missing_ok=True)
             raise TerminalWarehouseError(
                 f"cannot publish {self._path} to {target}: {exc}; the build file is intact, "
                 "the next run publishes again"
             ) from exc
+        # Published. The spare for the next publish is a convenience: failing to keep one
+        # (no room for a copy, say) only means the next publish copies the whole file.
+        try:
+            if linked:
+                os.replace(retiring, spare)  # what readers saw until now: the next spare
+            elif not existed:
+                shutil.copyfile(self._path, spare)  # the first publish prepares the spare
+        except OSError:
+            retiring.unlink(missing_ok=True)
+            spare.unlink(missing_ok=True)
         directory = os.open(target.parent, os.O_RDONLY)
         try:
             os.fsync(directory)

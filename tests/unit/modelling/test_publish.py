@@ -151,6 +151,23 @@ def test_a_refused_build_leaves_the_change_feed_as_it_was(make_project, tmp_path
         assert amounts(wh) == [10, 22]
 
 
+def test_a_feed_left_half_published_starts_again(make_project, tmp_path) -> None:
+    def graph(rows: str) -> ModelGraph:
+        made = graph_for(make_project, FLAGGED.replace("ROWS", rows))
+        made.nodes["m"] = replace(made.nodes["m"], change_feed=True)
+        return made
+
+    with CandidateDuckDB(tmp_path / "w.duckdb") as wh:
+        assert build(wh, graph("(1, 10, false)"))[0].published
+        # a build that stopped after publishing its table, before its feed rows
+        wh.execute("create table ssot_meta.candidate__ssot_meta__changes__marts__m as select 1")
+        assert build(wh, graph("(2, 20, false)"), incremental=True)[0].published
+        rows = feed_rows(wh)
+        assert rows[0][0] == "reset" and rows[1:] == [("after", 2, 20)]
+        assert len([r for r in rows if r[0] == "reset"]) == 1
+        assert not wh.exists(Relation("ssot_meta", "candidate__ssot_meta__changes__marts__m"))
+
+
 SNAPSHOT = (
     "{{ config(materialized='snapshot', unique_key='id') }} "
     "select * from (values (1, 10), (2, AMOUNT)) as t(id, amount)"

@@ -281,6 +281,18 @@ def test_a_publish_rewrites_the_spare_copy_only_when_no_reader_has_it(tmp_path) 
     ]
 
 
+def test_a_spare_any_process_holds_open_is_never_rewritten(tmp_path) -> None:
+    from pipelines.warehouse.duckdb import _open_elsewhere
+
+    spare = tmp_path / "s.duckdb"
+    spare.write_bytes(b"x")
+    assert not _open_elsewhere(spare)
+    # an open descriptor without any lock (a copy in progress, a reader whose lock went away
+    # when its process closed another descriptor of the file) keeps the spare as it is
+    with spare.open("rb"):
+        assert _open_elsewhere(spare)
+
+
 def test_publish_waits_for_a_thread_that_holds_the_session(tmp_path) -> None:
     import threading
     import time
