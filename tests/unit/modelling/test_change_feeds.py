@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 import sqlglot
+from test_materialize import history  # the same target table, the same view of its versions
 
 from pipelines.errors import ModelError
 from pipelines.modelling.materialize import (
@@ -165,19 +166,6 @@ def snap(warehouse, sql: str, at: datetime, *, partial: bool) -> int | None:
         incremental=partial,
         at=at,
     )
-
-
-def history(warehouse) -> list[tuple]:
-    return [
-        (
-            r["id"],
-            r["name"],
-            r["valid_from"].day,
-            r["valid_to"] and r["valid_to"].day,
-            r["is_current"],
-        )
-        for r in warehouse.query(f"select * from {TARGET} order by id, valid_from").to_pylist()
-    ]
 
 
 def test_a_snapshot_increment_touches_only_its_keys_and_closes_flagged_ones(warehouse) -> None:
