@@ -68,11 +68,9 @@ def test_the_demo_gives_the_same_tables_on_duckdb_and_bigquery(
     assert "warehouse built: BigQuery project" in remote.stdout
     # the cost guard's estimate: `ssot plan` dry-runs what a changed model would rebuild
     mart = ws.root / "models" / "marts" / "customer_lifetime_value.sql"
-    whole = "select *, false as _deleted from built"  # the query of a whole build
-    assert whole in mart.read_text()
-    mart.write_text(
-        mart.read_text().replace(whole, "select 1 as plan_probe, *, false as _deleted from built")
-    )
+    probed = "built as (\n    select\n"  # the query both a whole build and an increment run
+    assert probed in mart.read_text()
+    mart.write_text(mart.read_text().replace(probed, probed + "        1 as plan_probe,\n"))
     plan = ws.ssot("plan", env={"SSOT_TARGET": "emulator"})
     assert plan.returncode == 0, plan.stdout + plan.stderr
     assert "bytes (dry run)" in plan.stdout and "customer_lifetime_value" in plan.stdout
