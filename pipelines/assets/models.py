@@ -18,7 +18,6 @@ import time
 import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
@@ -53,6 +52,7 @@ from pipelines.modelling.publish import table_annotations, write_audit_publish
 from pipelines.modelling.state import (
     ModelState,
     build_reason,
+    increment_sql,
     read_states,
     read_versions,
     record_build,
@@ -66,8 +66,6 @@ from pipelines.warehouse.base import Relation, Warehouse
 MODELS_STEP = "models"
 #: in a ModelConfig list: every model
 ALL = "*"
-#: the `since` an increment's SQL is rendered with to compare it between builds
-SINCE_PLACEHOLDER = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 class ModelConfig(dg.Config):
@@ -307,14 +305,8 @@ def _build_model(
     try:
         full_query = graph.query(node.name)
         sql = full_query.sql(dialect=session.dialect)
-        increment_sql = (
-            graph.query(node.name, incremental=True, since=SINCE_PLACEHOLDER).sql(
-                dialect=session.dialect
-            )
-            if node.builds_increments
-            else ""
-        )
-        reason, changes_data = build_reason(graph, node, session, sql, states, increment_sql)
+        increment = increment_sql(graph, node, session.dialect)
+        reason, changes_data = build_reason(graph, node, session, sql, states, increment)
         if reason is None and (rebuild or full_refresh):
             reason, changes_data = "asked for (--all or --full-refresh)", True
         if reason is None:
@@ -361,9 +353,7 @@ def _build_model(
             return
         states = states if states is not None else read_states(session, node.name)
         state = states.get(node.name)
-        whole = _whole_build(
-            session, graph, node, state, sql, increment_sql, full_refresh=full_refresh
-        )
+        whole = _whole_build(session, graph, node, state, sql, increment, full_refresh=full_refresh)
         incremental = whole is None
         if incremental:
             assert state is not None
@@ -382,9 +372,7 @@ def _build_model(
                 detail = f"increment of {staged} rows" if staged is not None else ""
             if whole and node.builds_increments and whole != "first build":
                 detail = "; ".join(d for d in (detail, f"built whole: {whole}") if d)
-            record_build(
-                session, node, sql, run_id, changed=changes_data, increment_sql=increment_sql
-            )
+            record_build(session, node, sql, run_id, changed=changes_data, increment_sql=increment)
             record_audit(
                 session,
                 entry("build", rows, "success", "; ".join(d for d in (reason, detail) if d)),
@@ -486,7 +474,7 @@ def _whole_build(
     node: ModelNode,
     state: ModelState | None,
     sql: str,
-    increment_sql: str,
+    increment: str,
     *,
     full_refresh: bool,
 ) -> str | None:
@@ -505,7 +493,7 @@ def _whole_build(
         return "first build"
     if session.is_view(node.relation) or state.materialized != node.materialized:
         return "its materialization changed"
-    if state.sql != sql or state.increment_sql != increment_sql:
+    if state.sql != sql or state.increment_sql != increment:
         return "its SQL changed"
     if node.materialized == "snapshot" and not has_history(session, node.relation):
         return "no history yet"

@@ -212,6 +212,19 @@ def upstream_relations(graph: ModelGraph, node: ModelNode) -> list[Relation]:
     return relations
 
 
+#: the `since` an increment's SQL is rendered with to compare it between builds
+SINCE_PLACEHOLDER = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def increment_sql(graph: ModelGraph, node: ModelNode, dialect: str) -> str:
+    """The SQL of ``node``'s increment as state keeps it ("" for a model never built from
+    one): a change to it alone builds the model again, whole."""
+    if not node.builds_increments:
+        return ""
+    query = graph.query(node.name, incremental=True, since=SINCE_PLACEHOLDER)
+    return query.sql(dialect=dialect)
+
+
 def make_plan(graph: ModelGraph, warehouse: Warehouse) -> Plan:
     """What `ssot run` would rebuild now, and why (code changes and data changed upstream)."""
     states = read_states(warehouse)
@@ -233,6 +246,9 @@ def make_plan(graph: ModelGraph, warehouse: Warehouse) -> Plan:
                 else "breaking"
             )
             plan.reasons.append(f"{plan.kind} change to its SQL or config")
+        elif state.increment_sql != increment_sql(graph, node, warehouse.dialect):
+            plan.change, plan.rebuild, plan.kind = "modified", True, "breaking"
+            plan.reasons.append("change to the SQL of its increment (built whole)")
         plan.propagates = plan.rebuild and plan.kind != "non-breaking"
         rebuilt_parents = [parent for parent in node.upstream if plans[parent].propagates]
         if rebuilt_parents:

@@ -11,7 +11,9 @@ import pytest
 from pipelines.assets import build_definitions
 from pipelines.errors import ModelError
 from pipelines.modelling import ModelGraph
+from pipelines.modelling.state import make_plan
 from pipelines.project import load_project
+from pipelines.warehouse.duckdb import DuckDBWarehouse
 
 SINCE = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -128,11 +130,17 @@ def test_a_reader_is_built_whole_when_what_it_reads_otherwise_changed(make_proje
 def test_a_change_to_the_increment_alone_builds_the_model_whole(make_project) -> None:
     root = make_project(FILES, source=False)
     run(root)
-    # the whole query is unchanged; the increment's is not
+    # the whole query is unchanged; the increment's is not: plan and run both see it
     assert MART.count("upper(s.name)") == 1  # in the increment only
     (root / "models/marts/m.sql").write_text(MART.replace("upper(s.name)", "upper(trim(s.name))"))
-    (root / "seeds/people.csv").write_text("id,name\n1,ada\n2,bo\n3,cy\n")
+    project = load_project(root)
+    with DuckDBWarehouse(project.resolve_path(project.target.path), read_only=True) as wh:
+        planned = make_plan(ModelGraph(project), wh).models["m"]
+    assert (planned.change, planned.rebuild) == ("modified", True)
+    assert planned.reasons == ["change to the SQL of its increment (built whole)"]
     assert "built whole: its SQL changed" in run(root)["m"]
+    (root / "seeds/people.csv").write_text("id,name\n1,ada\n2,bo\n3,cy\n")
+    assert "increment of 1 rows" in run(root)["m"]
     (root / "seeds/people.csv").write_text("id,name\n1,ada\n2,bob\n3,cy\n")
     assert "increment of 1 rows" in run(root)["m"]
 
