@@ -52,6 +52,7 @@ from pipelines.modelling.publish import table_annotations, write_audit_publish
 from pipelines.modelling.state import (
     ModelState,
     build_reason,
+    changed_since,
     increment_sql,
     read_states,
     read_versions,
@@ -303,6 +304,7 @@ def _build_model(
 
     candidate: Relation | None = None
     try:
+        states = states if states is not None else read_states(session, node.name)
         full_query = graph.query(node.name)
         sql = full_query.sql(dialect=session.dialect)
         increment = increment_sql(graph, node, session.dialect)
@@ -351,7 +353,6 @@ def _build_model(
                 outcomes,
             )
             return
-        states = states if states is not None else read_states(session, node.name)
         state = states.get(node.name)
         whole = _whole_build(session, graph, node, state, sql, increment, full_refresh=full_refresh)
         incremental = whole is None
@@ -509,11 +510,9 @@ def _whole_build(
         for source, table in node.parsed.sources
         if (source, table) not in node.parsed.source_changes
     ]
-    versions = read_versions(session, unread)
-    for relation in unread:
-        changed = versions.get(str(relation))
-        if changed is not None and changed[0] > state.built_at:
-            return f"{relation} changed and is not read through changes()"
+    changed = changed_since(unread, read_versions(session, unread), state.built_at)
+    if changed is not None:
+        return f"{changed} changed and is not read through changes()"
     return None
 
 

@@ -8,12 +8,7 @@ from typing import TYPE_CHECKING, Any
 from sqlglot import exp
 
 from pipelines.modelling.graph import DataTest, ModelGraph, ModelNode, referenced_model
-from pipelines.modelling.materialize import (
-    CHANGE_COLUMN,
-    CHANGED_AT_COLUMN,
-    feed_reset_at,
-    timestamp_literal,
-)
+from pipelines.modelling.materialize import CHANGE_COLUMN, feed_reset_at, feed_rows
 from pipelines.quality.builtin_tests import (
     INCREMENT_TESTS,
     failing_rows,
@@ -74,16 +69,10 @@ def parent_changes(
     reset = feed_reset_at(warehouse, spec)
     if spec.change_feed is None or reset is None or reset >= since:
         return None
-    return (
-        exp.select(exp.column(test.field, quoted=True))
-        .from_(spec.change_feed.to_table())
-        .where(exp.column(CHANGE_COLUMN, quoted=True).eq(exp.Literal.string("before")))
-        .where(
-            exp.GT(
-                this=exp.column(CHANGED_AT_COLUMN, quoted=True), expression=timestamp_literal(since)
-            )
-        )
+    before = feed_rows(spec.change_feed, since).where(
+        exp.column(CHANGE_COLUMN, quoted=True).eq(exp.Literal.string("before"))
     )
+    return exp.select(exp.column(test.field, quoted=True)).from_(before.subquery("changed"))
 
 
 def evaluate_tests(

@@ -16,13 +16,12 @@ from sqlglot import exp
 
 from pipelines.errors import ConfigError, ModelError
 from pipelines.modelling.materialize import (
-    CHANGE_COLUMN,
-    CHANGED_AT_COLUMN,
     INCREMENTAL_STRATEGIES,
-    RESET,
     SCHEMA_CHANGE_POLICIES,
     BuildSpec,
     change_feed_relation,
+    feed_rows,
+    is_flagged,
     timestamp_literal,
 )
 from pipelines.modelling.render import (
@@ -477,20 +476,15 @@ class ModelGraph:
     ) -> exp.Query:
         """What `changes(name[, table])` reads in ``node``'s incremental build: the rows of a
         source table landed after ``since``, or the change feed a model wrote after ``since``."""
-        conditions: list[exp.Expression] = []
-        if table is not None:
-            relation = source_relation(name, table)
-            changed_at = exp.column("_ssot_loaded_at", quoted=True)
-        else:
+        if table is None:
             if name not in node.parsed.changes:  # parse time saw every call; this is a guard
                 raise ModelError(f"{node.model.path}: changes({name!r}) was not seen at parse")
-            relation = change_feed_relation(self.nodes[name].relation)
-            changed_at = exp.column(CHANGED_AT_COLUMN, quoted=True)
-            conditions.append(exp.column(CHANGE_COLUMN, quoted=True).neq(exp.Literal.string(RESET)))
-        if since is not None:
-            conditions.append(exp.GT(this=changed_at, expression=timestamp_literal(since)))
-        query = exp.select(exp.Star()).from_(relation.to_table())
-        return query.where(*conditions) if conditions else query
+            return feed_rows(change_feed_relation(self.nodes[name].relation), since)
+        query = exp.select(exp.Star()).from_(source_relation(name, table).to_table())
+        if since is None:
+            return query
+        landed_at = exp.column("_ssot_loaded_at", quoted=True)
+        return query.where(exp.GT(this=landed_at, expression=timestamp_literal(since)))
 
     def query(
         self, name: str, *, incremental: bool = False, since: datetime | None = None
@@ -564,16 +558,16 @@ def referenced_model(to: str) -> str:
 def without_deleted(query: exp.Query, flag: str, path: Path | str) -> exp.Query:
     """``query``'s rows whose ``flag`` is not true, without the flag column."""
     names = [projection.alias_or_name for projection in query.selects]
-    if flag not in names and not any(isinstance(p, exp.Star) or p.is_star for p in query.selects):
+    star = any(projection.is_star for projection in query.selects)
+    if flag not in names and not star:
         raise ModelError(
             f"{path}: deleted_flag {flag!r} is not a column of the model's output "
             f"({', '.join(names)}); select it (true for a row that deletes its key)"
         )
-    inner = query.subquery("_model")
-    kept = [exp.column(n, quoted=True) for n in names if n != flag]
-    if any(n == "*" for n in names):
-        projection: list[exp.Expression] = [exp.Star(except_=[exp.column(flag, quoted=True)])]
-    else:
-        projection = list(kept)
-    live = exp.not_(exp.func("coalesce", exp.column(flag, quoted=True), exp.false()))
-    return exp.select(*projection).from_(inner).where(live)
+    projection: list[exp.Expression] = (
+        [exp.Star(except_=[exp.column(flag, quoted=True)])]
+        if star
+        else [exp.column(n, quoted=True) for n in names if n != flag]
+    )
+    live = exp.not_(is_flagged(flag))
+    return exp.select(*projection).from_(query.subquery("_model")).where(live)

@@ -167,11 +167,8 @@ def _apply_increment(
     warehouse.replace_with_select(staged, query, kind="TABLE")
     try:
         incoming = warehouse.columns(staged)
-        if flag is not None and flag not in dict(incoming):
-            raise ModelError(
-                f"{spec.path}: deleted_flag {flag!r} is not a column of the model's increment; "
-                "select it (true for a row that deletes its key)"
-            )
+        if flag is not None:
+            _require_flag(spec, flag, [name for name, _ in incoming])
         columns = _reconcile_columns(warehouse, spec, [c for c in incoming if c[0] != flag])
         missing = [k for k in spec.unique_key if k not in dict(incoming)]
         if missing:
@@ -182,7 +179,7 @@ def _apply_increment(
         # the rows the increment writes (a flagged row only deletes its key)
         live = exp.select(exp.Star()).from_(staged.to_table())
         if flag is not None:
-            live = live.where(exp.not_(_is_flagged(flag, "")))
+            live = live.where(exp.not_(is_flagged(flag, "")))
         rows = warehouse.row_count(staged)
         if rows and spec.strategy == "merge":
             _require_unique(warehouse, spec, staged, "a merge")
@@ -214,16 +211,54 @@ def _apply_increment(
         warehouse.drop(staged)
 
 
-def _matched(relation: Relation, staged: Relation, keys: tuple[str, ...]) -> exp.Select:
-    """The rows of ``relation`` whose key is in ``staged``."""
+def _require_flag(spec: BuildSpec, flag: str, columns: list[str]) -> None:
+    if flag not in columns:
+        raise ModelError(
+            f"{spec.path}: deleted_flag {flag!r} is not a column of the model's increment; "
+            "select it (true for a row that deletes its key)"
+        )
+
+
+def _key_staged(staged: Relation, keys: tuple[str, ...]) -> exp.Exists:
+    """Whether ``staged`` (alias s) holds the key of the target row (alias t)."""
     found = (
         exp.select("1").from_(exp.alias_(staged.to_table(), "s")).where(_matches(keys, "s", "t"))
     )
+    return exp.Exists(this=found)
+
+
+def _matched(relation: Relation, staged: Relation, keys: tuple[str, ...]) -> exp.Select:
+    """The rows of ``relation`` whose key is in ``staged``."""
     return (
         exp.select(exp.Star())
         .from_(exp.alias_(relation.to_table(), "t"))
-        .where(exp.Exists(this=found))
+        .where(_key_staged(staged, keys))
     )
+
+
+def add_missing_columns(
+    warehouse: Warehouse, relation: Relation, columns: list[tuple[str, str]]
+) -> None:
+    """Add to ``relation`` those of ``columns`` (name, type as :meth:`Warehouse.columns`
+    reports it) it lacks."""
+    present = {name for name, _ in warehouse.columns(relation)}
+    for name, type_sql in columns:
+        if name not in present:
+            warehouse.add_column(relation, name, type_sql)
+
+
+def feed_rows(feed: Relation, since: datetime | None) -> exp.Select:
+    """The changes ``feed`` recorded after ``since`` (all of them when None), without its
+    reset marker."""
+    query = (
+        exp.select(exp.Star())
+        .from_(feed.to_table())
+        .where(exp.column(CHANGE_COLUMN, quoted=True).neq(exp.Literal.string(RESET)))
+    )
+    if since is None:
+        return query
+    changed_at = exp.column(CHANGED_AT_COLUMN, quoted=True)
+    return query.where(exp.GT(this=changed_at, expression=timestamp_literal(since)))
 
 
 def feed_reset_at(warehouse: Warehouse, spec: BuildSpec) -> datetime | None:
@@ -297,10 +332,8 @@ def _log_change(
     assert feed is not None
     if not warehouse.exists(feed):
         reset_feed(warehouse, spec, at)
-    kept = {name for name, _ in warehouse.columns(feed)}
-    for name, type_sql in warehouse.columns(spec.relation):
-        if name not in kept:  # the model gained a column (on_schema_change)
-            warehouse.add_column(feed, name, type_sql)
+    # the model may have gained a column (on_schema_change)
+    add_missing_columns(warehouse, feed, warehouse.columns(spec.relation))
     warehouse.insert_select(
         feed,
         [*columns, CHANGE_COLUMN, CHANGED_AT_COLUMN],
@@ -325,11 +358,8 @@ def _snapshot(
         warehouse.replace_with_select(shape, query, kind="VIEW")
         produced = [name for name, _ in warehouse.columns(shape)]
         flagged = partial and flag is not None
-        if flagged and flag not in produced:
-            raise ModelError(
-                f"{spec.path}: deleted_flag {flag!r} is not a column of the model's increment; "
-                "select it (true for a row that deletes its key)"
-            )
+        if flagged and flag is not None:
+            _require_flag(spec, flag, produced)
         columns = [c for c in produced if not (flagged and c == flag)]
         clashing = [c for c in columns if c in SNAPSHOT_COLUMNS]
         if clashing:
@@ -345,7 +375,7 @@ def _snapshot(
                 f"the model's output ({', '.join(columns)})"
             )
         fingerprint = warehouse.row_hash([exp.column(c, quoted=True) for c in tracked])
-        deleting = _is_flagged(flag, "") if flagged and flag is not None else exp.false()
+        deleting = is_flagged(flag, "") if flagged and flag is not None else exp.false()
         warehouse.replace_with_select(
             staged,
             exp.select(
@@ -356,8 +386,7 @@ def _snapshot(
         )
         _require_unique(warehouse, spec, staged, "a snapshot")
         now = timestamp_literal(at)
-        existing = {name for name, _ in warehouse.columns(relation)}
-        if not set(SNAPSHOT_COLUMNS) <= existing:
+        if not has_history(warehouse, relation):
             # the first build, or the model was built another way before: history starts now
             select = exp.select(
                 *[exp.column(c, quoted=True) for c in (*columns, SNAPSHOT_HASH)],
@@ -373,9 +402,9 @@ def _snapshot(
             if spec.change_feed is not None:
                 reset_feed(warehouse, spec, at)
             return warehouse.row_count(relation)
-        for name, kind in warehouse.columns(staged):
-            if name not in existing and name != _DELETING:
-                warehouse.add_column(relation, name, kind)
+        add_missing_columns(
+            warehouse, relation, [c for c in warehouse.columns(staged) if c[0] != _DELETING]
+        )
         current = exp.column(IS_CURRENT, table="t", quoted=True)
         same_hash = exp.column(SNAPSHOT_HASH, table="s", quoted=True).eq(
             exp.column(SNAPSHOT_HASH, table="t", quoted=True)
@@ -527,13 +556,10 @@ def _matches(keys: tuple[str, ...], left: str, right: str) -> exp.Condition:
 def _delete_matching(relation: Relation, staged: Relation, keys: tuple[str, ...]) -> exp.Expression:
     target = relation.to_table()
     target.set("alias", exp.TableAlias(this=exp.to_identifier("t")))
-    found = (
-        exp.select("1").from_(exp.alias_(staged.to_table(), "s")).where(_matches(keys, "s", "t"))
-    )
-    return exp.Delete(this=target, where=exp.Where(this=exp.Exists(this=found)))
+    return exp.Delete(this=target, where=exp.Where(this=_key_staged(staged, keys)))
 
 
-def _is_flagged(flag: str, table: str) -> exp.Expression:
+def is_flagged(flag: str, table: str = "") -> exp.Expression:
     """Whether a staged row deletes its key (a NULL flag does not)."""
     return exp.Coalesce(
         this=exp.column(flag, table=table or None, quoted=True), expressions=[exp.false()]
@@ -551,7 +577,7 @@ def _merge(
         return exp.to_identifier(name, quoted=True).sql("duckdb")
 
     updates = [c for c in columns if c not in keys]
-    flagged = _is_flagged(flag, "s").sql("duckdb") if flag else ""
+    flagged = is_flagged(flag, "s").sql("duckdb") if flag else ""
     set_clause = ", ".join(f"{q(c)} = s.{q(c)}" for c in updates)
     when_deleted = f"WHEN MATCHED AND {flagged} THEN DELETE " if flag else ""
     when_matched = f"WHEN MATCHED THEN UPDATE SET {set_clause} " if updates else ""

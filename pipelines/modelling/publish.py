@@ -30,6 +30,7 @@ from pipelines.modelling.contract import check_contract
 from pipelines.modelling.materialize import (
     CHANGE_COLUMN,
     RESET,
+    add_missing_columns,
     candidate_relation,
     keep_candidate,
     materialize,
@@ -203,10 +204,9 @@ def _publish_feed(warehouse: Warehouse, candidate: Relation, feed: Relation) -> 
     if reset or not warehouse.exists(feed):
         warehouse.publish_table(candidate, feed)
         return
-    columns = [name for name, _ in warehouse.columns(candidate)]
-    for name, type_sql in warehouse.columns(candidate):
-        if name not in dict(warehouse.columns(feed)):
-            warehouse.add_column(feed, name, type_sql)
+    incoming = warehouse.columns(candidate)
+    add_missing_columns(warehouse, feed, incoming)
+    columns = [name for name, _ in incoming]
     warehouse.insert_select(
         feed,
         columns,

@@ -225,6 +225,18 @@ def increment_sql(graph: ModelGraph, node: ModelNode, dialect: str) -> str:
     return query.sql(dialect=dialect)
 
 
+def changed_since(
+    relations: list[Relation], versions: Mapping[str, tuple[datetime, str | None]], at: datetime
+) -> Relation | None:
+    """The first of ``relations`` whose content changed after ``at`` (``versions``: what
+    :func:`read_versions` returned), or None."""
+    for relation in relations:
+        changed = versions.get(str(relation))
+        if changed is not None and changed[0] > at:
+            return relation
+    return None
+
+
 def make_plan(graph: ModelGraph, warehouse: Warehouse) -> Plan:
     """What `ssot run` would rebuild now, and why (code changes and data changed upstream)."""
     states = read_states(warehouse)
@@ -256,12 +268,10 @@ def make_plan(graph: ModelGraph, warehouse: Warehouse) -> Plan:
                 plan.reasons.append(f"upstream {', '.join(rebuilt_parents)} rebuilt")
             plan.rebuild = plan.propagates = True
         if state is not None and not plan.propagates:
-            for relation in upstream_relations(graph, node):
-                changed = versions.get(str(relation))
-                if changed is not None and changed[0] > state.built_at:
-                    plan.rebuild = plan.propagates = True
-                    plan.reasons.append(f"{relation} changed since the last build")
-                    break
+            changed = changed_since(upstream_relations(graph, node), versions, state.built_at)
+            if changed is not None:
+                plan.rebuild = plan.propagates = True
+                plan.reasons.append(f"{changed} changed since the last build")
         plans[name] = plan
     removed = sorted(set(states) - set(graph.nodes))
     return Plan(plans, removed)
@@ -273,12 +283,13 @@ def build_reason(
     warehouse: Warehouse,
     sql: str,
     states: Mapping[str, ModelState] | None = None,
-    increment_sql: str = "",
+    increment: str = "",
 ) -> tuple[str | None, bool]:
     """Why ``node`` must be built now (None: it is up to date), and whether the build changes
     what downstream models read (False only for a non-breaking change and nothing else).
     ``states``: every model's state read beforehand (one query for a whole run), else read.
-    ``increment_sql``: the SQL of the model's increment, whose change also calls for a build."""
+    ``increment``: the SQL of the model's increment (:func:`increment_sql`), whose change also
+    calls for a build."""
     if states is None:
         states = read_states(warehouse, node.name)
     state = states.get(node.name)
@@ -287,16 +298,14 @@ def build_reason(
     if not warehouse.exists(node.relation):
         return "its table is missing", True
     upstream = upstream_relations(graph, node)
-    versions = read_versions(warehouse, upstream)
-    for relation in upstream:
-        changed = versions.get(str(relation))
-        if changed is not None and changed[0] > state.built_at:
-            return f"{relation} changed since the last build", True
+    changed = changed_since(upstream, read_versions(warehouse, upstream), state.built_at)
+    if changed is not None:
+        return f"{changed} changed since the last build", True
     if state.materialized != node.materialized:
         return "its materialization changed", True
     if state.sql != sql:
         kind = classify_change(state.sql, sql, warehouse.dialect)
         return f"{kind} change to its SQL", kind != "non-breaking"
-    if node.builds_increments and state.increment_sql != increment_sql:
+    if node.builds_increments and state.increment_sql != increment:
         return "change to the SQL of its increment", True
     return None, False
