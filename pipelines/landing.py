@@ -835,12 +835,16 @@ def _key_columns(table: SourceTableSpec, alias: str | None = None) -> list[exp.C
     return [exp.column(key, table=alias, quoted=True) for key in table.primary_key]
 
 
-def _version_order(table: SourceTableSpec) -> list[exp.Ordered]:
+def _version_order(table: SourceTableSpec, alias: str) -> list[exp.Ordered]:
     """Newest version first: the latest load, then (within one load) the highest cursor."""
-    order = [exp.Ordered(this=exp.column(LOADED_AT_COLUMN, quoted=True), desc=True)]
+    order = [exp.Ordered(this=exp.column(LOADED_AT_COLUMN, table=alias, quoted=True), desc=True)]
     if table.cursor:
         order.append(
-            exp.Ordered(this=exp.column(table.cursor, quoted=True), desc=True, nulls_first=False)
+            exp.Ordered(
+                this=exp.column(table.cursor, table=alias, quoted=True),
+                desc=True,
+                nulls_first=False,
+            )
         )
     return order
 
@@ -856,23 +860,30 @@ def latest_versions(
     """
     rank = exp.Window(
         this=exp.RowNumber(),
-        partition_by=_key_columns(table),
-        order=exp.Order(expressions=_version_order(table)),
+        partition_by=_key_columns(table, "v"),
+        order=exp.Order(expressions=_version_order(table, "v")),
     )
-    rows = exp.select("*").from_(exp.alias_(relation.to_table(), "v"))
+    rows = exp.select(exp.Column(this=exp.Star(), table=exp.to_identifier("v"))).from_(
+        exp.alias_(relation.to_table(), "v")
+    )
     if tombstoned_only:
-        deleted = (
-            exp.select("1")
-            .from_(exp.alias_(relation.to_table(), "d"))
-            .where(exp.column(OP_COLUMN, table="d", quoted=True).eq(exp.Literal.string("delete")))
-            .where(
+        # a join with the (few) tombstoned keys: a correlated EXISTS made DuckDB probe every
+        # row of raw (0.9 s on 10 M rows with no tombstone at all, against 2 ms)
+        tombstoned = (
+            exp.select(*_key_columns(table))
+            .distinct()
+            .from_(relation.to_table())
+            .where(exp.column(OP_COLUMN, quoted=True).eq(exp.Literal.string("delete")))
+        )
+        rows = rows.join(
+            tombstoned.subquery("d"),
+            on=exp.and_(
                 *[
                     exp.column(k, table="d", quoted=True).eq(exp.column(k, table="v", quoted=True))
                     for k in table.primary_key
                 ]
-            )
+            ),
         )
-        rows = rows.where(exp.Exists(this=deleted))
     return rows.qualify(exp.EQ(this=rank, expression=exp.Literal.number(1)))
 
 

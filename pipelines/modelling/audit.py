@@ -16,7 +16,7 @@ from pipelines.quality.builtin_tests import (
     sample_of,
     scoped_rows,
 )
-from pipelines.quality.checks import SAMPLE_ROWS, CheckOutcome, run_check
+from pipelines.quality.checks import SAMPLE_ROWS, WRITTEN_CHECKED, CheckOutcome, run_check
 from pipelines.quality.expectations import run_suite
 
 if TYPE_CHECKING:
@@ -61,7 +61,8 @@ def parent_changes(
     warehouse: Warehouse, graph: ModelGraph, test: TestSpec, since: datetime | None
 ) -> exp.Query | None:
     """The values a relationships test's parent rows held before they changed since
-    ``since``; None when the parent keeps no change feed complete since then."""
+    ``since`` and the parent no longer holds; None when the parent keeps no change feed
+    complete since then."""
     parent = graph.nodes.get(referenced_model(test.to or ""))
     if parent is None or since is None or test.field is None:
         return None
@@ -69,10 +70,12 @@ def parent_changes(
     reset = feed_reset_at(warehouse, spec)
     if spec.change_feed is None or reset is None or reset >= since:
         return None
+    field = exp.column(test.field, quoted=True)
     before = feed_rows(spec.change_feed, since).where(
         exp.column(CHANGE_COLUMN, quoted=True).eq(exp.Literal.string("before"))
     )
-    return exp.select(exp.column(test.field, quoted=True)).from_(before.subquery("changed"))
+    held = exp.select(field.copy()).from_(before.subquery("changed"))
+    return exp.except_(held, exp.select(field.copy()).from_(parent.relation.to_table()))
 
 
 def evaluate_tests(
@@ -95,7 +98,10 @@ def evaluate_tests(
     whole) then looks only at what those rows can have broken; for `relationships`, also at
     the rows whose parent changed since ``since`` (the model's last build), which only a
     parent keeping a complete change feed since then can tell (else the test runs whole).
-    Every other check reads the whole table.
+    A data test that asks ``is_incremental()`` and passed last time with the same query runs
+    its incremental branch, where ``written('model')`` reads those rows. A GX suite's per-row
+    expectations without ``mostly`` that passed last time read those rows alone. Every other
+    check reads the whole table.
     """
     audited = relation or node.relation
     table = audited.to_table()
@@ -105,6 +111,12 @@ def evaluate_tests(
         return graph.nodes[referenced_model(name)].relation.to_table()
 
     written_columns = {name for name, _ in warehouse.columns(written)} if written else set()
+    audited_columns = [name for name, _ in warehouse.columns(audited)] if written else []
+
+    def passed_as_is(name: str, failing: Any) -> bool:
+        """Whether the check passed last time, running this same query."""
+        query = sample_of(failing, SAMPLE_ROWS).sql(dialect=warehouse.dialect, pretty=True)
+        return passed_before.get(name) == query
 
     def increment(test: TestSpec, failing: Any) -> Any:
         if written is None or not test.is_builtin or test.name not in INCREMENT_TESTS:
@@ -113,15 +125,24 @@ def evaluate_tests(
         # tables); an increment that does not select the column cannot say what it wrote
         if test.where or test.column not in written_columns:
             return None
-        query = sample_of(failing, SAMPLE_ROWS).sql(dialect=warehouse.dialect, pretty=True)
-        if passed_before.get(test.check_name) != query:
+        if not passed_as_is(test.check_name, failing):
             return None
         gone = None
         if test.name == "relationships":
             gone = parent_changes(warehouse, graph, test, since)
             if gone is None:
                 return None
-        return increment_failing_rows(test, table, written.to_table(), resolve, gone)
+        return increment_failing_rows(
+            test, table, written.to_table(), resolve, gone, columns=audited_columns
+        )
+
+    def data_test_increment(test: DataTest, failing: Any) -> Any:
+        # the test's own is_incremental() branch says which rows a build can have broken
+        if written is None or not test.parsed.asks_incremental:
+            return None
+        if not passed_as_is(test.check_name, failing):
+            return None
+        return graph.data_test_query(test, {node.name: audited}, written)
 
     where = node.model.properties_path or node.model.path
     outcomes = []
@@ -142,17 +163,22 @@ def evaluate_tests(
                 increment=increment(test, failing),
             )
         )
-    outcomes += [
-        run_check(
-            warehouse,
-            graph.data_test_query(data_test, {node.name: audited}),
-            name=data_test.check_name,
-            severity=data_test.severity,
-            description=describe_data_test(data_test),
-            what=f"{data_test.file.path}: data test {data_test.name!r}",
+    for data_test in node.data_tests:
+        failing = graph.data_test_query(data_test, {node.name: audited})
+        outcomes.append(
+            run_check(
+                warehouse,
+                failing,
+                name=data_test.check_name,
+                severity=data_test.severity,
+                description=describe_data_test(data_test),
+                what=f"{data_test.file.path}: data test {data_test.name!r}",
+                increment=data_test_increment(data_test, failing),
+                checked=WRITTEN_CHECKED,
+            )
         )
-        for data_test in node.data_tests
-    ]
     if node.suite is not None:
-        outcomes += run_suite(warehouse, node.suite, audited)
+        outcomes += run_suite(
+            warehouse, node.suite, audited, written=written, passing=passed_before
+        )
     return outcomes

@@ -30,6 +30,7 @@ from pipelines.modelling.render import (
     ParsedModel,
     parse_model,
     parse_select,
+    quoted_relation,
     render_model,
 )
 from pipelines.project import RAW_SCHEMA, SEEDS_SCHEMA, ModelFile
@@ -68,6 +69,8 @@ class ModelNode:
     suite: Suite | None = None
     #: another model reads its `changes()`: its builds keep a change feed
     change_feed: bool = False
+    #: the columns its feed keeps, those its readers may read (None: all of them)
+    feed_columns: frozenset[str] | None = None
 
     @property
     def name(self) -> str:
@@ -113,6 +116,7 @@ class ModelNode:
             check_cols=self.check_cols,
             deleted_flag=self.deleted_flag,
             change_feed=change_feed_relation(self.relation) if self.change_feed else None,
+            feed_columns=self.feed_columns,
         )
 
     @property
@@ -245,6 +249,27 @@ class ModelGraph:
                         + ("" if feed.unique_key else " without a unique_key")
                     )
                 self.nodes[name] = replace(self.nodes[name], change_feed=True)
+        for name, node in self.nodes.items():
+            if node.change_feed:
+                self.nodes[name] = replace(node, feed_columns=self._feed_columns(name))
+
+    def _feed_columns(self, name: str) -> frozenset[str] | None:
+        """What ``name``'s feed must keep: its key, the columns its readers' increments may
+        read, and the parent column of each `relationships` test pointing at it (an
+        increment's audit reads the values a parent's rows held before they changed)."""
+        keep = set(self.nodes[name].unique_key)
+        for node in self.nodes.values():
+            if name in node.parsed.changes:
+                read = node.parsed.change_columns.get(name)
+                if read is None:
+                    return None
+                keep |= read
+            keep |= {
+                t.field
+                for t in node.tests
+                if t.name == "relationships" and t.field and referenced_model(t.to or "") == name
+            }
+        return frozenset(keep)
 
     def _attach_suites(self) -> None:
         """`expectations/<model>.json` belongs to the model of that name."""
@@ -288,6 +313,13 @@ class ModelGraph:
                     "one model"
                 )
             owner = max(models, key=position.__getitem__)
+            for name in test.parsed.written:
+                if name != owner:
+                    raise ModelError(
+                        f"{file.path}: written({name!r}): a data test runs with the build of "
+                        f"the model it refs last, {owner!r}, and can read only what that build "
+                        f"wrote; use written({owner!r})"
+                    )
             attached.setdefault(owner, []).append(test)
             tests[name] = test
         for owner, owned in attached.items():
@@ -323,17 +355,29 @@ class ModelGraph:
         return parse_select(sql, dialect="duckdb", path=probe.path)
 
     def data_test_query(
-        self, test: DataTest, instead: Mapping[str, Relation] | None = None
+        self,
+        test: DataTest,
+        instead: Mapping[str, Relation] | None = None,
+        written: Relation | None = None,
     ) -> exp.Query:
         """The test's SELECT of failing rows, with real relation names; ``instead`` reads
-        other relations for some models (a candidate audited before it is published)."""
+        other relations for some models (a candidate audited before it is published).
+
+        ``written``: the rows the build of the test's model wrote; the test is then rendered
+        with ``is_incremental()`` true and ``written('model')`` reading them."""
         swapped = dict(instead or {})
+        extra = None
+        if written is not None:
+            rows = quoted_relation(written, "duckdb")
+            extra = {"written": lambda _name: rows}
         sql = render_model(
             test.file,
             relation_of_model=lambda ref: swapped.get(ref) or self.relation_of(ref),
             relation_of_source=source_relation,
             this=Relation("__this__", test.name),
             macros=self.macros,
+            incremental=written is not None,
+            extra=extra,
         )
         return parse_select(sql, dialect="duckdb", path=test.file.path)
 
@@ -359,6 +403,11 @@ class ModelGraph:
                     "its increment holds only the keys a change touches and cannot close a "
                     "deleted one by leaving it out: set config deleted_flag (a column true for "
                     "a key to close)"
+                )
+            if node.parsed.written:
+                raise ModelError(
+                    f"{node.model.path}: written() is for data tests (the rows a build being "
+                    "audited wrote); a model reads what an upstream changed with changes('model')"
                 )
             for name in node.parsed.changes:
                 if name not in self.nodes:

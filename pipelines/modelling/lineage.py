@@ -61,3 +61,54 @@ def column_lineage(
                 found.add(ColumnSource(Relation(table.db, table.name), step.name.split(".")[-1]))
         traced[output] = sorted(found, key=lambda s: (s.relation.schema, s.relation.name, s.column))
     return traced
+
+
+def columns_read(query: exp.Query, schema: str) -> dict[str, frozenset[str] | None]:
+    """For each table of ``schema`` that ``query`` reads, the names of the columns it may read
+    from it; None where it may read every column (a `*`, a NATURAL join). Meant for deciding
+    what to keep, so it errs on the side of more: an unqualified column name anywhere in the
+    query counts for every such table, whatever table it belongs to."""
+    from sqlglot.optimizer.scope import traverse_scope
+
+    read: dict[str, set[str] | None] = {}
+    aliases: dict[str, set[str]] = {}
+    for scope in traverse_scope(query):
+        here = {
+            alias: source.name
+            for alias, source in scope.sources.items()
+            if isinstance(source, exp.Table) and source.db == schema
+        }
+        if not here:
+            continue
+        for alias, name in here.items():
+            read.setdefault(name, set())
+            aliases.setdefault(alias, set()).add(name)
+        select = scope.expression
+        everything = isinstance(select, exp.Select) and (
+            any(isinstance(p, exp.Star) for p in select.expressions)
+            or any(j.args.get("method") == "NATURAL" for j in select.args.get("joins") or [])
+        )
+        for projection in select.expressions if isinstance(select, exp.Select) else []:
+            if isinstance(projection, exp.Column) and isinstance(projection.this, exp.Star):
+                everything = everything or projection.table in here or not projection.table
+        if everything:
+            for name in here.values():
+                read[name] = None
+    names = {
+        c.name
+        for c in query.find_all(exp.Column)
+        if not c.table and not isinstance(c.this, exp.Star)
+    }
+    names |= {i.name for join in query.find_all(exp.Join) for i in join.args.get("using") or []}
+    for column in query.find_all(exp.Column):
+        for name in aliases.get(column.table, ()):
+            found = read[name]
+            if found is not None:
+                found.add(column.name)
+    for name, found in read.items():
+        if found is not None:
+            if names & set(aliases):  # a table alias used as a column: the whole row
+                read[name] = None
+            else:
+                found |= names
+    return {name: None if found is None else frozenset(found) for name, found in read.items()}

@@ -83,6 +83,13 @@ class BuildSpec:
     deleted_flag: str | None = None
     #: where each build records what it changed (another model reads it), if anywhere
     change_feed: Relation | None = None
+    #: the model's columns the feed keeps (None: all of them)
+    feed_columns: frozenset[str] | None = None
+
+    def fed(self, columns: list[str]) -> list[str]:
+        """Those of ``columns`` the change feed keeps."""
+        keep = self.feed_columns
+        return [c for c in columns if keep is None or c in keep]
 
 
 def timestamp_literal(value: datetime) -> exp.Expression:
@@ -303,8 +310,9 @@ def reset_feed(warehouse: Warehouse, spec: BuildSpec, at: datetime | None = None
     or when what a build changed is unknown): its readers build whole."""
     at = at or datetime.now(UTC)
     assert spec.change_feed is not None
+    kept = spec.fed([name for name, _ in warehouse.columns(spec.relation)])
     changes = exp.select(
-        exp.Star(),
+        *[exp.column(c, quoted=True) for c in kept],
         exp.alias_(exp.cast(exp.null(), exp.DataType.build("VARCHAR")), CHANGE_COLUMN, quoted=True),
         exp.alias_(
             exp.cast(exp.null(), exp.DataType.build("TIMESTAMPTZ")), CHANGED_AT_COLUMN, quoted=True
@@ -330,10 +338,17 @@ def _log_change(
     """Append ``columns`` of ``rows`` to the change feed as ``kind`` ('before'/'after') at ``at``."""
     feed = spec.change_feed
     assert feed is not None
+    kept = [(c, t) for c, t in warehouse.columns(spec.relation) if spec.fed([c])]
     if not warehouse.exists(feed):
         reset_feed(warehouse, spec, at)
-    # the model may have gained a column (on_schema_change)
-    add_missing_columns(warehouse, feed, warehouse.columns(spec.relation))
+    elif spec.feed_columns is None:
+        # the model may have gained a column (on_schema_change)
+        add_missing_columns(warehouse, feed, kept)
+    elif {c for c, _ in kept} - {c for c, _ in warehouse.columns(feed)}:
+        # a reader reads a column the feed did not keep: older changes cannot tell it, so
+        # the feed starts again (with it) and its readers build whole once
+        reset_feed(warehouse, spec, at)
+    columns = spec.fed(columns)
     warehouse.insert_select(
         feed,
         [*columns, CHANGE_COLUMN, CHANGED_AT_COLUMN],

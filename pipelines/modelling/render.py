@@ -31,6 +31,8 @@ from pipelines.warehouse.base import Relation
 if TYPE_CHECKING:
     from pipelines.project import ModelFile
 
+#: the schema `changes('model')` stands for while a model is parsed
+CHANGES_PLACEHOLDER = "__changes__"
 #: config() keys the engine understands; anything else is kept as user metadata.
 KNOWN_CONFIG = frozenset(
     {
@@ -63,6 +65,10 @@ class ParsedModel:
     source_changes: list[tuple[str, str]] = field(default_factory=list)
     #: whether it asks `is_incremental()` (a snapshot that does is built from its increment)
     asks_incremental: bool = False
+    #: for each model in `changes`, the feed columns its increment may read (None: any)
+    change_columns: dict[str, frozenset[str] | None] = field(default_factory=dict)
+    #: models whose rows just written it reads (`written('model')`, data tests only)
+    written: list[str] = field(default_factory=list)
 
 
 def _environment() -> jinja2.Environment:
@@ -188,6 +194,12 @@ def parse_model(model: ModelFile, macros: Macros = NO_MACROS) -> ParsedModel:
             return source(name, table_name)
         if name not in parsed.changes:
             parsed.changes.append(name)
+        ref(name)
+        return quoted_relation(Relation(CHANGES_PLACEHOLDER, name), "duckdb")
+
+    def written(name: str) -> str:
+        if name not in parsed.written:
+            parsed.written.append(name)
         return ref(name)
 
     def config(**kwargs: Any) -> str:
@@ -202,12 +214,28 @@ def parse_model(model: ModelFile, macros: Macros = NO_MACROS) -> ParsedModel:
             return flag
 
         context = _context(model, ref, source, config, Relation("__this__", model.name), {})
-        context.update(is_incremental=is_incremental, changes=changes)
-        _render(model, context, macros)
+        context.update(is_incremental=is_incremental, changes=changes, written=written)
+        sql = _render(model, context, macros)
+        if parsed.changes and incremental:
+            parsed.change_columns = _change_columns(sql, parsed)
         if not asked:
             break
         parsed.asks_incremental = True
     return parsed
+
+
+def _change_columns(sql: str, parsed: ParsedModel) -> dict[str, frozenset[str] | None]:
+    """The columns the increment reads from each change feed (None: maybe all of them)."""
+    from sqlglot.errors import SqlglotError
+
+    from pipelines.modelling.lineage import columns_read
+
+    try:
+        query = parse_select(sql, dialect=str(parsed.config.get("dialect", "duckdb")), path="")
+        read = columns_read(query, CHANGES_PLACEHOLDER)
+    except (ModelError, SqlglotError):  # reported when the model is compiled
+        read = {}
+    return {name: read.get(name) for name in parsed.changes}
 
 
 def _context(
@@ -233,6 +261,7 @@ def _context(
         "this": quoted_relation(this, "duckdb"),
         "is_incremental": lambda: incremental,
         "changes": lambda *_: _no_changes(model),
+        "written": lambda *_: _no_written(model),
         "var": var,
     }
 
@@ -241,6 +270,13 @@ def _no_changes(model: ModelFile) -> str:
     raise ModelError(
         f"{model.path}: changes() is only known in an incremental build; call it inside "
         "{% if is_incremental() %} ... {% endif %}"
+    )
+
+
+def _no_written(model: ModelFile) -> str:
+    raise ModelError(
+        f"{model.path}: written() is only known when a data test checks an incremental "
+        "build; call it inside {% if is_incremental() %} ... {% endif %}"
     )
 
 

@@ -12,7 +12,7 @@ when the query runs.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlglot import exp
@@ -174,34 +174,62 @@ def increment_failing_rows(
     written: exp.Table,
     resolve_ref: ResolveRef | None = None,
     parent_gone: exp.Query | None = None,
-) -> exp.Select:
+    columns: Sequence[str] = (),
+) -> exp.Query:
     """The rows of `relation` failing `test` that the rows an increment wrote (`written`) can
     have caused, when `relation` passed `test` before the increment.
 
     `not_null` and `accepted_values` look at each row alone: only a written row can fail. A
     repeated value (`unique`) involves a written row, as the rows left alone were unique among
     themselves: the test runs on the rows whose value is one a written row holds. A row
-    without its parent (`relationships`) was written, or lost its parent: the test runs on
-    the rows whose value a written row holds or a parent row held before it changed
-    (`parent_gone`: a query of those values, from the parent's change feed).
+    without its parent (`relationships`) was written, or lost its parent: the test runs on the
+    written rows, and on the rows holding a value the parent no longer has among those its
+    rows held before they changed (`parent_gone`: a query of those values, from the parent's
+    change feed). A written row holding such a value is counted once. ``columns``: the
+    columns of `relation` (`written` may hold more), which both kinds of rows then show.
     """
     if test.name not in INCREMENT_TESTS:
         raise ValueError(f"{test.name} cannot be checked on an increment")
     (column,) = _required(test, relation, "column")
     if test.name in ("not_null", "accepted_values"):
         return failing_rows(test, written, lambda name: relation)
-    if test.name == "relationships" and (parent_gone is None or resolve_ref is None):
-        raise ValueError("relationships on an increment needs the parent's changed values")
+    if test.name == "relationships":
+        if parent_gone is None or resolve_ref is None:
+            raise ValueError("relationships on an increment needs the parent's changed values")
+        # a NULL among the values would make NOT IN reject every row
+        field = exp.column(str(test.field), quoted=True)
+        gone = (
+            exp.select(field.copy())
+            .from_(parent_gone.subquery("gone"))
+            .where(exp.not_(field.copy().is_(exp.null())))
+            .subquery()
+        )
+        shown: list[exp.Expression] = [exp.column(c, quoted=True) for c in columns] or [exp.Star()]
+        written_rows = (
+            exp.select(*shown)
+            .from_(written.copy())
+            .where(exp.not_(exp.In(this=_column(column), query=gone.copy())))
+            .subquery("written_rows")
+        )
+        orphaned = (
+            exp.select(*[c.copy() for c in shown])
+            .from_(relation.copy())
+            .where(exp.In(this=_column(column), query=gone))
+            .subquery("orphaned")
+        )
+        return exp.union(
+            failing_rows(test, written_rows, resolve_ref),  # type: ignore[arg-type]
+            failing_rows(test, orphaned, resolve_ref),  # type: ignore[arg-type]
+            distinct=False,
+        )
     values: exp.Query = exp.select(_column(column)).from_(scoped_rows(test, written))
-    if parent_gone is not None:
-        values = exp.union(values, parent_gone, distinct=False)
     touched = (
         exp.select(exp.Star())
         .from_(relation.copy())
         .where(exp.In(this=_column(column), query=values.subquery()))
         .subquery("touched")
     )
-    return failing_rows(test, touched, resolve_ref or (lambda name: relation))  # type: ignore[arg-type]
+    return failing_rows(test, touched, lambda name: relation)  # type: ignore[arg-type]
 
 
 def count_of(failing: exp.Query) -> exp.Select:

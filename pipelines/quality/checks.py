@@ -35,6 +35,8 @@ INCREMENT_CHECKED = (
     "the rows this build could have broken: those it wrote, and those sharing a value with "
     "them or with a parent row that changed"
 )
+#: what a per-row expectation or a data test run on an increment looked at
+WRITTEN_CHECKED = "the rows this build wrote (the rest passed when they were written)"
 
 
 @dataclass(frozen=True)
@@ -73,13 +75,15 @@ def run_check(
     description: str,
     what: str,
     increment: exp.Query | None = None,
+    checked: str = INCREMENT_CHECKED,
 ) -> CheckOutcome:
     """Count the rows ``failing`` selects and sample a few; passed means none.
 
     ``what`` names the check for an error message (file, model, test) when its query fails.
     ``increment``: count and sample these failing rows instead (the ones the rows a build
     wrote can have caused, on a table that passed before); the outcome still records the
-    whole query, the one to run to see every failing row.
+    whole query, the one to run to see every failing row; ``checked`` says which rows the
+    increment looked at (its ``observed.checked``).
     """
     sample_query = sample_of(failing, SAMPLE_ROWS)
     evaluated = failing if increment is None else increment
@@ -95,7 +99,7 @@ def run_check(
         failing_rows=failures,
         sample=jsonable(sample),
         query=sample_query.sql(dialect=warehouse.dialect, pretty=True),
-        observed={"checked": INCREMENT_CHECKED} if increment is not None else {},
+        observed={"checked": checked} if increment is not None else {},
     )
 
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from sqlglot import exp
 
 from pipelines.errors import ConfigError, ModelError, WarehouseError
-from pipelines.quality.checks import SAMPLE_ROWS, CheckOutcome, jsonable
+from pipelines.quality.checks import SAMPLE_ROWS, WRITTEN_CHECKED, CheckOutcome, jsonable
 
 if TYPE_CHECKING:
     from pipelines.warehouse.base import Relation, Warehouse
@@ -496,22 +496,53 @@ def _checked(e: Expectation) -> None:
 # running a suite
 
 
-def run_suite(warehouse: Warehouse, suite: Suite, relation: Relation) -> list[CheckOutcome]:
-    """Evaluate every expectation of ``suite`` on ``relation``, in the warehouse."""
+def run_suite(
+    warehouse: Warehouse,
+    suite: Suite,
+    relation: Relation,
+    *,
+    written: Relation | None = None,
+    passing: Collection[str] = (),
+) -> list[CheckOutcome]:
+    """Evaluate every expectation of ``suite`` on ``relation``, in the warehouse.
+
+    ``written``: the rows an incremental build wrote into ``relation``. A per-row expectation
+    without ``mostly`` whose latest result on the published table passed (its check name is
+    in ``passing``; the name carries a digest of its kwargs, so an edited one runs whole) is
+    then evaluated on those rows alone: a row the build did not write is the row that passed.
+    Every other expectation (``mostly``, aggregates, uniqueness, distinct values) reads the
+    whole table.
+    """
+    on_increment = {
+        e.index
+        for e in suite.expectations
+        if written is not None and e.check_name in passing and _row_local(e)
+    }
     try:
-        return _run(warehouse, suite, relation)
+        return _run(warehouse, suite, relation, written, on_increment)
     except WarehouseError as exc:
         raise ModelError(f"{suite.path}: the suite cannot run on {relation}: {exc}") from None
 
 
+def _row_local(e: Expectation) -> bool:
+    """Whether each row passes or fails ``e`` on its own (no ``mostly`` share of the table)."""
+    return e.type in _ROW_TYPES and float(e.kwargs.get("mostly", 1)) >= 1
+
+
 def scan_query(
-    suite: Suite, table: exp.Table, median: Callable[[Sql], Sql] | None = None
+    suite: Suite,
+    table: exp.Table,
+    median: Callable[[Sql], Sql] | None = None,
+    only: Callable[[Expectation], bool] = lambda _: True,
 ) -> exp.Select | None:
     """The one query that evaluates every per-row rule (rows considered and failing) and
     every aggregate of ``suite`` in a single scan of ``table``; None when it has neither.
-    ``median``: the backend's aggregate median (:meth:`Warehouse.median`)."""
+    ``median``: the backend's aggregate median (:meth:`Warehouse.median`); ``only``: the
+    expectations to evaluate (default all)."""
     selects: list[Sql] = []
     for e in suite.expectations:
+        if not only(e):
+            continue
         rule = _row_rule(e) if e.type in _ROW_TYPES else None
         if rule is not None:
             selects.append(
@@ -530,11 +561,24 @@ def scan_query(
     return exp.select(*selects).from_(table.copy()) if selects else None
 
 
-def _run(warehouse: Warehouse, suite: Suite, relation: Relation) -> list[CheckOutcome]:
+def _run(
+    warehouse: Warehouse,
+    suite: Suite,
+    relation: Relation,
+    written: Relation | None,
+    on_increment: set[int],
+) -> list[CheckOutcome]:
     table = relation.to_table()
     rules = {e.index: _row_rule(e) for e in suite.expectations if e.type in _ROW_TYPES}
-    query = scan_query(suite, table, warehouse.median)
-    scan: dict[str, Any] = warehouse.query(query).to_pylist()[0] if query is not None else {}
+    scan: dict[str, Any] = {}
+    # one scan of the table for what reads it whole, one of the written rows for the rest
+    for scanned, only in (
+        (table, lambda e: e.index not in on_increment),
+        (written.to_table() if written else None, lambda e: e.index in on_increment),
+    ):
+        query = scan_query(suite, scanned, warehouse.median, only) if scanned else None
+        if query is not None:
+            scan.update(warehouse.query(query).to_pylist()[0])
     columns: list[str] | None = None
     outcomes = []
     for e in suite.expectations:
@@ -544,23 +588,28 @@ def _run(warehouse: Warehouse, suite: Suite, relation: Relation) -> list[CheckOu
             outcome = _mostly(
                 e, int(scan[f"considered_{e.index}"] or 0), int(scan[f"failing_{e.index}"] or 0)
             )
+            observed = outcome[2]
+            if e.index in on_increment:
+                observed = {**observed, "checked": WRITTEN_CHECKED}
             if outcome[1]:
                 condition = exp.and_(exp.paren(rule.considered), exp.paren(rule.failing))
+                rows = written.to_table() if written and e.index in on_increment else table
                 sample = warehouse.query(
-                    exp.select("*").from_(table.copy()).where(condition).limit(SAMPLE_ROWS)
+                    exp.select("*").from_(rows.copy()).where(condition).limit(SAMPLE_ROWS)
                 ).to_pylist()
                 outcomes.append(
                     _outcome(
                         e,
                         outcome[1],
                         sample,
-                        outcome[2],
+                        observed,
+                        # the query that shows every failing row is the one over the table
                         exp.select("*").from_(table.copy()).where(condition),
                         warehouse,
                     )
                 )
             else:
-                outcomes.append(_outcome(e, 0, [], outcome[2]))
+                outcomes.append(_outcome(e, 0, [], observed))
         elif e.type in _UNIQUE:
             outcomes.append(_unique(warehouse, e, table))
         elif e.type in _AGGREGATES:

@@ -13,6 +13,7 @@ from pipelines.errors import ModelError
 from pipelines.modelling import ModelGraph
 from pipelines.modelling.state import make_plan
 from pipelines.project import load_project
+from pipelines.quality.checks import WRITTEN_CHECKED as WRITTEN
 from pipelines.warehouse.duckdb import DuckDBWarehouse
 
 SINCE = datetime(2026, 1, 1, tzinfo=UTC)
@@ -194,6 +195,70 @@ def test_an_increment_s_relationships_check_sees_parents_that_went_away(make_pro
     assert "rows this build could have broken" in observed
 
 
+# a data test with an incremental branch, and a suite with a per-row rule, a `mostly` rule
+# and an aggregate: names have at most 4 letters, and only letters
+SHORT_NAMES = """
+select id, name from
+{% if is_incremental() %}{{ written('m') }}{% else %}{{ ref('m') }}{% endif %}
+where length(name) > 4
+"""
+SUITE = """{"name": "m", "expectations": [
+  {"type": "expect_column_values_to_match_regex", "kwargs": {"column": "name", "regex": "^[A-Z]+$"},
+   "severity": "critical"},
+  {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "name", "mostly": 0.5},
+   "severity": "critical"},
+  {"type": "expect_table_row_count_to_be_between", "kwargs": {"min_value": 1},
+   "severity": "critical"}
+]}"""
+
+
+def mart_checks(root, run_id: str) -> dict[str, tuple]:
+    """The mart's checks in that run: the check's kind (a data test, or the expectation's
+    type) -> (passed, failing rows, what it looked at when not the whole table)."""
+    with duckdb.connect(str(root / "warehouse" / "t.duckdb"), read_only=True) as con:
+        rows = con.execute(
+            "select check_name, passed, failing_rows, observed ->> 'checked' "
+            "from ssot_meta.check_results where asset = 'marts/m' and run_id = ?",
+            [run_id],
+        ).fetchall()
+    return {name.removeprefix("gx__").split("__")[0]: tuple(rest) for name, *rest in rows}
+
+
+def test_data_tests_and_per_row_expectations_check_an_increment_s_written_rows(
+    make_project,
+) -> None:
+    files = {**FILES, "data_tests/short_names.sql": SHORT_NAMES, "expectations/m.json": SUITE}
+    root = make_project(files, source=False)
+    job = build_definitions(load_project(root)).resolve_implicit_global_asset_job_def()
+    first = mart_checks(root, job.execute_in_process().run_id)
+    regex, mostly, count = (
+        "column_values_to_match_regex",
+        "column_values_to_not_be_null",
+        "table_row_count_to_be_between",
+    )
+    assert first == {k: (True, 0, None) for k in ("data_test", regex, mostly, count)}
+
+    # a rename: the data test and the regex read the written row alone; `mostly` and the
+    # row count read the whole table
+    (root / "seeds/people.csv").write_text("id,name\n1,ada\n2,bo\n3,cy\n")
+    second = mart_checks(root, job.execute_in_process().run_id)
+    assert second == first | {"data_test": (True, 0, WRITTEN), regex: (True, 0, WRITTEN)}
+
+    # a written row breaking both rules is caught on the increment, and the build refused
+    (root / "seeds/people.csv").write_text("id,name\n1,ada\n2,bo-bob\n3,cy\n")
+    result = job.execute_in_process(raise_on_error=False)
+    assert not result.success
+    third = mart_checks(root, result.run_id)
+    assert third == second | {"data_test": (False, 1, WRITTEN), regex: (False, 1, WRITTEN)}
+    assert mart(root) == [(1, "ADA"), (2, "BO"), (3, "CY")]  # the old version still served
+
+    # a data test whose query changed runs whole (here over the same refused increment)
+    (root / "data_tests/short_names.sql").write_text(SHORT_NAMES.replace("> 4", "> 5"))
+    job = build_definitions(load_project(root)).resolve_implicit_global_asset_job_def()
+    fourth = mart_checks(root, job.execute_in_process(raise_on_error=False).run_id)
+    assert fourth == third | {"data_test": (False, 1, None)}
+
+
 def test_the_feed_keeps_only_what_a_reader_has_not_read(make_project) -> None:
     root = make_project(FILES, source=False)
     run(root)
@@ -202,10 +267,43 @@ def test_the_feed_keeps_only_what_a_reader_has_not_read(make_project) -> None:
         run(root)
     with duckdb.connect(str(root / "warehouse" / "t.duckdb"), read_only=True) as con:
         kinds = con.execute(
-            "select _ssot_change, name from ssot_meta.changes__staging__stg order by all"
+            "select _ssot_change, id from ssot_meta.changes__staging__stg order by all"
         ).fetchall()
+        columns = [r[0] for r in con.execute("describe ssot_meta.changes__staging__stg").fetchall()]
     # the ann change, read by m in the run that wrote it, was pruned when stg built again
-    assert kinds == [("after", "ben"), ("before", "ann"), ("reset", None)]
+    assert kinds == [("after", 1), ("before", 1), ("reset", None)]
+    # m reads only the ids from stg's feed: the names are not kept
+    assert columns == ["id", "_ssot_change", "_ssot_changed_at"]
+
+
+def test_a_reader_reading_a_column_its_feed_did_not_keep_starts_the_feed_again(
+    make_project,
+) -> None:
+    root = make_project(FILES, source=False)
+    run(root)
+    # m now takes the names from stg's feed (the 'after' rows), which kept only the ids
+    reads_names = MART.replace(
+        "with touched as (select distinct id from {{ changes('stg') }})",
+        "with touched as (select id, max(name) filter (where _ssot_change = 'after') as fed "
+        "from {{ changes('stg') }} group by id)",
+    ).replace("upper(s.name)", "upper(coalesce(t.fed, s.name))")
+    (root / "models/marts/m.sql").write_text(reads_names)
+    (root / "seeds/people.csv").write_text("id,name\n1,ann\n2,bob\n3,cy\n")
+    details = run(root)
+    assert "built whole" in details["m"]
+    with duckdb.connect(str(root / "warehouse" / "t.duckdb"), read_only=True) as con:
+        feed = con.execute("select * from ssot_meta.changes__staging__stg order by all").fetchall()
+    # the feed started again, with the names, when stg was built
+    assert [row[:3] for row in feed] == [
+        (1, "ada", "before"),
+        (1, "ann", "after"),
+        (None, None, "reset"),
+    ]
+    # m was built whole after the reset: from now on it reads the names from the feed
+    (root / "seeds/people.csv").write_text("id,name\n1,ann\n2,ben\n3,cy\n")
+    details = run(root)
+    assert details["m"].endswith("increment of 1 rows")
+    assert mart(root) == [(1, "ANN"), (2, "BEN"), (3, "CY")]
 
 
 def test_the_whole_query_leaves_flagged_rows_and_the_flag_out(make_project) -> None:
@@ -266,6 +364,23 @@ def test_a_source_s_changes_are_its_rows_landed_since_the_last_build(make_projec
                 "deleted_flag='gone') }}\nselect 1 as id, false as gone"
             },
             r"b\.sql: incremental model 'b' has a deleted_flag, which needs incremental_strategy",
+        ),
+        (
+            {
+                "models/marts/b.sql": "select 1 as id {% if is_incremental() %}, {{ written('b') }}"
+                "{% endif %}"
+            },
+            r"b\.sql: written\(\) is for data tests",
+        ),
+        (
+            {
+                "models/staging/a.sql": "select 1 as id",
+                "models/marts/b.sql": "select id from {{ ref('a') }}",
+                "data_tests/t.sql": "select * from {{ ref('b') }} {% if is_incremental() %}"
+                "join {{ written('a') }} using (id){% endif %}",
+            },
+            r"t\.sql: written\('a'\): a data test runs with the build of the model it refs "
+            r"last, 'b', .* use written\('b'\)",
         ),
     ],
 )

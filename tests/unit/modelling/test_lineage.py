@@ -6,7 +6,7 @@ import pytest
 import sqlglot
 
 from pipelines.errors import ModelError
-from pipelines.modelling.lineage import ColumnSource, column_lineage
+from pipelines.modelling.lineage import ColumnSource, column_lineage, columns_read
 from pipelines.warehouse.base import Relation
 
 ORDERS = Relation("staging", "orders")
@@ -71,3 +71,37 @@ def test_lineage_is_the_same_in_each_dialect(dialect) -> None:
     query = sqlglot.parse_one("select o.amount * 2 as double_amount from staging.orders as o")
     traced = column_lineage(query, UPSTREAM, dialect=dialect, path="m.sql")
     assert traced == {"double_amount": [ColumnSource(ORDERS, "amount")]}
+
+
+@pytest.mark.parametrize(
+    ("sql", "expected"),
+    [
+        # qualified and unqualified, in a FILTER clause, in a union
+        (
+            "select k from f.a group by k having count(*) filter (where kind = 'before') > 1 "
+            "union select x.k from f.b as x where x.v > 0",
+            {"a": {"k", "kind"}, "b": {"k", "kind", "v"}},
+        ),
+        # a column of another table, qualified, is not read from the feed
+        (
+            "select c.k, t.other from f.a as c join t on t.k = c.k",
+            {"a": {"k"}},
+        ),
+        # a correlated subquery reading the feed's alias
+        (
+            "select c.k from f.a as c where exists (select 1 from t where t.v = c.v2)",
+            {"a": {"k", "v2"}},
+        ),
+        ("select * from f.a", {"a": None}),
+        ("select c.*, t.k from f.a as c join t on t.k = c.k", {"a": None}),
+        ("select t.* from f.a as c join t on t.k = c.k", {"a": {"k"}}),
+        ("select * from (select k from f.a) as s", {"a": {"k"}}),
+        ("select k from f.a natural join t", {"a": None}),
+        ("select a.k from f.a join t using (j)", {"a": {"k", "j"}}),
+        # the alias used as a column: the whole row
+        ("select c from f.a as c", {"a": None}),
+    ],
+)
+def test_the_columns_a_query_reads_from_a_schema_s_tables(sql, expected) -> None:
+    found = columns_read(sqlglot.parse_one(sql, read="duckdb"), "f")
+    assert found == {k: None if v is None else frozenset(v) for k, v in expected.items()}

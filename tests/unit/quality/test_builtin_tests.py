@@ -15,7 +15,7 @@ from sqlglot import exp
 from pipelines.config import TestSpec
 from pipelines.errors import ConfigError
 from pipelines.quality import failing_rows, failure_count, failure_sample
-from pipelines.quality.builtin_tests import parse_ref
+from pipelines.quality.builtin_tests import increment_failing_rows, parse_ref
 
 GOLDEN = Path(__file__).parent / "golden"
 ORDERS = exp.table_("orders", quoted=True)
@@ -241,3 +241,30 @@ def test_a_where_that_is_not_sql_names_the_test() -> None:
         ConfigError, match=r"unique__order_id.*`where: is_current and \(` is not a SQL"
     ):
         failing_rows(broken, ORDERS, resolve)
+
+
+def test_a_relationships_increment_counts_written_and_orphaned_rows_once(
+    db: duckdb.DuckDBPyConnection,
+) -> None:
+    # orders passed before; then customer 2 went away (a 'before' value the parent no longer
+    # holds) and the build wrote order 2 (customer 2) and order 5 (customer 97, never known);
+    # the written rows carry an extra column (an increment's deletion flag)
+    db.execute("CREATE TABLE kept AS SELECT * FROM orders WHERE customer_id IN (1, 2, 3)")
+    db.execute("INSERT INTO kept VALUES (5, 97, 'PAID')")
+    db.execute("DELETE FROM customers WHERE customer_id = 2")
+    db.execute(
+        "CREATE TABLE written AS SELECT *, false AS _deleted FROM kept "
+        "WHERE order_id = 5 OR (order_id = 2 AND customer_id = 2)"
+    )
+    gone = sqlglot.parse_one(
+        "SELECT customer_id FROM (VALUES (2), (3), (NULL)) AS t(customer_id) "
+        "EXCEPT SELECT customer_id FROM customers"
+    )
+    assert isinstance(gone, exp.Query)
+    columns = ["order_id", "customer_id", "select"]
+    increment = increment_failing_rows(
+        RELATIONSHIP, exp.table_("kept"), exp.table_("written"), resolve, gone, columns
+    )
+    # order 2 (written, its customer gone) once; order 4 (not written, customer 2) too
+    assert rows(db, increment) == [(2, 2, "PAID"), (4, 2, "PAID"), (5, 97, "PAID")]
+    assert rows(db, failing_rows(RELATIONSHIP, exp.table_("kept"), resolve)) == rows(db, increment)
