@@ -47,7 +47,7 @@ from pipelines.modelling.audit import (
     evaluate_tests,
 )
 from pipelines.modelling.lineage import column_lineage
-from pipelines.modelling.materialize import feed_reset_at, has_history, prune_feed
+from pipelines.modelling.materialize import feed_reset_at, has_history, prune_feed, widen_feed
 from pipelines.modelling.publish import table_annotations, write_audit_publish
 from pipelines.modelling.state import (
     ModelState,
@@ -233,6 +233,13 @@ def _build_models(
     whose upstream model did not publish is not run; every model not published is added to
     ``failures``."""
     stopped: dict[str, str] = {}  # model -> why it did not publish
+    for node in graph.nodes.values():  # before any reader reads a feed
+        if node.change_feed and widen_feed(session, node.build_spec):
+            yield _Log(
+                "info",
+                f"{node.name}: its change feed started again, with the columns its readers "
+                "now read; they build whole once",
+            )
     states = read_states(session)  # as the last builds left them; each model is built once
     for node in nodes:
         key = model_key(node.layer, node.name)

@@ -13,8 +13,10 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from sqlglot import exp
+from sqlglot.errors import SqlglotError
 
 from pipelines.errors import ConfigError, ModelError
+from pipelines.modelling.lineage import columns_read
 from pipelines.modelling.materialize import (
     INCREMENTAL_STRATEGIES,
     SCHEMA_CHANGE_POLICIES,
@@ -25,6 +27,7 @@ from pipelines.modelling.materialize import (
     timestamp_literal,
 )
 from pipelines.modelling.render import (
+    CHANGES_PLACEHOLDER,
     MATERIALIZATIONS,
     Macros,
     ParsedModel,
@@ -257,19 +260,33 @@ class ModelGraph:
         """What ``name``'s feed must keep: its key, the columns its readers' increments may
         read, and the parent column of each `relationships` test pointing at it (an
         increment's audit reads the values a parent's rows held before they changed)."""
-        keep = set(self.nodes[name].unique_key)
+        keep = {key.lower() for key in self.nodes[name].unique_key}
         for node in self.nodes.values():
             if name in node.parsed.changes:
-                read = node.parsed.change_columns.get(name)
+                read = self._change_columns(node).get(name)
                 if read is None:
                     return None
                 keep |= read
             keep |= {
-                t.field
+                t.field.lower()
                 for t in node.tests
                 if t.name == "relationships" and t.field and referenced_model(t.to or "") == name
             }
         return frozenset(keep)
+
+    def _change_columns(self, node: ModelNode) -> dict[str, frozenset[str] | None]:
+        """For each change feed ``node``'s increment reads, the columns (lower case) it may
+        read; None where it may read any."""
+        sql = node.parsed.increment_sql
+        try:
+            if sql is None:
+                raise ModelError("no increment")
+            read = columns_read(
+                parse_select(sql, dialect=node.dialect, path=""), CHANGES_PLACEHOLDER
+            )
+        except (ModelError, SqlglotError):  # reported when the model is compiled
+            read = {}
+        return {name: read.get(name) for name in node.parsed.changes}
 
     def _attach_suites(self) -> None:
         """`expectations/<model>.json` belongs to the model of that name."""
@@ -313,10 +330,10 @@ class ModelGraph:
                     "one model"
                 )
             owner = max(models, key=position.__getitem__)
-            for name in test.parsed.written:
-                if name != owner:
+            for read in test.parsed.written:
+                if read != owner:
                     raise ModelError(
-                        f"{file.path}: written({name!r}): a data test runs with the build of "
+                        f"{file.path}: written({read!r}): a data test runs with the build of "
                         f"the model it refs last, {owner!r}, and can read only what that build "
                         f"wrote; use written({owner!r})"
                     )

@@ -64,51 +64,64 @@ def column_lineage(
 
 
 def columns_read(query: exp.Query, schema: str) -> dict[str, frozenset[str] | None]:
-    """For each table of ``schema`` that ``query`` reads, the names of the columns it may read
-    from it; None where it may read every column (a `*`, a NATURAL join). Meant for deciding
-    what to keep, so it errs on the side of more: an unqualified column name anywhere in the
-    query counts for every such table, whatever table it belongs to."""
-    from sqlglot.optimizer.scope import traverse_scope
+    """For each table of ``schema`` that ``query`` reads, the names (lower case) of the
+    columns it may read from it; None where it may read any column.
 
+    Meant for deciding what to keep, so it errs on the side of more: an unqualified column name
+    anywhere in the query counts for every such table, and anything that reads columns without
+    naming them (a `*` other than `count(*)`, `COLUMNS(...)`, `#1`, PIVOT, NATURAL JOIN, an alias with a
+    column list, a table alias used as a value, a dotted name that is not `alias.column`)
+    counts as reading them all.
+    """
+    from sqlglot.optimizer.scope import traverse_scope, walk_in_scope
+
+    scopes = list(traverse_scope(query))
     read: dict[str, set[str] | None] = {}
-    aliases: dict[str, set[str]] = {}
-    for scope in traverse_scope(query):
+    aliases: dict[str, set[str]] = {}  # alias (lower case) -> the tables of schema it names
+    known: set[str] = set()  # every alias or table name a column may be qualified with
+    everything = any(
+        isinstance(node, exp.Columns | exp.PositionalColumn | exp.Pivot)
+        or (isinstance(node, exp.Join) and node.args.get("method") == "NATURAL")
+        for node in query.walk()
+    )
+    for scope in scopes:
+        known |= {alias.lower() for alias in scope.sources}
         here = {
-            alias: source.name
+            alias.lower(): source
             for alias, source in scope.sources.items()
             if isinstance(source, exp.Table) and source.db == schema
         }
-        if not here:
-            continue
-        for alias, name in here.items():
-            read.setdefault(name, set())
-            aliases.setdefault(alias, set()).add(name)
-        select = scope.expression
-        everything = isinstance(select, exp.Select) and (
-            any(isinstance(p, exp.Star) for p in select.expressions)
-            or any(j.args.get("method") == "NATURAL" for j in select.args.get("joins") or [])
-        )
-        for projection in select.expressions if isinstance(select, exp.Select) else []:
-            if isinstance(projection, exp.Column) and isinstance(projection.this, exp.Star):
-                everything = everything or projection.table in here or not projection.table
-        if everything:
-            for name in here.values():
-                read[name] = None
-    names = {
-        c.name
-        for c in query.find_all(exp.Column)
-        if not c.table and not isinstance(c.this, exp.Star)
+        for alias, table in here.items():
+            read.setdefault(table.name, set())
+            aliases.setdefault(alias, set()).add(table.name)
+            alias_node = table.args.get("alias")
+            if isinstance(alias_node, exp.TableAlias) and alias_node.columns:
+                read[table.name] = None  # columns renamed by position
+        stars = [
+            node
+            for node in walk_in_scope(scope.expression)
+            if isinstance(node, exp.Star) and not isinstance(node.parent, exp.Count)
+        ]
+        for star in stars:
+            owner = star.parent.table.lower() if isinstance(star.parent, exp.Column) else ""
+            for alias, table in here.items():
+                if not owner or owner == alias:
+                    read[table.name] = None
+    columns = [c for c in query.find_all(exp.Column) if not isinstance(c.this, exp.Star)]
+    names = {c.name.lower() for c in columns if not c.table}
+    names |= {
+        i.name.lower() for join in query.find_all(exp.Join) for i in join.args.get("using") or []
     }
-    names |= {i.name for join in query.find_all(exp.Join) for i in join.args.get("using") or []}
-    for column in query.find_all(exp.Column):
-        for name in aliases.get(column.table, ()):
-            found = read[name]
+    for column in columns:
+        qualifier = column.table.lower()
+        if column.args.get("db") is not None or (qualifier and qualifier not in known):
+            everything = True  # a struct field (`s.x`, `c.s.x`) or a name not in scope
+        for table_name in aliases.get(qualifier, ()) if qualifier else ():
+            found = read[table_name]
             if found is not None:
-                found.add(column.name)
-    for name, found in read.items():
-        if found is not None:
-            if names & set(aliases):  # a table alias used as a column: the whole row
-                read[name] = None
-            else:
-                found |= names
-    return {name: None if found is None else frozenset(found) for name, found in read.items()}
+                found.add(column.name.lower())
+    if everything or names & set(aliases):  # a table alias used as a value: the whole row
+        return dict.fromkeys(read)
+    return {
+        name: None if found is None else frozenset(found | names) for name, found in read.items()
+    }

@@ -87,9 +87,10 @@ class BuildSpec:
     feed_columns: frozenset[str] | None = None
 
     def fed(self, columns: list[str]) -> list[str]:
-        """Those of ``columns`` the change feed keeps."""
+        """Those of ``columns`` the change feed keeps (``feed_columns`` is lower case: column
+        names are case-insensitive on every backend)."""
         keep = self.feed_columns
-        return [c for c in columns if keep is None or c in keep]
+        return [c for c in columns if keep is None or c.lower() in keep]
 
 
 def timestamp_literal(value: datetime) -> exp.Expression:
@@ -327,6 +328,21 @@ def reset_feed(warehouse: Warehouse, spec: BuildSpec, at: datetime | None = None
     )
 
 
+def widen_feed(warehouse: Warehouse, spec: BuildSpec, at: datetime | None = None) -> bool:
+    """Start the model's feed again when it lacks a column it must keep (a reader now reads
+    it, or the model gained it): older changes cannot tell that column, so the feed starts
+    again with it and its readers build whole once. Whether it did."""
+    feed = spec.change_feed
+    if feed is None or not warehouse.exists(feed) or not warehouse.exists(spec.relation):
+        return False
+    kept = {name.lower() for name, _ in warehouse.columns(feed)}
+    wanted = spec.fed([name for name, _ in warehouse.columns(spec.relation)])
+    if all(name.lower() in kept for name in wanted):
+        return False
+    reset_feed(warehouse, spec, at)
+    return True
+
+
 def _log_change(
     warehouse: Warehouse,
     spec: BuildSpec,
@@ -338,16 +354,13 @@ def _log_change(
     """Append ``columns`` of ``rows`` to the change feed as ``kind`` ('before'/'after') at ``at``."""
     feed = spec.change_feed
     assert feed is not None
-    kept = [(c, t) for c, t in warehouse.columns(spec.relation) if spec.fed([c])]
     if not warehouse.exists(feed):
         reset_feed(warehouse, spec, at)
     elif spec.feed_columns is None:
         # the model may have gained a column (on_schema_change)
-        add_missing_columns(warehouse, feed, kept)
-    elif {c for c, _ in kept} - {c for c, _ in warehouse.columns(feed)}:
-        # a reader reads a column the feed did not keep: older changes cannot tell it, so
-        # the feed starts again (with it) and its readers build whole once
-        reset_feed(warehouse, spec, at)
+        add_missing_columns(warehouse, feed, warehouse.columns(spec.relation))
+    else:
+        widen_feed(warehouse, spec, at)
     columns = spec.fed(columns)
     warehouse.insert_select(
         feed,

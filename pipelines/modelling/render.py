@@ -65,8 +65,9 @@ class ParsedModel:
     source_changes: list[tuple[str, str]] = field(default_factory=list)
     #: whether it asks `is_incremental()` (a snapshot that does is built from its increment)
     asks_incremental: bool = False
-    #: for each model in `changes`, the feed columns its increment may read (None: any)
-    change_columns: dict[str, frozenset[str] | None] = field(default_factory=dict)
+    #: its increment as rendered at parse time, `changes('m')` reading `__changes__.m`
+    #: (what tells which columns of each change feed it reads)
+    increment_sql: str | None = None
     #: models whose rows just written it reads (`written('model')`, data tests only)
     written: list[str] = field(default_factory=list)
 
@@ -217,25 +218,11 @@ def parse_model(model: ModelFile, macros: Macros = NO_MACROS) -> ParsedModel:
         context.update(is_incremental=is_incremental, changes=changes, written=written)
         sql = _render(model, context, macros)
         if parsed.changes and incremental:
-            parsed.change_columns = _change_columns(sql, parsed)
+            parsed.increment_sql = sql
         if not asked:
             break
         parsed.asks_incremental = True
     return parsed
-
-
-def _change_columns(sql: str, parsed: ParsedModel) -> dict[str, frozenset[str] | None]:
-    """The columns the increment reads from each change feed (None: maybe all of them)."""
-    from sqlglot.errors import SqlglotError
-
-    from pipelines.modelling.lineage import columns_read
-
-    try:
-        query = parse_select(sql, dialect=str(parsed.config.get("dialect", "duckdb")), path="")
-        read = columns_read(query, CHANGES_PLACEHOLDER)
-    except (ModelError, SqlglotError):  # reported when the model is compiled
-        read = {}
-    return {name: read.get(name) for name in parsed.changes}
 
 
 def _context(

@@ -32,8 +32,8 @@ CHECK_RESULTS = Relation(META_SCHEMA, "check_results")
 SAMPLE_ROWS = 5
 #: what a check run on an increment looked at (its result's `observed.checked`)
 INCREMENT_CHECKED = (
-    "the rows this build could have broken: those it wrote, and those sharing a value with "
-    "them or with a parent row that changed"
+    "the rows this build could have broken: those it wrote (for unique, with the rows sharing "
+    "their values), and for relationships those whose parent value is gone since"
 )
 #: what a per-row expectation or a data test run on an increment looked at
 WRITTEN_CHECKED = "the rows this build wrote (the rest passed when they were written)"

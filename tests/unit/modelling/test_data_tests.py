@@ -37,6 +37,16 @@ def test_a_data_test_joins_the_model_built_last_among_its_refs(make_project) -> 
     assert graph.order.index("b") < graph.order.index("c")
 
 
+def test_data_tests_reading_what_a_build_wrote_each_keep_their_name(make_project) -> None:
+    written = "select * from {% if is_incremental() %}{{ written('a') }}{% else %}{{ ref('a') }}{% endif %}"
+    graph = graph_with(
+        make_project,
+        {"first": written + " where amount < 0", "second": written + " where id is null"},
+    )
+    assert sorted(graph.data_tests) == ["first", "second"]
+    assert [t.name for t in graph.nodes["a"].data_tests] == ["first", "second"]
+
+
 @pytest.mark.parametrize(
     ("sql", "message"),
     [

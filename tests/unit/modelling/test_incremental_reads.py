@@ -258,6 +258,74 @@ def test_data_tests_and_per_row_expectations_check_an_increment_s_written_rows(
     fourth = mart_checks(root, job.execute_in_process(raise_on_error=False).run_id)
     assert fourth == third | {"data_test": (False, 1, None)}
 
+    # published again (the test passes whole), then an edit to the incremental branch alone:
+    # the next increment's audit runs that test whole too
+    (root / "seeds/people.csv").write_text("id,name\n1,ada\n2,bo\n3,cy\n")
+    assert mart_checks(root, job.execute_in_process().run_id)["data_test"] == (True, 0, None)
+    (root / "data_tests/short_names.sql").write_text(
+        SHORT_NAMES.replace("> 4", "> 5").replace(
+            "{{ written('m') }}", "(select * from {{ written('m') }})"
+        )
+    )
+    (root / "seeds/people.csv").write_text("id,name\n1,ada\n2,bob\n3,cy\n")
+    job = build_definitions(load_project(root)).resolve_implicit_global_asset_job_def()
+    sixth = mart_checks(root, job.execute_in_process().run_id)
+    assert sixth["data_test"] == (True, 0, None)
+    assert sixth[regex] == (True, 0, WRITTEN)
+
+
+PARTIAL = """
+{{ config(materialized='incremental', unique_key='id') }}
+{% if is_incremental() %}
+select s.id, upper(s.name) as name
+from (select distinct id from {{ changes('stg') }}) as t
+join {{ ref('stg') }} as s on s.id = t.id
+{% else %}
+select id, upper(name) as name, 'x' as code from {{ ref('stg') }}
+{% endif %}
+"""
+PARTIAL_YML = """
+models:
+  - name: p
+    columns:
+      - name: id
+        tests:
+          - relationships: {to: ref('stg'), field: id}
+"""
+CODE_SUITE = """{"name": "p", "expectations": [
+  {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "code"}},
+  {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "name"}}
+]}"""
+
+
+def test_checks_of_an_increment_that_writes_some_columns_only(make_project) -> None:
+    files = {
+        **FILES,
+        "models/marts/p.sql": PARTIAL,
+        "models/marts/p.yml": PARTIAL_YML,
+        "expectations/p.json": CODE_SUITE,
+    }
+    root = make_project(files, source=False)
+    run(root)
+    (root / "seeds/people.csv").write_text("id,name\n1,ann\n2,bob\n3,cy\n")
+    job = build_definitions(load_project(root)).resolve_implicit_global_asset_job_def()
+    result = job.execute_in_process()
+    with duckdb.connect(str(root / "warehouse" / "t.duckdb"), read_only=True) as con:
+        checks = con.execute(
+            "select check_name, passed, observed ->> 'checked' from ssot_meta.check_results "
+            "where asset = 'marts/p' and run_id = ? order by check_name",
+            [result.run_id],
+        ).fetchall()
+    # `code` is not in the increment: its expectation reads the table; `name` and the
+    # relationships test read what the increment wrote
+    assert [
+        (name.split("__")[1], passed, checked is not None) for name, passed, checked in checks
+    ] == [
+        ("column_values_to_not_be_null", True, False),
+        ("column_values_to_not_be_null", True, True),
+        ("id", True, True),
+    ]
+
 
 def test_the_feed_keeps_only_what_a_reader_has_not_read(make_project) -> None:
     root = make_project(FILES, source=False)
@@ -279,31 +347,47 @@ def test_the_feed_keeps_only_what_a_reader_has_not_read(make_project) -> None:
 def test_a_reader_reading_a_column_its_feed_did_not_keep_starts_the_feed_again(
     make_project,
 ) -> None:
-    root = make_project(FILES, source=False)
+    # m also reads the feed of a second staging model, so it builds from an increment in a
+    # run where stg itself has nothing new
+    files = {
+        **FILES,
+        "seeds/pets.csv": "id,name\n1,rex\n",
+        "models/staging/stg2.sql": STG.replace("ref('people')", "ref('pets')"),
+    }
+    with_pets = MART.replace(
+        "select distinct id from {{ changes('stg') }}",
+        "select distinct id from {{ changes('stg') }} "
+        "union select id from {{ changes('stg2') }} where false",
+    )
+    files["models/marts/m.sql"] = with_pets
+    root = make_project(files, source=False)
     run(root)
     # m now takes the names from stg's feed (the 'after' rows), which kept only the ids
-    reads_names = MART.replace(
-        "with touched as (select distinct id from {{ changes('stg') }})",
-        "with touched as (select id, max(name) filter (where _ssot_change = 'after') as fed "
-        "from {{ changes('stg') }} group by id)",
-    ).replace("upper(s.name)", "upper(coalesce(t.fed, s.name))")
+    reads_names = with_pets.replace(
+        "select distinct id from {{ changes('stg') }}",
+        "select id from {{ changes('stg') }} group by id",
+    ).replace(
+        "upper(s.name)",
+        "upper(coalesce((select max(name) filter (where _ssot_change = 'after') "
+        "from {{ changes('stg') }} as f where f.id = t.id), s.name))",
+    )
     (root / "models/marts/m.sql").write_text(reads_names)
-    (root / "seeds/people.csv").write_text("id,name\n1,ann\n2,bob\n3,cy\n")
-    details = run(root)
+    details = run(root)  # nothing new in stg: its feed starts again, with the names, at once
     assert "built whole" in details["m"]
     with duckdb.connect(str(root / "warehouse" / "t.duckdb"), read_only=True) as con:
-        feed = con.execute("select * from ssot_meta.changes__staging__stg order by all").fetchall()
-    # the feed started again, with the names, when stg was built
-    assert [row[:3] for row in feed] == [
-        (1, "ada", "before"),
-        (1, "ann", "after"),
-        (None, None, "reset"),
-    ]
-    # m was built whole after the reset: from now on it reads the names from the feed
-    (root / "seeds/people.csv").write_text("id,name\n1,ann\n2,ben\n3,cy\n")
+        feed = con.execute("select * from ssot_meta.changes__staging__stg").fetchall()
+        columns = [r[0] for r in con.execute("describe ssot_meta.changes__staging__stg").fetchall()]
+    assert columns == ["id", "name", "_ssot_change", "_ssot_changed_at"]
+    assert [row[:3] for row in feed] == [(None, None, "reset")]
+    # only stg2 changes: m builds from its increment, reading stg's (empty) feed with names
+    (root / "seeds/pets.csv").write_text("id,name\n1,rex\n2,tom\n")
+    details = run(root)
+    assert "built whole" not in details["m"]
+    # then stg changes: m reads the new name from the feed
+    (root / "seeds/people.csv").write_text("id,name\n1,ann\n2,bob\n3,cy\n")
     details = run(root)
     assert details["m"].endswith("increment of 1 rows")
-    assert mart(root) == [(1, "ANN"), (2, "BEN"), (3, "CY")]
+    assert mart(root) == [(1, "ANN"), (2, "BOB"), (3, "CY")]
 
 
 def test_the_whole_query_leaves_flagged_rows_and_the_flag_out(make_project) -> None:

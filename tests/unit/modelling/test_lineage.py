@@ -100,6 +100,19 @@ def test_lineage_is_the_same_in_each_dialect(dialect) -> None:
         ("select a.k from f.a join t using (j)", {"a": {"k", "j"}}),
         # the alias used as a column: the whole row
         ("select c from f.a as c", {"a": None}),
+        # names are case-insensitive; count(*) reads no column
+        ("select C.Amount, count(*) from f.a as c group by all", {"a": {"amount"}}),
+        ("select A.v from f.a", {"a": {"v"}}),
+        # reading columns without naming them
+        ("select columns('amount_.*') from f.a", {"a": None}),
+        ("select min(columns(*)) from f.a", {"a": None}),
+        ("select #1 from f.a", {"a": None}),
+        ("select (c.*) from f.a as c", {"a": None}),
+        ("select x from f.a as c(k, x)", {"a": None}),
+        ("select * from f.a pivot (sum(v) for kind in ('x'))", {"a": None}),
+        # struct fields: `s` and `c.s` are not table aliases
+        ("select s.x from f.a", {"a": None}),
+        ("select c.s.x from f.a as c", {"a": None}),
     ],
 )
 def test_the_columns_a_query_reads_from_a_schema_s_tables(sql, expected) -> None:
