@@ -36,7 +36,7 @@ DEFINITIONS_MODULE = "pipelines.definitions"
 #: warnings and errors from the run's events instead (the full log stays in the run history).
 RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
-INSTANCE_CONFIG = {
+INSTANCE_CONFIG: dict[str, Any] = {
     "run_coordinator": {
         "module": "dagster._core.run_coordinator",
         "class": "QueuedRunCoordinator",
@@ -44,14 +44,24 @@ INSTANCE_CONFIG = {
     },
     "telemetry": {"enabled": False},
 }
+#: what an older version wrote: rewritten with INSTANCE_CONFIG when found unchanged
+EARLIER_INSTANCE_CONFIGS = [dict(INSTANCE_CONFIG)]
+#: Dagster's SQLite event log, one engine per file and no flush per event (event_log.py)
+INSTANCE_CONFIG["event_log_storage"] = {
+    "module": "pipelines.event_log",
+    "class": "ProjectEventLogStorage",
+    "config": {"dagster_home": {"env": "DAGSTER_HOME"}},
+}
 
 
 def dagster_home(project: Project) -> Path:
-    """$DAGSTER_HOME, else `<project>/.dagster` (created with a dagster.yaml on first use)."""
+    """$DAGSTER_HOME, else `<project>/.dagster` (created with a dagster.yaml on first use; a
+    dagster.yaml an earlier version wrote and nobody edited is brought up to date)."""
     home = Path(os.environ.get("DAGSTER_HOME") or project.root / DAGSTER_HOME_DIRNAME).resolve()
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
-    if not config.exists():
+    written = yaml.safe_load(config.read_text(encoding="utf-8")) if config.exists() else None
+    if written is None or written in EARLIER_INSTANCE_CONFIGS:
         config.write_text(yaml.safe_dump(INSTANCE_CONFIG, sort_keys=False), encoding="utf-8")
     return home
 
