@@ -114,8 +114,8 @@ def _refresh_spare(build: Path, spare: Path) -> bool:
     has it open (a DuckDB reader's lock, or any descriptor of it), and it was left alone.
 
     An incremental run changes a small part of the file: comparing the two (both usually in
-    the page cache) and writing the difference took 0.8 s for 2.7 GB, where a full copy took
-    3.4 s. Nobody opens the spare by its name, so once it is ours no reader can appear.
+    the page cache) and writing the difference took 0.3 s for 2 GB, where a full copy took
+    3.4 s for 2.7 GB. Nobody opens the spare by its name, so once it is ours no reader can appear.
     """
     import mmap
 
@@ -141,17 +141,21 @@ def _refresh_spare(build: Path, spare: Path) -> bool:
             os.ftruncate(out.fileno(), size)
             if size == 0:
                 return True
+            # both files mapped with their pages at once, compared by libc's memcmp: a
+            # third of the time of comparing numpy views (0.26 s against 0.78 s for 2 GB)
+            flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
             with (
                 build.open("rb") as source,
-                mmap.mmap(source.fileno(), size, access=mmap.ACCESS_READ) as new,
-                mmap.mmap(out.fileno(), size, access=mmap.ACCESS_READ) as old,
+                mmap.mmap(source.fileno(), size, flags=flags, prot=mmap.PROT_READ) as new,
+                mmap.mmap(out.fileno(), size, flags=flags, prot=mmap.PROT_READ) as old,
             ):
                 wanted = np.frombuffer(new, dtype=np.uint8)
                 held = np.frombuffer(old, dtype=np.uint8)
                 try:
+                    at_new, at_old = wanted.ctypes.data, held.ctypes.data
                     for start in range(0, size, _SYNC_CHUNK):
                         end = min(start + _SYNC_CHUNK, size)
-                        if not np.array_equal(wanted[start:end], held[start:end]):
+                        if _memcmp(at_new + start, at_old + start, end - start):
                             os.pwrite(out.fileno(), new[start:end], start)
                 finally:
                     del wanted, held  # the maps close only once no array views them
@@ -161,6 +165,22 @@ def _refresh_spare(build: Path, spare: Path) -> bool:
             return True
         finally:
             fcntl.fcntl(out.fileno(), ofd_setlk, _whole_file_lock(fcntl.F_UNLCK))
+
+
+def _memcmp(a: int, b: int, size: int) -> int:
+    """libc's memcmp of ``size`` bytes at two addresses (0: equal)."""
+    import ctypes
+
+    global _LIBC_MEMCMP
+    if _LIBC_MEMCMP is None:
+        memcmp = ctypes.CDLL(None).memcmp
+        memcmp.restype = ctypes.c_int
+        memcmp.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]
+        _LIBC_MEMCMP = memcmp
+    return int(_LIBC_MEMCMP(a, b, size))
+
+
+_LIBC_MEMCMP: Any = None
 
 
 def _whole_file_lock(kind: int) -> bytes:
