@@ -8,9 +8,11 @@ about 2.9 s of a 20 s incremental run at scale 100: 0.9 s flushing, 0.3 s creati
 This subclass keeps one engine per database file (connections are still opened per write, so
 nothing is shared between threads) and sets `synchronous = NORMAL` on each connection. The
 files are in WAL mode, where that setting keeps the database consistent after a crash; what a
-power loss can cost is the last events written, never the warehouse, which is a separate file
-published by its own fsync'd rename. Everything else (files, schema, the UI reading them) is
-Dagster's own. `dagster.yaml` of a project instance names this class (see `runner.py`).
+power loss can cost is the last events written (a run's history may then lack its last events
+while the run storage, still synced each time, says it finished), never the warehouse, which is
+a separate file published by its own fsync'd rename. Everything else (files, schema, the UI
+reading them) is Dagster's own. `dagster.yaml` of a project instance names this class, with
+the directory Dagster's own would use (see `runner.py`).
 """
 
 from __future__ import annotations
@@ -18,20 +20,23 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dagster._core.storage.event_log import SqliteEventLogStorage
 from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS
 
 if TYPE_CHECKING:
-    from dagster._config.config_schema import UserConfigSchema
     from dagster._serdes import ConfigurableClassData
     from sqlalchemy.engine import Connection, Engine
 
 
+#: engines kept at most (the index's and the most recently used runs')
+KEPT_ENGINES = 8
+INDEX_SHARD = "index"
+
+
 class ProjectEventLogStorage(SqliteEventLogStorage):
-    """`SqliteEventLogStorage` under ``<dagster_home>/history/runs``, one engine per file."""
+    """`SqliteEventLogStorage` (same ``base_dir`` config), one engine per file."""
 
     def __init__(self, base_dir: str, inst_data: ConfigurableClassData | None = None) -> None:
         self._engines: dict[str, Engine] = {}
@@ -39,20 +44,14 @@ class ProjectEventLogStorage(SqliteEventLogStorage):
         super().__init__(base_dir, inst_data)
 
     @classmethod
-    def config_type(cls) -> UserConfigSchema:
-        from dagster._config import StringSource
-
-        return {"dagster_home": StringSource}
-
-    @classmethod
     def from_config_value(  # type: ignore[override]
         cls, inst_data: ConfigurableClassData | None, config_value: dict[str, Any]
     ) -> ProjectEventLogStorage:
-        return cls(str(Path(str(config_value["dagster_home"])) / "history" / "runs"), inst_data)
+        return cls(str(config_value["base_dir"]), inst_data)
 
     def _engine(self, shard: str) -> Engine:
         with self._engines_lock:
-            engine = self._engines.get(shard)
+            engine = self._engines.pop(shard, None)
             if engine is None:
                 import sqlalchemy
                 from sqlalchemy.pool import NullPool
@@ -63,7 +62,11 @@ class ProjectEventLogStorage(SqliteEventLogStorage):
                     connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS},
                 )
                 sqlalchemy.event.listen(engine, "connect", _no_flush_per_commit)
-                self._engines[shard] = engine
+            self._engines[shard] = engine  # the most recently used last
+            # a long-lived process (the UI) reads many runs: keep the index and a few runs
+            while len(self._engines) > KEPT_ENGINES:
+                oldest = next(name for name in self._engines if name != INDEX_SHARD)
+                self._engines.pop(oldest).dispose()
             return engine
 
     @contextmanager
@@ -78,11 +81,11 @@ class ProjectEventLogStorage(SqliteEventLogStorage):
                 yield conn
 
     def dispose(self) -> None:
+        super().dispose()  # stops the watcher first: no write comes after
         with self._engines_lock:
             for engine in self._engines.values():
                 engine.dispose()
             self._engines.clear()
-        super().dispose()
 
 
 def _no_flush_per_commit(connection: Any, _record: Any) -> None:

@@ -44,25 +44,48 @@ INSTANCE_CONFIG: dict[str, Any] = {
     },
     "telemetry": {"enabled": False},
 }
-#: what an older version wrote: rewritten with INSTANCE_CONFIG when found unchanged
-EARLIER_INSTANCE_CONFIGS = [dict(INSTANCE_CONFIG)]
-#: Dagster's SQLite event log, one engine per file and no flush per event (event_log.py)
-INSTANCE_CONFIG["event_log_storage"] = {
-    "module": "pipelines.event_log",
-    "class": "ProjectEventLogStorage",
-    "config": {"dagster_home": {"env": "DAGSTER_HOME"}},
-}
+EVENT_LOG_CLASS = {"module": "pipelines.event_log", "class": "ProjectEventLogStorage"}
+
+
+def instance_config(home: Path) -> dict[str, Any]:
+    """dagster.yaml of a project instance at ``home``: INSTANCE_CONFIG, and Dagster's SQLite
+    event log with one engine per file and no flush per event (event_log.py), in the place
+    Dagster's own would be (``home``/history/runs)."""
+    event_log = {**EVENT_LOG_CLASS, "config": {"base_dir": str(home / "history" / "runs")}}
+    return {**INSTANCE_CONFIG, "event_log_storage": event_log}
+
+
+def _generated(config: Any) -> bool:
+    """Whether ``config`` is a dagster.yaml this project wrote, unedited: what an earlier
+    version wrote, or the current one for some home (the project moved)."""
+    if config == INSTANCE_CONFIG:
+        return True
+    if not isinstance(config, dict):
+        return False
+    event_log = config.get("event_log_storage")
+    return (
+        isinstance(event_log, dict)
+        and {k: event_log.get(k) for k in EVENT_LOG_CLASS} == EVENT_LOG_CLASS
+        and config
+        == instance_config(Path(str(event_log.get("config", {}).get("base_dir"))).parent.parent)
+    )
 
 
 def dagster_home(project: Project) -> Path:
     """$DAGSTER_HOME, else `<project>/.dagster` (created with a dagster.yaml on first use; a
-    dagster.yaml an earlier version wrote and nobody edited is brought up to date)."""
+    dagster.yaml this project wrote and nobody edited is brought up to date)."""
     home = Path(os.environ.get("DAGSTER_HOME") or project.root / DAGSTER_HOME_DIRNAME).resolve()
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
-    written = yaml.safe_load(config.read_text(encoding="utf-8")) if config.exists() else None
-    if written is None or written in EARLIER_INSTANCE_CONFIGS:
-        config.write_text(yaml.safe_dump(INSTANCE_CONFIG, sort_keys=False), encoding="utf-8")
+    wanted = instance_config(home)
+    try:
+        written = yaml.safe_load(config.read_text(encoding="utf-8")) if config.exists() else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{config}: not valid YAML ({exc}); fix it or delete it") from None
+    if written != wanted and (written is None or _generated(written)):
+        staged = config.with_name(f".{config.name}.tmp")
+        staged.write_text(yaml.safe_dump(wanted, sort_keys=False), encoding="utf-8")
+        staged.replace(config)
     return home
 
 

@@ -114,7 +114,7 @@ def _refresh_spare(build: Path, spare: Path) -> bool:
     has it open (a DuckDB reader's lock, or any descriptor of it), and it was left alone.
 
     An incremental run changes a small part of the file: comparing the two (both usually in
-    the page cache) and writing the difference took 0.3 s for 2 GB, where a full copy took
+    the page cache) and writing the difference took 0.4 s for 2 GB, where a full copy took
     3.4 s for 2.7 GB. Nobody opens the spare by its name, so once it is ours no reader can appear.
     """
     import mmap
@@ -141,14 +141,16 @@ def _refresh_spare(build: Path, spare: Path) -> bool:
             os.ftruncate(out.fileno(), size)
             if size == 0:
                 return True
-            # both files mapped with their pages at once, compared by libc's memcmp: a
-            # third of the time of comparing numpy views (0.26 s against 0.78 s for 2 GB)
-            flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
+            # compared by libc's memcmp, read ahead in order: half the time of comparing numpy
+            # views (0.37 s against 0.78 s for 2 GB in the page cache)
             with (
                 build.open("rb") as source,
-                mmap.mmap(source.fileno(), size, flags=flags, prot=mmap.PROT_READ) as new,
-                mmap.mmap(out.fileno(), size, flags=flags, prot=mmap.PROT_READ) as old,
+                mmap.mmap(source.fileno(), size, access=mmap.ACCESS_READ) as new,
+                mmap.mmap(out.fileno(), size, access=mmap.ACCESS_READ) as old,
             ):
+                for mapped in (new, old):
+                    with contextlib.suppress(AttributeError, OSError):  # a hint only
+                        mapped.madvise(mmap.MADV_SEQUENTIAL)
                 wanted = np.frombuffer(new, dtype=np.uint8)
                 held = np.frombuffer(old, dtype=np.uint8)
                 try:

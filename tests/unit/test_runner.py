@@ -2,31 +2,33 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import dagster as dg
 import sqlalchemy
 import yaml
+from dagster._core.instance.ref import InstanceRef
 
-from pipelines.event_log import ProjectEventLogStorage
+from pipelines.event_log import KEPT_ENGINES, ProjectEventLogStorage
 from pipelines.project import load_project
-from pipelines.runner import (
-    EARLIER_INSTANCE_CONFIGS,
-    INSTANCE_CONFIG,
-    dagster_home,
-    project_instance,
-)
+from pipelines.runner import INSTANCE_CONFIG, dagster_home, instance_config, project_instance
 
 
 def test_a_new_or_untouched_dagster_yaml_gets_the_current_config(make_project, monkeypatch) -> None:
     monkeypatch.delenv("DAGSTER_HOME", raising=False)
     project = load_project(make_project())
-    config = dagster_home(project) / "dagster.yaml"
-    assert yaml.safe_load(config.read_text()) == INSTANCE_CONFIG
-    # what an earlier version wrote, unchanged: brought up to date
-    config.write_text(yaml.safe_dump(EARLIER_INSTANCE_CONFIGS[0]))
-    dagster_home(project)
-    assert yaml.safe_load(config.read_text()) == INSTANCE_CONFIG
+    home = dagster_home(project)
+    config = home / "dagster.yaml"
+    current = yaml.safe_load(config.read_text())
+    assert current == instance_config(home)
+    assert current["event_log_storage"]["config"] == {"base_dir": str(home / "history" / "runs")}
+    # what an earlier version wrote, or what this one wrote for another place: brought up to date
+    for earlier in (INSTANCE_CONFIG, instance_config(Path("/elsewhere/.dagster"))):
+        config.write_text(yaml.safe_dump(earlier))
+        dagster_home(project)
+        assert yaml.safe_load(config.read_text()) == current
     # edited by the user: left alone
-    edited = {**EARLIER_INSTANCE_CONFIGS[0], "telemetry": {"enabled": True}}
+    edited = {**current, "telemetry": {"enabled": True}}
     config.write_text(yaml.safe_dump(edited))
     dagster_home(project)
     assert yaml.safe_load(config.read_text()) == edited
@@ -48,10 +50,21 @@ def test_runs_are_recorded_through_one_engine_per_file(make_project, monkeypatch
         assert event is not None and event.run_id == runs[-1]
         assert len(instance.get_records_for_run(runs[0]).records) > 5
         # one engine per run file and the index, kept between writes
-        engine = storage._engines[runs[0]]
+        engine = storage._engines[runs[-1]]
         with engine.connect() as conn:
             mode = conn.execute(sqlalchemy.text("PRAGMA journal_mode")).scalar()
             synchronous = conn.execute(sqlalchemy.text("PRAGMA synchronous")).scalar()
         assert (mode, synchronous) == ("wal", 1)  # 1: NORMAL (the default, FULL, is 2)
-        assert set(storage._engines) >= {*runs, "index"}
+        # many runs: the index's engine and the most recent runs' are kept
+        runs += [dg.materialize([numbers], instance=instance).run_id for _ in range(KEPT_ENGINES)]
+        assert len(storage._engines) == KEPT_ENGINES
+        assert "index" in storage._engines and runs[-1] in storage._engines
+        assert runs[0] not in storage._engines
+        assert len(instance.get_records_for_run(runs[0]).records) > 5  # opened again
     assert storage._engines == {}  # disposed with the instance
+    # the instance opened by its directory alone (as the UI or a test does) finds the history
+    home = dagster_home(project)
+    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as reopened:
+        event = reopened.get_latest_materialization_event(dg.AssetKey("numbers"))
+        assert event is not None and event.run_id == runs[-1]
+    assert (home / "history" / "runs" / f"{runs[0]}.db").is_file()
