@@ -60,15 +60,11 @@ def _generated(config: Any) -> bool:
     version wrote, or the current one for some home (the project moved)."""
     if config == INSTANCE_CONFIG:
         return True
-    if not isinstance(config, dict):
+    try:
+        base_dir = config["event_log_storage"]["config"]["base_dir"]
+    except (TypeError, KeyError):
         return False
-    event_log = config.get("event_log_storage")
-    return (
-        isinstance(event_log, dict)
-        and {k: event_log.get(k) for k in EVENT_LOG_CLASS} == EVENT_LOG_CLASS
-        and config
-        == instance_config(Path(str(event_log.get("config", {}).get("base_dir"))).parent.parent)
-    )
+    return bool(config == instance_config(Path(str(base_dir)).parent.parent))
 
 
 def dagster_home(project: Project) -> Path:

@@ -147,14 +147,6 @@ def evaluate_tests(
                 return None
         return increment_failing_rows(test, table, written.to_table(), resolve, gone, columns=shown)
 
-    def data_test_increment(test: DataTest, failing: Any) -> Any:
-        # the test's own is_incremental() branch says which rows a build can have broken
-        if written is None or not test.parsed.asks_incremental:
-            return None
-        if not passed_as_is(test.check_name, failing):
-            return None
-        return graph.data_test_query(test, {node.name: audited}, written)
-
     where = node.model.properties_path or node.model.path
     outcomes = []
     for test in node.tests:
@@ -176,14 +168,18 @@ def evaluate_tests(
         )
     for data_test in node.data_tests:
         failing = graph.data_test_query(data_test, {node.name: audited})
+        increment_rows = None
         if data_test.parsed.asks_incremental:
-            # the recorded query names its incremental branch: an edit to that branch alone
-            # makes the next increment's audit run whole
+            # the test's own is_incremental() branch says which rows a build can have broken;
+            # the recorded query names it, so an edit to that branch alone makes the next
+            # increment's audit run whole
             branch = graph.data_test_query(
-                data_test, {node.name: audited}, written_relation(node.relation)
+                data_test, {node.name: audited}, written or written_relation(node.relation)
             )
             digest = hashlib.sha256(branch.sql(dialect=warehouse.dialect).encode()).hexdigest()
             failing.add_comments([f" its is_incremental() branch: {digest[:16]} "])
+            if written is not None and passed_as_is(data_test.check_name, failing):
+                increment_rows = branch
         outcomes.append(
             run_check(
                 warehouse,
@@ -192,7 +188,7 @@ def evaluate_tests(
                 severity=data_test.severity,
                 description=describe_data_test(data_test),
                 what=f"{data_test.file.path}: data test {data_test.name!r}",
-                increment=data_test_increment(data_test, failing),
+                increment=increment_rows,
                 checked=WRITTEN_CHECKED,
             )
         )

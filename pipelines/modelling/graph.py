@@ -7,6 +7,7 @@ and happens when a model is built or `ssot compile` asks for it.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from functools import cached_property
@@ -252,18 +253,23 @@ class ModelGraph:
                         + ("" if feed.unique_key else " without a unique_key")
                     )
                 self.nodes[name] = replace(self.nodes[name], change_feed=True)
+        # each reader's increment parsed once, whatever number of feeds it reads
+        reads = {n: _change_columns(node) for n, node in self.nodes.items() if node.parsed.changes}
         for name, node in self.nodes.items():
             if node.change_feed:
-                self.nodes[name] = replace(node, feed_columns=self._feed_columns(name))
+                self.nodes[name] = replace(node, feed_columns=self._feed_columns(name, reads))
 
-    def _feed_columns(self, name: str) -> frozenset[str] | None:
+    def _feed_columns(
+        self, name: str, reads: Mapping[str, Mapping[str, frozenset[str] | None]]
+    ) -> frozenset[str] | None:
         """What ``name``'s feed must keep: its key, the columns its readers' increments may
-        read, and the parent column of each `relationships` test pointing at it (an
-        increment's audit reads the values a parent's rows held before they changed)."""
+        read (``reads``: reader -> feed -> columns), and the parent column of each
+        `relationships` test pointing at it (an increment's audit reads the values a parent's
+        rows held before they changed)."""
         keep = {key.lower() for key in self.nodes[name].unique_key}
         for node in self.nodes.values():
             if name in node.parsed.changes:
-                read = self._change_columns(node).get(name)
+                read = reads[node.name].get(name)
                 if read is None:
                     return None
                 keep |= read
@@ -273,20 +279,6 @@ class ModelGraph:
                 if t.name == "relationships" and t.field and referenced_model(t.to or "") == name
             }
         return frozenset(keep)
-
-    def _change_columns(self, node: ModelNode) -> dict[str, frozenset[str] | None]:
-        """For each change feed ``node``'s increment reads, the columns (lower case) it may
-        read; None where it may read any."""
-        sql = node.parsed.increment_sql
-        try:
-            if sql is None:
-                raise ModelError("no increment")
-            read = columns_read(
-                parse_select(sql, dialect=node.dialect, path=""), CHANGES_PLACEHOLDER
-            )
-        except (ModelError, SqlglotError):  # reported when the model is compiled
-            read = {}
-        return {name: read.get(name) for name in node.parsed.changes}
 
     def _attach_suites(self) -> None:
         """`expectations/<model>.json` belongs to the model of that name."""
@@ -611,6 +603,19 @@ class ModelGraph:
             for ref in node.upstream:
                 children[ref].append(node.name)
         return children
+
+
+def _change_columns(node: ModelNode) -> dict[str, frozenset[str] | None]:
+    """For each change feed ``node``'s increment reads, the columns (lower case) it may read;
+    None where it may read any (also when the increment does not parse: compiling the model
+    reports that)."""
+    sql = node.parsed.increment_sql
+    read: dict[str, frozenset[str] | None] = {}
+    if sql is not None:
+        with contextlib.suppress(ModelError, SqlglotError):
+            query = parse_select(sql, dialect=node.dialect, path=node.model.path)
+            read = columns_read(query, CHANGES_PLACEHOLDER)
+    return {name: read.get(name) for name in node.parsed.changes}
 
 
 def referenced_model(to: str) -> str:

@@ -518,7 +518,8 @@ def run_suite(
     on_increment = {
         e.index
         for e in suite.expectations
-        if e.check_name in passing
+        if written is not None
+        and e.check_name in passing
         and _row_local(e)
         and all(c.lower() in selected for c in e.columns)
     }

@@ -7,6 +7,7 @@ The only module (with the BigQuery backend) allowed to import an engine driver; 
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import math
 import os
@@ -171,18 +172,17 @@ def _refresh_spare(build: Path, spare: Path) -> bool:
 
 def _memcmp(a: int, b: int, size: int) -> int:
     """libc's memcmp of ``size`` bytes at two addresses (0: equal)."""
+    return int(_libc_memcmp()(a, b, size))
+
+
+@functools.cache
+def _libc_memcmp() -> Any:
     import ctypes
 
-    global _LIBC_MEMCMP
-    if _LIBC_MEMCMP is None:
-        memcmp = ctypes.CDLL(None).memcmp
-        memcmp.restype = ctypes.c_int
-        memcmp.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]
-        _LIBC_MEMCMP = memcmp
-    return int(_LIBC_MEMCMP(a, b, size))
-
-
-_LIBC_MEMCMP: Any = None
+    memcmp = ctypes.CDLL(None).memcmp
+    memcmp.restype = ctypes.c_int
+    memcmp.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]
+    return memcmp
 
 
 def _whole_file_lock(kind: int) -> bytes:
