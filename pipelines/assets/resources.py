@@ -47,6 +47,11 @@ class WarehouseResource(dg.ConfigurableResource):  # type: ignore[type-arg]
                 if context.run is not None:
                     PUBLISH_FAILURES[context.run.run_id] = f"{type(exc).__name__}: {exc}"
                 raise
+            if context.log is not None and session.compacted:
+                context.log.info(
+                    "rewrote without their deleted rows: "
+                    + ", ".join(str(r) for r in session.compacted)
+                )
             if published is not None and context.log is not None:
                 context.log.info(f"published the warehouse for readers: {published}")
 

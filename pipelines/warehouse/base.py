@@ -110,10 +110,16 @@ class Warehouse(ABC):
         """End of a run: make what it committed visible to readers, then close the session.
 
         Returns where readers find it when that moved (a published file), else None.
-        Backends whose readers see every commit directly only close.
+        Backends whose readers see every commit directly only close. A backend that keeps
+        deleted rows may rewrite tables without them first (:attr:`compacted`).
         """
         self.close()
         return None
+
+    @property
+    def compacted(self) -> list[Relation]:
+        """The tables the last :meth:`publish` rewrote without their deleted rows."""
+        return list(self.__dict__.get("_compacted", []))
 
     def __enter__(self) -> Warehouse:
         return self

@@ -319,6 +319,69 @@ def test_publish_waits_for_a_thread_that_holds_the_session(tmp_path) -> None:
         assert reader.exists(Relation("marts", "late"))  # what the thread built was published
 
 
+def test_a_table_is_compacted_when_a_fifth_of_its_rows_are_deleted_ones(tmp_path) -> None:
+    """DuckDB's own vacuum, which rewrote every table an incremental run touched at each
+    checkpoint, is off; a publish rewrites only a table whose deleted rows reached the share."""
+    import duckdb
+
+    from pipelines.warehouse.duckdb import COMPACT_DEAD_SHARE, COMPACT_MIN_ROWS
+
+    build, published = tmp_path / "w.build.duckdb", tmp_path / "w.duckdb"
+    facts, small = Relation("marts", "facts"), Relation("marts", "small")
+    rows = 2 * COMPACT_MIN_ROWS
+
+    def session() -> DuckDBWarehouse:
+        return DuckDBWarehouse(build, publish_to=published)
+
+    def replace_share(warehouse: DuckDBWarehouse, share: float, salt: int) -> None:
+        # an incremental merge: some rows deleted all over the table, their new versions appended
+        step = round(1 / share)
+        warehouse.execute(f"delete from marts.facts where id % {step} = {salt}")
+        warehouse.execute(
+            f"insert into marts.facts select id + {rows * (salt + 1)}, 'v' || id "
+            f"from range({rows // step}) r(id)"
+        )
+
+    def stored(path: Path, relation: Relation) -> tuple[int, int]:
+        with duckdb.connect(str(path), read_only=True) as reader:
+            total = reader.execute(
+                f"select estimated_size from duckdb_tables() where table_name = '{relation.name}'"
+            ).fetchone()
+            live = reader.execute(f"select count(*) from {relation}").fetchone()
+        assert total is not None and live is not None
+        return int(total[0]), int(live[0])
+
+    warehouse = session()
+    warehouse.execute(f"create schema marts; create table marts.facts as select id, 'v' || id as v from range({rows}) r(id)")
+    warehouse.execute("create table marts.small as select id from range(1000) r(id)")
+    warehouse.annotate(facts, "The facts.", {"owner": "team"})
+    warehouse.publish()
+    warehouse = session()
+    replace_share(warehouse, 0.1, 0)
+    warehouse.execute("delete from marts.small where id < 900")  # too small to bother
+    assert warehouse.dead_rows()[facts] == (rows + rows // 10, rows // 10)
+    assert small not in warehouse.dead_rows()
+    warehouse.publish()
+    assert warehouse.compacted == []
+    total, live = stored(published, facts)
+    assert total - live == rows // 10  # the deleted rows are still stored, as they would not be
+    # with DuckDB's vacuum at the checkpoint
+    warehouse = session()
+    replace_share(warehouse, 0.25, 1)  # more than 20 % of the stored rows are deleted now
+    dead = warehouse.dead_rows()[facts]
+    assert dead[1] >= COMPACT_DEAD_SHARE * dead[0]
+    order = warehouse.query("select id from marts.facts order by rowid").column("id").to_pylist()
+    warehouse.publish()
+    assert warehouse.compacted == [facts]
+    assert stored(published, facts) == (len(order), len(order))
+    with duckdb.connect(str(published), read_only=True) as reader:
+        # the same rows in the same order, and the table's description kept
+        assert [r[0] for r in reader.execute("select id from marts.facts order by rowid").fetchall()] == order
+        comment = reader.execute("select comment from duckdb_tables() where table_name = 'facts'").fetchone()
+        assert comment == ("The facts.\nowner=team",)
+        assert reader.execute("select count(*) from marts.small").fetchone() == (100,)
+
+
 def test_a_missing_build_file_starts_from_the_published_one(tmp_path) -> None:
     build, published = tmp_path / "w.build.duckdb", tmp_path / "w.duckdb"
     with DuckDBWarehouse(published) as old:  # a warehouse from before builds were separate
