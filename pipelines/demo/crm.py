@@ -42,6 +42,7 @@ ACCOUNTS = TableSpec(
         Column("updated_at", "text"),
     ),
     primary_key="account_id",
+    cursor="updated_at",
 )
 CONTACTS = TableSpec(
     "contacts",
@@ -58,6 +59,7 @@ CONTACTS = TableSpec(
         Column("deleted_at", "text"),
     ),
     indexes=("contact_id",),
+    cursor="updated_at",
 )
 JOB_TITLE = Column("job_title", "text")
 CONTACTS_WITH_JOB_TITLE = CONTACTS.with_column(JOB_TITLE)

@@ -323,6 +323,7 @@ def _init_shop(
     state.next_product_id += n_products
     writer.recreate(shop.PRODUCTS)
     writer.insert(shop.PRODUCTS, frame)
+    writer.finish(shop.PRODUCTS)
     run.count("shop.products", "rows", n_products)
     run.count("shop.products", "duplicate_listings", len(products) - len(np.unique(products.key)))
     run.add_bad([bad])
@@ -341,6 +342,7 @@ def _init_shop(
     records, junk_ids = _write_customers(
         run, writer, rng, persons, who, created, deleted.astype(np.int64), window
     )
+    writer.finish(shop.CUSTOMERS)
 
     buyers = _buyers(persons, records, np.where(deleted >= 0, deleted, end).astype(np.int64))
     batch = shop.make_orders(
@@ -357,6 +359,7 @@ def _init_shop(
     writer.recreate(shop.ORDERS)
     writer.recreate(shop.ORDER_LINES)
     _write_orders(run, writer, batch)
+    writer.finish(shop.ORDERS)
     return products, records, junk_ids, batch.open, batch.billed
 
 

@@ -45,6 +45,7 @@ PRODUCTS = TableSpec(
         Column("updated_at", "datetime"),
     ),
     primary_key="product_id",
+    cursor="updated_at",
 )
 CUSTOMERS = TableSpec(
     "customers",
@@ -58,6 +59,7 @@ CUSTOMERS = TableSpec(
         Column("updated_at", "datetime"),
     ),
     primary_key="customer_id",
+    cursor="updated_at",
 )
 ORDERS = TableSpec(
     "orders",
@@ -70,6 +72,7 @@ ORDERS = TableSpec(
         Column("updated_at", "datetime"),
     ),
     primary_key="order_id",
+    cursor="updated_at",
 )
 ORDER_LINES = TableSpec(
     "order_lines",

@@ -51,12 +51,15 @@ class Column:
 
 @dataclass(frozen=True)
 class TableSpec:
-    """A table contract: columns in order, optional primary key and secondary indexes."""
+    """A table contract: columns in order, optional primary key and secondary indexes, and
+    the column incremental pulls filter on (``cursor``, indexed the way the extractor's
+    condition reads it)."""
 
     name: str
     columns: tuple[Column, ...]
     primary_key: str | None = None
     indexes: tuple[str, ...] = ()
+    cursor: str | None = None
 
     def kind(self, column: str) -> Kind:
         """Logical kind of a column (raises KeyError for an unknown column)."""
@@ -67,7 +70,9 @@ class TableSpec:
 
     def with_column(self, column: Column) -> TableSpec:
         """The contract with one more column at the end."""
-        return TableSpec(self.name, (*self.columns, column), self.primary_key, self.indexes)
+        return TableSpec(
+            self.name, (*self.columns, column), self.primary_key, self.indexes, self.cursor
+        )
 
 
 class Writer(ABC):
@@ -96,6 +101,14 @@ class Writer(ABC):
         """Statement that creates the secondary index of ``table(column)``."""
         return f"CREATE INDEX ix_{table}_{column} ON {table} ({column})"
 
+    def cursor_index_sql(self, table: str, column: str, kind: Kind) -> str:
+        """Statement that creates the index an incremental pull's ``column >= floor`` uses
+        (an operational database extracted by timestamp keeps one, or each pull scans the
+        whole table)."""
+        if kind == "text":
+            return self.index_sql(table, column)
+        return f"CREATE INDEX ix_{table}_{column} ON {table} ({column})"
+
     def recreate(self, spec: TableSpec) -> None:
         """Drop the table if it exists and create it empty (indexes come in :meth:`finish`)."""
         self.execute(f"DROP TABLE IF EXISTS {spec.name}")
@@ -113,6 +126,8 @@ class Writer(ABC):
         """Create secondary indexes after the bulk load (cheaper than maintaining them)."""
         for column in spec.indexes:
             self.execute(self.index_sql(spec.name, column))
+        if spec.cursor is not None:
+            self.execute(self.cursor_index_sql(spec.name, spec.cursor, spec.kind(spec.cursor)))
 
     def add_column(self, spec: TableSpec, column: Column) -> None:
         """Schema change: a new nullable column."""
@@ -183,6 +198,11 @@ class SqliteWriter(Writer):
 
     def executemany(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
         self.conn.executemany(sql, rows)
+
+    def cursor_index_sql(self, table: str, column: str, kind: Kind) -> str:
+        # SQLite keeps timestamps as text and the extractor compares datetime(column), which
+        # only an index on that very expression serves
+        return f"CREATE INDEX ix_{table}_{column} ON {table} (datetime({column}))"
 
     def python_values(self, kind: Kind, values: Arr, nulls: Arr) -> list[Any]:
         if kind == "money":  # NUMERIC affinity stores numbers; floats of exact cents.
