@@ -52,6 +52,42 @@ def test_run_without_demo_data_says_what_to_do(make_project, monkeypatch, capsys
     assert "ssot demo init" in capsys.readouterr().err
 
 
+def test_the_command_exits_with_its_code_after_the_exit_handlers(make_project) -> None:
+    """`ssot` leaves without finalizing the interpreter, but output and exit handlers are
+    not lost and the exit code is main's."""
+    import subprocess
+    import sys
+
+    root = make_project({"models/staging/a.sql": "select * from {{ ref('missing') }}"})
+    script = (
+        "import atexit, sys\n"
+        "atexit.register(lambda: print('exit handler ran'))\n"
+        "from pipelines.cli import entry\n"
+        "sys.argv = ['ssot', *sys.argv[1:]]\n"
+        "entry()\n"
+    )
+    env = {"SSOT_PROJECT_DIR": str(ROOT), "PATH": "/usr/bin:/bin"}
+    ok = subprocess.run(
+        [sys.executable, "-c", script, "validate"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert "project ok" in ok.stdout and ok.stdout.rstrip().endswith("exit handler ran")
+    env["SSOT_PROJECT_DIR"] = str(root)
+    bad = subprocess.run(
+        [sys.executable, "-c", script, "validate"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert bad.returncode == 2
+    assert "ref('missing')" in bad.stderr and "exit handler ran" in bad.stdout
+
+
 def test_reporter_maps_steps_of_double_underscore_models_to_their_keys() -> None:
     reporter = RunReporter(["raw/crm/contacts", "staging/stg_crm__contacts"])
     assert reporter._by_step["staging__stg_crm__contacts"] == "staging/stg_crm__contacts"
