@@ -46,7 +46,7 @@ from pipelines.modelling.audit import (
     describe_test,
     evaluate_tests,
 )
-from pipelines.modelling.lineage import column_lineage
+from pipelines.modelling.lineage import LINEAGE_CACHE, cached_column_lineage
 from pipelines.modelling.materialize import feed_reset_at, has_history, prune_feed, widen_feed
 from pipelines.modelling.publish import table_annotations, write_audit_publish
 from pipelines.modelling.state import (
@@ -124,7 +124,13 @@ def lineage_metadata(
     keys.update({source_relation(s, t): source_key(s, t) for s, t in node.parsed.sources})
     keys.update({seed_relation(name): seed_key(name) for name in node.seeds})
     upstream = {relation: [name for name, _ in warehouse.columns(relation)] for relation in keys}
-    traced = column_lineage(query, upstream, dialect=warehouse.dialect, path=node.model.path)
+    traced = cached_column_lineage(
+        query,
+        upstream,
+        dialect=warehouse.dialect,
+        path=node.model.path,
+        cache=graph.project.root / LINEAGE_CACHE,
+    )
     return dg.TableColumnLineage(
         deps_by_column={
             column: [

@@ -7,9 +7,12 @@ names); the caller passes them, read from the warehouse once the upstream is bui
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from pathlib import Path
 
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
@@ -17,8 +20,11 @@ from sqlglot.errors import SqlglotError
 from pipelines.errors import ModelError
 from pipelines.warehouse.base import Relation
 
-if TYPE_CHECKING:
-    from pathlib import Path
+#: the folder (under the project) where traced lineage is kept, one file per digest of all it
+#: depends on; safe to delete
+LINEAGE_CACHE = Path("target") / "cache" / "lineage"
+#: bump when what column_lineage returns for the same inputs changes
+_CACHE_FORMAT = 1
 
 
 @dataclass(frozen=True)
@@ -60,6 +66,56 @@ def column_lineage(
             if isinstance(table, exp.Table) and table.db:
                 found.add(ColumnSource(Relation(table.db, table.name), step.name.split(".")[-1]))
         traced[output] = sorted(found, key=lambda s: (s.relation.schema, s.relation.name, s.column))
+    return traced
+
+
+def cached_column_lineage(
+    query: exp.Query,
+    upstream: Mapping[Relation, Sequence[str]],
+    *,
+    dialect: str,
+    path: Path | str,
+    cache: Path,
+) -> dict[str, list[ColumnSource]]:
+    """:func:`column_lineage`, kept in the folder ``cache`` under a digest of the query's SQL,
+    the dialect, the upstream columns and sqlglot's version, so an unchanged model is not
+    traced again at every build (5-130 ms a model, 0.4 s of a run of the demo). A cache file
+    that cannot be read or written is ignored."""
+    import sqlglot
+
+    inputs = [
+        _CACHE_FORMAT,
+        str(getattr(sqlglot, "__version__", "")),
+        dialect,
+        query.sql(dialect=dialect),
+        sorted([str(relation), list(columns)] for relation, columns in upstream.items()),
+    ]
+    key = hashlib.sha256(json.dumps(inputs).encode()).hexdigest()
+    file = cache / f"{key}.json"
+    try:
+        kept = json.loads(file.read_text(encoding="utf-8"))
+        return {
+            column: [ColumnSource(Relation(s, t), c) for s, t, c in sources]
+            for column, sources in kept.items()
+        }
+    except (OSError, ValueError, TypeError, AttributeError):
+        pass  # not traced yet, or unreadable: trace it
+    traced = column_lineage(query, upstream, dialect=dialect, path=path)
+    staged = file.with_name(f".{file.name}.{os.getpid()}")
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        staged.write_text(
+            json.dumps(
+                {
+                    column: [[s.relation.schema, s.relation.name, s.column] for s in sources]
+                    for column, sources in traced.items()
+                }
+            ),
+            encoding="utf-8",
+        )
+        staged.replace(file)  # whole or not at all, for a concurrent reader
+    except OSError:
+        staged.unlink(missing_ok=True)
     return traced
 
 

@@ -6,7 +6,12 @@ import pytest
 import sqlglot
 
 from pipelines.errors import ModelError
-from pipelines.modelling.lineage import ColumnSource, column_lineage, columns_read
+from pipelines.modelling.lineage import (
+    ColumnSource,
+    cached_column_lineage,
+    column_lineage,
+    columns_read,
+)
 from pipelines.warehouse.base import Relation
 
 ORDERS = Relation("staging", "orders")
@@ -64,6 +69,41 @@ def test_an_unknown_column_is_an_error_naming_the_model_file() -> None:
     query = sqlglot.parse_one("select o.nope from staging.orders as o", read="duckdb")
     with pytest.raises(ModelError, match=r"models/x.sql: column lineage .*nope"):
         column_lineage(query, UPSTREAM, dialect="duckdb", path="models/x.sql")
+
+
+def test_traced_lineage_is_kept_by_what_it_depends_on(tmp_path, monkeypatch) -> None:
+    import pipelines.modelling.lineage as lineage
+
+    calls = []
+    real = lineage.column_lineage
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(lineage, "column_lineage", counted)
+    query = sqlglot.parse_one(SQL, read="duckdb")
+
+    def cached(upstream=UPSTREAM, sql=query):
+        return cached_column_lineage(
+            sql, upstream, dialect="duckdb", path="models/x.sql", cache=tmp_path / "c"
+        )
+
+    first = cached()
+    assert first == real(query, UPSTREAM, dialect="duckdb", path="models/x.sql")
+    assert cached() == first and len(calls) == 1  # read back, not traced again
+    # another upstream column list, another query: traced again
+    wider = {**UPSTREAM, CUSTOMERS: [*UPSTREAM[CUSTOMERS], "phone"]}
+    assert cached(upstream=wider) == first and len(calls) == 2
+    star = sqlglot.parse_one("select * from staging.customers", read="duckdb")
+    assert (
+        set(cached(upstream=wider, sql=star)) == {*UPSTREAM[CUSTOMERS], "phone"} and len(calls) == 3
+    )
+    # a damaged file is traced again and replaced
+    for file in (tmp_path / "c").iterdir():
+        file.write_text("{not json")
+    assert cached() == first and len(calls) == 4
+    assert cached() == first and len(calls) == 4
 
 
 @pytest.mark.parametrize("dialect", ["duckdb", "bigquery"])
