@@ -107,6 +107,8 @@ def _claim_writer(path: Path, session: DuckDBWarehouse) -> str:
 
 #: the stretch of file compared at a time when a spare copy is brought up to date
 _SYNC_CHUNK = 4 << 20
+#: threads comparing stretches at once (memory bandwidth, not cores, bounds it)
+_SYNC_THREADS = 2
 
 #: A table is compacted (rewritten without its deleted rows) at the end of a run once at least
 #: this share of its stored rows are deleted ones, as PostgreSQL's autovacuum waits for a share
@@ -130,6 +132,7 @@ def _refresh_spare(build: Path, spare: Path) -> bool:
     3.4 s for 2.7 GB. Nobody opens the spare by its name, so once it is ours no reader can appear.
     """
     import mmap
+    from concurrent.futures import ThreadPoolExecutor
 
     import numpy as np
 
@@ -167,10 +170,20 @@ def _refresh_spare(build: Path, spare: Path) -> bool:
                 held = np.frombuffer(old, dtype=np.uint8)
                 try:
                     at_new, at_old = wanted.ctypes.data, held.ctypes.data
-                    for start in range(0, size, _SYNC_CHUNK):
-                        end = min(start + _SYNC_CHUNK, size)
-                        if _memcmp(at_new + start, at_old + start, end - start):
-                            os.pwrite(out.fileno(), new[start:end], start)
+
+                    def sync(first: int) -> None:
+                        # every _SYNC_THREADS-th stretch from the first-th; memcmp and pwrite
+                        # release the GIL
+                        step = _SYNC_CHUNK * _SYNC_THREADS
+                        for start in range(first * _SYNC_CHUNK, size, step):
+                            end = min(start + _SYNC_CHUNK, size)
+                            if _memcmp(at_new + start, at_old + start, end - start):
+                                os.pwrite(out.fileno(), new[start:end], start)
+
+                    # two threads: 0.07 s against 0.13 s for 1.9 GB in the page cache
+                    with ThreadPoolExecutor(_SYNC_THREADS, thread_name_prefix="ssot-spare") as pool:
+                        for done in [pool.submit(sync, i) for i in range(_SYNC_THREADS)]:
+                            done.result()
                 finally:
                     del wanted, held  # the maps close only once no array views them
             # a rename does not order earlier writes to an existing file: flush them first, so
@@ -480,7 +493,9 @@ class DuckDBWarehouse(Warehouse):
     def ensure_schema(self, schema: str) -> None:
         if schema in self._schemas:
             return
-        self.execute(exp.Create(this=exp.to_identifier(schema, quoted=True), kind="SCHEMA", exists=True))
+        self.execute(
+            exp.Create(this=exp.to_identifier(schema, quoted=True), kind="SCHEMA", exists=True)
+        )
         if not self._in_transaction:  # a rollback would undo it
             self._schemas.add(schema)
 
@@ -736,7 +751,9 @@ class DuckDBWarehouse(Warehouse):
                 yield batch
 
         self.ensure_schema(relation.schema)
-        columns = _column_types(schema) if isinstance(batches, tuple | list) and not batches else None
+        columns = (
+            _column_types(schema) if isinstance(batches, tuple | list) and not batches else None
+        )
         if columns is not None:
             # No rows: plain DDL. Scanning Arrow would do too, but DuckDB's first Arrow scan in
             # a process imports pyarrow.dataset and pandas (about 0.25 s).
@@ -753,7 +770,9 @@ class DuckDBWarehouse(Warehouse):
             )
         return written
 
-    def append_arrow(self, relation: Relation, table: pa.Table, *, add_columns: bool = False) -> int:
+    def append_arrow(
+        self, relation: Relation, table: pa.Table, *, add_columns: bool = False
+    ) -> int:
         view = self._arrow_view_name()
         self.ensure_schema(relation.schema)
         self._con.register(view, table)

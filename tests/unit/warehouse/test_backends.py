@@ -281,6 +281,25 @@ def test_a_publish_rewrites_the_spare_copy_only_when_no_reader_has_it(tmp_path) 
     ]
 
 
+def test_a_spare_is_rewritten_where_it_differs_in_every_stretch(tmp_path, monkeypatch) -> None:
+    """Stretches are compared by several threads: each differing one is rewritten, the last
+    partial one too, and a longer spare is cut to the build file's size."""
+    import os
+
+    import pipelines.warehouse.duckdb as backend
+
+    monkeypatch.setattr(backend, "_SYNC_CHUNK", 4096)
+    build, spare = tmp_path / "b", tmp_path / "s"
+    data = bytearray(os.urandom(4096 * 9 + 100))
+    build.write_bytes(bytes(data))
+    for stretch in (1, 2, 7):
+        data[stretch * 4096 + 5] ^= 0xFF
+    data[-1] ^= 0xFF  # in the last, partial stretch
+    spare.write_bytes(bytes(data) + b"tail")  # differs in stretches 1, 2, 7, 9 and is longer
+    assert backend._refresh_spare(build, spare)
+    assert spare.read_bytes() == build.read_bytes()
+
+
 def test_a_spare_any_process_holds_open_is_never_rewritten(tmp_path) -> None:
     from pipelines.warehouse.duckdb import _open_elsewhere
 
