@@ -41,7 +41,30 @@ WITH touched_invoices AS (
           OR COUNT(DISTINCT status) + MAX(CASE WHEN status IS NULL THEN 1 ELSE 0 END) > 1
       )
     )
+), payments /* incrementally: the payments that changed or whose invoice did, found in one scan */ AS (
+  SELECT
+    *
+  FROM "staging"."stg_billing__payments"
+  WHERE
+    payment_id IN (
+      SELECT
+        payment_id
+      FROM (
+        SELECT
+          *
+        FROM "ssot_meta"."changes__staging__stg_billing__payments"
+        WHERE
+          "_ssot_change" <> 'reset'
+          AND "_ssot_changed_at" > CAST('2026-01-01T00:00:00+00:00' AS TIMESTAMPTZ)
+      )
+    )
+    OR invoice_id IN (
+      SELECT
+        invoice_id
+      FROM touched_invoices
+    )
 ), affected AS (
+  /* a payment gone from staging is only in its change feed */
   SELECT
     payment_id
   FROM (
@@ -55,22 +78,29 @@ WITH touched_invoices AS (
   UNION
   SELECT
     payment_id
-  FROM "staging"."stg_billing__payments"
+  FROM payments
+), invoices /* incrementally, only those payments' invoices and orders go into the joins (not 5 M rows each) */ AS (
+  SELECT
+    invoice_id,
+    order_id
+  FROM "staging"."stg_billing__invoices"
   WHERE
     invoice_id IN (
       SELECT
         invoice_id
-      FROM touched_invoices
+      FROM payments
     )
-), payments AS (
+), orders AS (
   SELECT
-    *
-  FROM "staging"."stg_billing__payments"
+    order_id,
+    customer_key,
+    status
+  FROM "conformed"."fct_orders"
   WHERE
-    payment_id IN (
+    order_id IN (
       SELECT
-        payment_id
-      FROM affected
+        order_id
+      FROM invoices
     )
 ), built AS (
   SELECT
@@ -84,9 +114,9 @@ WITH touched_invoices AS (
     p.paid_at,
     p.method
   FROM payments AS p
-  LEFT JOIN "staging"."stg_billing__invoices" AS i
+  LEFT JOIN invoices AS i
     ON i.invoice_id = p.invoice_id
-  LEFT JOIN "conformed"."fct_orders" AS o
+  LEFT JOIN orders AS o
     ON o.order_id = i.order_id
 )
 /* incrementally: every affected payment, recomputed, or deleted when it is gone */
