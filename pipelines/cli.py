@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import contextlib
 import os
 import sys
 import threading
@@ -1013,15 +1014,23 @@ def entry() -> NoReturn:
     """The `ssot` command: :func:`main`, then leave without tearing the interpreter down.
 
     A run imports Dagster, sqlglot, pyarrow and the rest and builds thousands of objects;
-    finalizing them all at exit took 0.5 s after every `ssot run` had finished its work.
-    Everything registered to run at exit still runs (log handlers flush, temporary folders
-    go, thread pools join), and the output is flushed after them. An exception leaves the usual
-    way, with its traceback.
+    finalizing them all at exit took 0.5 s after every `ssot run` had finished its work. What
+    the interpreter does before that finalization still happens: threads still running are
+    waited for (thread pools shut down), exit handlers run (log handlers flush, temporary
+    folders go), and the output is flushed after them. An exception leaves the usual way,
+    with its traceback.
     """
     code = main()
+    # the first step of the interpreter's own exit: wait for non-daemon threads and run the
+    # thread pools' shutdown hooks
+    join_threads = getattr(threading, "_shutdown", None)
+    if join_threads is None:  # not CPython: leave the usual way
+        sys.exit(code)
+    join_threads()
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):  # what the handlers printed too
-        stream.flush()
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe: nothing to flush to
+            stream.flush()
     os._exit(code)
 
 

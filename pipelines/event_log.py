@@ -8,8 +8,8 @@ about 2.9 s of a 20 s incremental run at scale 100: 0.9 s flushing, 0.3 s creati
 This subclass keeps one engine per database file, and its connection open between writes:
 opening a connection per write and closing it, as a `NullPool` does, cost 1.3 s of a 15 s run
 (closing the last connection of a file in WAL mode checkpoints the WAL each time). A connection
-is used by one thread at a time (the pool hands it out); a second thread meanwhile gets one of
-its own, closed when given back. Each connection has `synchronous = NORMAL`. The files are in
+is used by one write or read at a time (the parent's lock orders them in this process; a
+nested use would get a connection of its own, closed when given back). Each connection has `synchronous = NORMAL`. The files are in
 WAL mode, where that setting keeps the database consistent after a crash; what a
 power loss can cost is the last events written (a run's history may then lack its last events
 while the run storage, still synced each time, says it finished), never the warehouse, which is
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 #: engines kept at most (the index's and the most recently used runs')
 KEPT_ENGINES = 8
 #: connections a file's engine opens beyond its kept one while that one is in use (closed on
-#: return): another thread reading the history meanwhile (the UI's)
+#: return); the parent's lock makes that rare
 KEPT_OVERFLOW = 8
 INDEX_SHARD = "index"
 
@@ -95,12 +95,20 @@ class ProjectEventLogStorage(SqliteEventLogStorage):
             with engine.connect() as conn, conn.begin():
                 yield conn
 
-    def dispose(self) -> None:
-        super().dispose()  # stops the watcher first: no write comes after
+    def _dispose_engines(self) -> None:
         with self._engines_lock:
             for engine in self._engines.values():
                 engine.dispose()
             self._engines.clear()
+
+    def wipe(self) -> None:
+        # the run files go: no kept connection may hold the deleted ones open
+        self._dispose_engines()
+        super().wipe()
+
+    def dispose(self) -> None:
+        super().dispose()  # stops the watcher first: no write comes after
+        self._dispose_engines()
 
 
 def _no_flush_per_commit(connection: Any, _record: Any) -> None:

@@ -52,6 +52,11 @@ class WarehouseResource(dg.ConfigurableResource):  # type: ignore[type-arg]
                     "rewrote without their deleted rows: "
                     + ", ".join(str(r) for r in session.compacted)
                 )
+            if context.log is not None and session.compact_failure:
+                context.log.warning(
+                    "could not rewrite a table without its deleted rows (published all the "
+                    f"same; the next run tries again): {session.compact_failure}"
+                )
             if published is not None and context.log is not None:
                 context.log.info(f"published the warehouse for readers: {published}")
 

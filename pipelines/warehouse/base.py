@@ -121,6 +121,11 @@ class Warehouse(ABC):
         """The tables the last :meth:`publish` rewrote without their deleted rows."""
         return list(self.__dict__.get("_compacted", []))
 
+    @property
+    def compact_failure(self) -> str | None:
+        """Why the last :meth:`publish` stopped compacting (it published all the same)."""
+        return self.__dict__.get("_compact_failure")
+
     def __enter__(self) -> Warehouse:
         return self
 

@@ -343,7 +343,14 @@ class DuckDBWarehouse(Warehouse):
 
             self._abandon_transaction()  # one left open by an error cannot block the checkpoint
             try:
-                self._compacted = self.compact()
+                self._compacted: list[Relation] = []
+                self._compact_failure: str | None = None
+                try:
+                    self.compact(self._compacted)
+                except (duckdb.Error, WarehouseError) as exc:
+                    # compacting only saves space and reading time: the run's work is
+                    # published all the same (the failed table's rewrite was rolled back)
+                    self._compact_failure = str(exc)
                 self._con.execute("CHECKPOINT")
             except duckdb.Error as exc:
                 raise _map_error(exc, "CHECKPOINT") from exc
@@ -394,12 +401,14 @@ class DuckDBWarehouse(Warehouse):
 
     def dead_rows(self) -> dict[Relation, tuple[int, int]]:
         """relation -> (rows stored, deleted rows among them), for each table of at least
-        ``COMPACT_MIN_ROWS`` stored rows (DuckDB keeps deleted rows until a table is
-        rewritten)."""
+        ``COMPACT_MIN_ROWS`` stored rows without constraints or indexes (DuckDB keeps deleted
+        rows until a table is rewritten; a rewrite by CREATE TABLE AS would drop those)."""
         stored = self._con.execute(
-            "SELECT schema_name, table_name, estimated_size FROM duckdb_tables() "
-            "WHERE database_name = current_database() AND NOT temporary "
-            f"AND estimated_size >= {COMPACT_MIN_ROWS}"
+            "SELECT t.schema_name, t.table_name, t.estimated_size FROM duckdb_tables() AS t "
+            "WHERE t.database_name = current_database() AND NOT t.temporary "
+            f"AND t.estimated_size >= {COMPACT_MIN_ROWS} "
+            "AND t.table_oid NOT IN (SELECT table_oid FROM duckdb_constraints()) "
+            "AND t.table_oid NOT IN (SELECT table_oid FROM duckdb_indexes())"
         ).fetchall()
         if not stored:
             return {}
@@ -414,10 +423,10 @@ class DuckDBWarehouse(Warehouse):
             for relation, (_, _, total), count in zip(relations, stored, live, strict=True)
         }
 
-    def compact(self) -> list[Relation]:
+    def compact(self, done: list[Relation]) -> None:
         """Rewrite each table holding at least ``COMPACT_DEAD_SHARE`` deleted rows without
-        them (rows in the same order, the table's comment kept), one commit per table; the
-        tables rewritten."""
+        them (rows in the same order, the table's comment kept), one commit per table; each
+        table rewritten is added to ``done`` (the ones before a failure too)."""
         due = [
             relation
             for relation, (total, dead) in self.dead_rows().items()
@@ -434,7 +443,7 @@ class DuckDBWarehouse(Warehouse):
                 )
                 if comment:
                     self.execute(f"COMMENT ON TABLE {_quoted(relation)} IS {_text(comment)}")
-        return due
+            done.append(relation)
 
     # -- SQL ----------------------------------------------------------------------------------
     def execute(self, sql: exp.Expression | str) -> None:

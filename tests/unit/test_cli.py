@@ -53,15 +53,19 @@ def test_run_without_demo_data_says_what_to_do(make_project, monkeypatch, capsys
 
 
 def test_the_command_exits_with_its_code_after_the_exit_handlers(make_project) -> None:
-    """`ssot` leaves without finalizing the interpreter, but output and exit handlers are
-    not lost and the exit code is main's."""
+    """`ssot` leaves without finalizing the interpreter, but output, running threads and exit
+    handlers are not lost and the exit code is main's."""
     import subprocess
     import sys
 
     root = make_project({"models/staging/a.sql": "select * from {{ ref('missing') }}"})
     script = (
-        "import atexit, sys\n"
+        "import atexit, sys, threading, time\n"
         "atexit.register(lambda: print('exit handler ran'))\n"
+        "def late():\n"
+        "    time.sleep(0.5)\n"
+        "    print('thread finished', flush=True)\n"
+        "threading.Thread(target=late).start()\n"
         "from pipelines.cli import entry\n"
         "sys.argv = ['ssot', *sys.argv[1:]]\n"
         "entry()\n"
@@ -76,6 +80,7 @@ def test_the_command_exits_with_its_code_after_the_exit_handlers(make_project) -
     )
     assert ok.returncode == 0, ok.stderr
     assert "project ok" in ok.stdout and ok.stdout.rstrip().endswith("exit handler ran")
+    assert "thread finished" in ok.stdout  # a thread still running was waited for
     env["SSOT_PROJECT_DIR"] = str(root)
     bad = subprocess.run(
         [sys.executable, "-c", script, "validate"],

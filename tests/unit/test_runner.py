@@ -61,10 +61,17 @@ def test_runs_are_recorded_through_one_engine_per_file(make_project, monkeypatch
         assert "index" in storage._engines and runs[-1] in storage._engines
         assert runs[0] not in storage._engines
         assert len(instance.get_records_for_run(runs[0]).records) > 5  # opened again
+        # wiped (as `dagster instance wipe` does): later runs are recorded in new files
+        instance.wipe()
+        assert instance.get_records_for_run(runs[-1]).records == []
+        again = dg.materialize([numbers], instance=instance).run_id
+        assert len(instance.get_records_for_run(again).records) > 5
+        runs.append(again)
     assert storage._engines == {}  # disposed with the instance
     # the instance opened by its directory alone (as the UI or a test does) finds the history
     home = dagster_home(project)
     with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as reopened:
         event = reopened.get_latest_materialization_event(dg.AssetKey("numbers"))
         assert event is not None and event.run_id == runs[-1]
-    assert (home / "history" / "runs" / f"{runs[0]}.db").is_file()
+    assert (home / "history" / "runs" / f"{runs[-1]}.db").is_file()
+    assert not (home / "history" / "runs" / f"{runs[0]}.db").exists()  # wiped

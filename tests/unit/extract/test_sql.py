@@ -103,4 +103,4 @@ def test_the_demo_sources_index_their_cursor_as_incremental_pulls_read_it(
         "shop.orders",
     }
     for table, plan in planned.items():
-        assert "USING INDEX" in plan, f"{table}: {plan}"
+        assert f"USING INDEX ix_{table.split('.')[1]}_updated_at" in plan, f"{table}: {plan}"

@@ -401,6 +401,37 @@ def test_a_table_is_compacted_when_a_fifth_of_its_rows_are_deleted_ones(tmp_path
         assert reader.execute("select count(*) from marts.small").fetchone() == (100,)
 
 
+def test_compacting_skips_tables_with_constraints_and_never_blocks_a_publish(tmp_path, monkeypatch) -> None:
+    import duckdb
+
+    from pipelines.errors import WarehouseError
+    from pipelines.warehouse.duckdb import COMPACT_MIN_ROWS
+
+    build, published = tmp_path / "w.build.duckdb", tmp_path / "w.duckdb"
+    rows = 2 * COMPACT_MIN_ROWS
+    warehouse = DuckDBWarehouse(build, publish_to=published)
+    # a rewrite by CREATE TABLE AS would drop the key: the table is left as it is
+    warehouse.execute(f"create table keyed (id bigint primary key); insert into keyed select * from range({rows})")
+    warehouse.execute(f"create table plain as select * from range({rows}) r(id)")
+    warehouse.publish()
+    warehouse = DuckDBWarehouse(build, publish_to=published)
+    warehouse.execute("delete from keyed where id % 2 = 0; delete from plain where id % 2 = 0")
+    assert set(warehouse.dead_rows()) == {Relation("main", "plain")}
+
+    def broken(self, done) -> None:
+        done.append(Relation("main", "plain"))
+        raise WarehouseError("DuckDB: out of disk space")
+
+    monkeypatch.setattr(DuckDBWarehouse, "compact", broken)
+    warehouse.execute("insert into plain values (-1)")
+    warehouse.publish()  # compacting failed: what the run committed is published all the same
+    assert warehouse.compact_failure == "DuckDB: out of disk space"
+    assert warehouse.compacted == [Relation("main", "plain")]
+    with duckdb.connect(str(published), read_only=True) as reader:
+        assert reader.execute("select count(*) from plain where id = -1").fetchone() == (1,)
+        assert reader.execute("select count(*) from duckdb_constraints() where table_name = 'keyed'").fetchone()[0] > 0
+
+
 def test_a_missing_build_file_starts_from_the_published_one(tmp_path) -> None:
     build, published = tmp_path / "w.build.duckdb", tmp_path / "w.duckdb"
     with DuckDBWarehouse(published) as old:  # a warehouse from before builds were separate
