@@ -70,25 +70,17 @@ def test_the_command_exits_with_its_code_after_the_exit_handlers(make_project) -
         "sys.argv = ['ssot', *sys.argv[1:]]\n"
         "entry()\n"
     )
-    env = {"SSOT_PROJECT_DIR": str(ROOT), "PATH": "/usr/bin:/bin"}
-    ok = subprocess.run(
-        [sys.executable, "-c", script, "validate"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+
+    def validate(project: Path) -> subprocess.CompletedProcess[str]:
+        env = {"SSOT_PROJECT_DIR": str(project), "PATH": "/usr/bin:/bin"}
+        command = [sys.executable, "-c", script, "validate"]
+        return subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+
+    ok = validate(ROOT)
     assert ok.returncode == 0, ok.stderr
     assert "project ok" in ok.stdout and ok.stdout.rstrip().endswith("exit handler ran")
     assert "thread finished" in ok.stdout  # a thread still running was waited for
-    env["SSOT_PROJECT_DIR"] = str(root)
-    bad = subprocess.run(
-        [sys.executable, "-c", script, "validate"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    bad = validate(root)
     assert bad.returncode == 2
     assert "ref('missing')" in bad.stderr and "exit handler ran" in bad.stdout
 
