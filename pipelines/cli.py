@@ -1018,13 +1018,14 @@ def entry() -> NoReturn:
     the interpreter does before that finalization still happens: threads still running are
     waited for (thread pools shut down), exit handlers run (log handlers flush, temporary
     folders go), and the output is flushed after them. An exception leaves the usual way,
-    with its traceback.
+    with its traceback, and so does a run under a profiler or a coverage tool.
     """
     code = main()
     # the first step of the interpreter's own exit: wait for non-daemon threads and run the
     # thread pools' shutdown hooks
     join_threads = getattr(threading, "_shutdown", None)
-    if join_threads is None:  # not CPython: leave the usual way
+    if join_threads is None or sys.getprofile() is not None or sys.gettrace() is not None:
+        # not CPython, or a profiler or coverage tool that writes its results at exit
         sys.exit(code)
     join_threads()
     atexit._run_exitfuncs()

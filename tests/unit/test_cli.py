@@ -71,15 +71,29 @@ def test_the_command_exits_with_its_code_after_the_exit_handlers(make_project) -
         "entry()\n"
     )
 
-    def validate(project: Path) -> subprocess.CompletedProcess[str]:
+    def validate(project: Path, *, profile: Path | None = None) -> subprocess.CompletedProcess[str]:
         env = {"SSOT_PROJECT_DIR": str(project), "PATH": "/usr/bin:/bin"}
         command = [sys.executable, "-c", script, "validate"]
+        if profile is not None:  # under cProfile, which writes its results at exit
+            (profile.parent / "entry.py").write_text(script)
+            command = [
+                sys.executable,
+                "-m",
+                "cProfile",
+                "-o",
+                str(profile),
+                str(profile.parent / "entry.py"),
+                "validate",
+            ]
         return subprocess.run(command, env=env, capture_output=True, text=True, check=False)
 
     ok = validate(ROOT)
     assert ok.returncode == 0, ok.stderr
     assert "project ok" in ok.stdout and ok.stdout.rstrip().endswith("exit handler ran")
     assert "thread finished" in ok.stdout  # a thread still running was waited for
+    profiled = validate(ROOT, profile=root / "out.prof")
+    assert profiled.returncode == 0, profiled.stderr
+    assert (root / "out.prof").stat().st_size > 0  # a profiler's results are not lost
     bad = validate(root)
     assert bad.returncode == 2
     assert "ref('missing')" in bad.stderr and "exit handler ran" in bad.stdout
