@@ -26,6 +26,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from dagster._core.storage.event_log import SqliteEventLogStorage
+from dagster._core.storage.event_log.sqlite.sqlite_event_log import INDEX_SHARD_NAME
 from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS
 
 if TYPE_CHECKING:
@@ -38,7 +39,6 @@ KEPT_ENGINES = 8
 #: connections a file's engine opens beyond its kept one while that one is in use (closed on
 #: return); the parent's lock makes that rare
 KEPT_OVERFLOW = 8
-INDEX_SHARD = "index"
 
 
 class ProjectEventLogStorage(SqliteEventLogStorage):
@@ -77,7 +77,7 @@ class ProjectEventLogStorage(SqliteEventLogStorage):
             self._engines[shard] = engine  # the most recently used last
             # a long-lived process (the UI) reads many runs: keep the index and a few runs
             while len(self._engines) > KEPT_ENGINES:
-                oldest = next(name for name in self._engines if name != INDEX_SHARD)
+                oldest = next(name for name in self._engines if name != INDEX_SHARD_NAME)
                 self._engines.pop(oldest).dispose()
             return engine
 

@@ -105,9 +105,13 @@ class Writer(ABC):
         """Statement that creates the index an incremental pull's ``column >= floor`` uses
         (an operational database extracted by timestamp keeps one, or each pull scans the
         whole table)."""
-        if kind == "text":
-            return self.index_sql(table, column)
-        return f"CREATE INDEX ix_{table}_{column} ON {table} ({column})"
+        # a text column gets the backend's index (MariaDB's needs a prefix length); any
+        # other, the plain one
+        return (
+            self.index_sql(table, column)
+            if kind == "text"
+            else Writer.index_sql(self, table, column)
+        )
 
     def recreate(self, spec: TableSpec) -> None:
         """Drop the table if it exists and create it empty (indexes come in :meth:`finish`)."""
