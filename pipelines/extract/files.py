@@ -12,8 +12,8 @@ import csv
 import gzip
 import io
 import json
-from collections.abc import Iterator
-from dataclasses import replace
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, cast
 
@@ -61,6 +61,65 @@ def _as_text_batch(names: list[str], rows: list[list[str | None]]) -> pa.RecordB
     return pa.RecordBatch.from_arrays(
         [pa.array(list(col), pa.string()) for col in columns], names=names
     )
+
+
+@dataclass
+class _Judged:
+    """Lines read one by one: what the accepted ones hold, a Reject for each of the others."""
+
+    rows: list[Any] = field(default_factory=list)
+    rejects: list[Reject] = field(default_factory=list)
+    rejected: set[int] = field(default_factory=set)  # their line numbers
+
+    def reject(self, number: int, reject: Reject) -> None:
+        self.rejected.add(number)
+        self.rejects.append(reject)
+
+
+def _one_batch(table: pa.Table, lines: int) -> pa.RecordBatch | None:
+    """The table as one batch, or None unless it holds one row per line."""
+    if table.num_rows != lines:
+        return None
+    return table.combine_chunks().to_batches()[0]
+
+
+def _read_chunk(
+    first: int,
+    lines: list[bytes],
+    parse: Callable[[list[bytes]], pa.RecordBatch | None],
+    slow: Callable[[list[tuple[int, bytes]]], _Judged],
+    rows_batch: Callable[[list[Any]], pa.RecordBatch],
+) -> Extracted:
+    """A chunk of lines (the first numbered ``first``) as one batch and the Rejects of its
+    broken lines, in line order. Arrow reads the chunk; when it refuses it (a broken line), each
+    line is judged alone (``slow``) and Arrow reads the lines not rejected, so a chunk with a
+    broken line is typed as one without. Only the rejected lines' locations are spelled out:
+    naming every line's file and number cost 0.45 s for a day's 13,566 invoices.
+    """
+    whole = parse(lines)
+    if whole is not None:
+        return Extracted(whole)
+    judged = slow(list(enumerate(lines, start=first)))
+    kept = [line for number, line in enumerate(lines, start=first) if number not in judged.rejected]
+    batch = parse(kept) if kept else None
+    if kept and batch is None:
+        # Arrow refuses even the accepted lines (a JSON field holding numbers on some lines
+        # and text on others, say): the batch as Python read them
+        batch = rows_batch(judged.rows)
+    return Extracted(batch, tuple(judged.rejects))
+
+
+def _records_batch(records: list[dict[str, Any]]) -> pa.RecordBatch:
+    """JSON objects as a batch: typed as Python typed them, or all text when they disagree."""
+    import pyarrow as pa
+
+    try:
+        return pa.RecordBatch.from_pylist(records)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        names = list(dict.fromkeys(k for r in records for k in r))
+        return _as_text_batch(
+            names, [[None if r.get(n) is None else str(r.get(n)) for n in names] for r in records]
+        )
 
 
 class FileConnector(Connector):
@@ -137,7 +196,8 @@ class FileConnector(Connector):
                     f"{path}: cannot read the CSV header line ({exc}); the file is not a CSV export"
                 ) from None
             types = dict.fromkeys(names, pa.string())
-            for first, lines in _line_chunks(handle, batch_rows, start=2):
+
+            def parse(lines: list[bytes]) -> pa.RecordBatch | None:
                 try:
                     table = pcsv.read_csv(
                         io.BytesIO(header_raw + b"\n" + b"\n".join(lines)),
@@ -152,95 +212,91 @@ class FileConnector(Connector):
                             quoted_strings_can_be_null=True,
                         ),
                     )
-                    if table.num_rows == len(lines):
-                        yield Extracted(
-                            table.combine_chunks().to_batches()[0] if table.num_rows else None
-                        )
-                        continue
                 except (pa.ArrowInvalid, UnicodeDecodeError):
-                    pass
-                yield self._csv_slow(path, names, first, lines)
+                    return None
+                return _one_batch(table, len(lines))
 
-    def _csv_slow(self, path: Path, names: list[str], first: int, lines: list[bytes]) -> Extracted:
-        rows: list[list[str | None]] = []
-        rejects: list[Reject] = []
-        for offset, raw in enumerate(lines):
-            location = self._location(path, first + offset)
+            def slow(numbered: list[tuple[int, bytes]]) -> _Judged:
+                return self._csv_slow(path, names, numbered)
+
+            for first, lines in _line_chunks(handle, batch_rows, start=2):
+                yield _read_chunk(
+                    first, lines, parse, slow, lambda rows: _as_text_batch(names, rows)
+                )
+
+    def _csv_slow(self, path: Path, names: list[str], numbered: list[tuple[int, bytes]]) -> _Judged:
+        """The lines (with their numbers) read one by one by Python's csv module: the rows of
+        those it accepts and a Reject for each of the others."""
+        judged = _Judged()
+        for number, raw in numbered:
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
-                rejects.append(
+                judged.reject(
+                    number,
                     Reject(
-                        location,
+                        self._location(path, number),
                         raw.decode("utf-8", errors="replace"),
                         f"invalid_utf8: {exc.reason} at byte {exc.start}",
-                    )
+                    ),
                 )
                 continue
             try:
                 fields = next(csv.reader([text], strict=True))
             except csv.Error as exc:
-                rejects.append(Reject(location, text, f"broken_csv_line: {exc}"))
-                continue
-            if len(fields) != len(names):
-                rejects.append(
-                    Reject(
-                        location,
-                        text,
-                        f"broken_csv_line: expected {len(names)} fields, saw {len(fields)}",
-                    )
+                judged.reject(
+                    number, Reject(self._location(path, number), text, f"broken_csv_line: {exc}")
                 )
                 continue
-            rows.append([value if value != "" else None for value in fields])
-        batch = _as_text_batch(names, rows) if rows else None
-        return Extracted(batch, tuple(rejects))
+            if len(fields) != len(names):
+                judged.reject(
+                    number,
+                    Reject(
+                        self._location(path, number),
+                        text,
+                        f"broken_csv_line: expected {len(names)} fields, saw {len(fields)}",
+                    ),
+                )
+                continue
+            judged.rows.append([value if value != "" else None for value in fields])
+        return judged
 
     # -- JSON lines ---------------------------------------------------------------------------
     def _read_jsonl(self, path: Path, batch_rows: int) -> Iterator[Extracted]:
         import pyarrow as pa
         import pyarrow.json as pjson
 
+        def parse(lines: list[bytes]) -> pa.RecordBatch | None:
+            try:
+                table = pjson.read_json(io.BytesIO(b"\n".join(lines)))
+            except (pa.ArrowInvalid, UnicodeDecodeError):
+                return None
+            return _one_batch(table, len(lines))
+
+        def slow(numbered: list[tuple[int, bytes]]) -> _Judged:
+            return self._jsonl_slow(path, numbered)
+
         with _open(path) as handle:
             for first, lines in _line_chunks(handle, batch_rows, start=1):
-                try:
-                    table = pjson.read_json(io.BytesIO(b"\n".join(lines)))
-                    if table.num_rows == len(lines):
-                        yield Extracted(table.combine_chunks().to_batches()[0])
-                        continue
-                except (pa.ArrowInvalid, UnicodeDecodeError):
-                    pass
-                yield self._jsonl_slow(path, first, lines)
+                yield _read_chunk(first, lines, parse, slow, _records_batch)
 
-    def _jsonl_slow(self, path: Path, first: int, lines: list[bytes]) -> Extracted:
-        import pyarrow as pa
-
-        records: list[dict[str, Any]] = []
-        rejects: list[Reject] = []
-        for offset, raw in enumerate(lines):
-            location = self._location(path, first + offset)
-            text = raw.decode("utf-8", errors="replace")
+    def _jsonl_slow(self, path: Path, numbered: list[tuple[int, bytes]]) -> _Judged:
+        """The lines (with their numbers) read one by one by Python's json module: the records
+        of those holding one JSON object and a Reject for each of the others."""
+        judged = _Judged()
+        for number, raw in numbered:
             try:
                 value = json.loads(raw)
             except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                rejects.append(Reject(location, text, f"invalid_json: {exc}"))
-                continue
-            if not isinstance(value, dict):
-                rejects.append(
-                    Reject(location, text, "invalid_json: a line must hold one JSON object")
-                )
-                continue
-            records.append(value)
-        batch = None
-        if records:
-            try:
-                batch = pa.RecordBatch.from_pylist(records)
-            except (pa.ArrowInvalid, pa.ArrowTypeError):
-                names = list(dict.fromkeys(k for r in records for k in r))
-                batch = _as_text_batch(
-                    names,
-                    [[None if r.get(n) is None else str(r.get(n)) for n in names] for r in records],
-                )
-        return Extracted(batch, tuple(rejects))
+                why = f"invalid_json: {exc}"
+            else:
+                if isinstance(value, dict):
+                    judged.rows.append(value)
+                    continue
+                why = "invalid_json: a line must hold one JSON object"
+            text = raw.decode("utf-8", errors="replace")
+            judged.reject(number, Reject(self._location(path, number), text, why))
+        return judged
 
     # -- Parquet ------------------------------------------------------------------------------
     def _read_parquet(self, path: Path, batch_rows: int) -> Iterator[Extracted]:

@@ -108,6 +108,28 @@ def test_jsonl_invalid_lines_are_rejected_not_lost(tmp_path: Path) -> None:
     assert all(r.reason.startswith("invalid_json") for r in rejects)
 
 
+def test_jsonl_a_broken_line_does_not_change_how_the_others_are_typed(tmp_path: Path) -> None:
+    good = [json.dumps({"id": str(i), "v": f"2026-01-0{i} 10:00:00"}) for i in range(1, 4)]
+    (tmp_path / "good.jsonl").write_text("\n".join(good) + "\n")
+    (tmp_path / "bad.jsonl").write_text("\n".join([good[0], "{broken", *good[1:]]) + "\n")
+    connector = connector_for(f"file://{tmp_path}", source="files", root=tmp_path)
+    clean = [u for u in connector.read(table_spec("good.jsonl")) if u.batch is not None]
+    mixed = [u for u in connector.read(table_spec("bad.jsonl")) if u.batch is not None]
+    # Arrow reads the lines kept, as it reads a chunk without a broken line
+    assert mixed[0].batch.schema == clean[0].batch.schema
+    assert mixed[0].batch.to_pylist() == clean[0].batch.to_pylist()
+    assert [r.location for u in mixed for r in u.rejects] == ["bad.jsonl:2"]
+
+
+def test_jsonl_lines_arrow_reads_only_apart_are_all_kept(tmp_path: Path) -> None:
+    # a number on one line, text on another: Arrow refuses them together, Python reads them
+    lines = [json.dumps({"id": "1", "v": 1}), "[1]", json.dumps({"id": "2", "v": "a"})]
+    (tmp_path / "p.jsonl").write_text("\n".join(lines) + "\n")
+    rows, rejects = read_all(tmp_path, table_spec("*.jsonl"))
+    assert rows == [{"id": "1", "v": "1"}, {"id": "2", "v": "a"}]
+    assert [r.location for r in rejects] == ["p.jsonl:2"]
+
+
 def test_parquet_is_read_in_batches(tmp_path: Path) -> None:
     pq.write_table(pa.table({"id": ["1", "2", "3"], "v": ["a", "b", "c"]}), tmp_path / "x.parquet")
     rows, rejects = read_all(tmp_path, table_spec("*.parquet"), batch_rows=2)
