@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
+import xxhash
 from sqlglot import exp
 
 from pipelines.errors import TerminalWarehouseError, TransientSourceError
@@ -24,14 +25,20 @@ def warehouse(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Wareho
         yield session
 
 
-SCHEMA = pa.schema([("id", pa.int64()), ("amount", pa.decimal128(12, 2)), ("at", pa.timestamp("us", tz="UTC"))])
+SCHEMA = pa.schema(
+    [("id", pa.int64()), ("amount", pa.decimal128(12, 2)), ("at", pa.timestamp("us", tz="UTC"))]
+)
 
 
 def batches(n: int, size: int) -> Iterator[pa.RecordBatch]:
     for start in range(0, n, size):
         ids = list(range(start, min(n, start + size)))
         yield pa.record_batch(
-            [pa.array(ids), pa.array([None] * len(ids), pa.decimal128(12, 2)), pa.array([0] * len(ids), pa.timestamp("us", tz="UTC"))],
+            [
+                pa.array(ids),
+                pa.array([None] * len(ids), pa.decimal128(12, 2)),
+                pa.array([0] * len(ids), pa.timestamp("us", tz="UTC")),
+            ],
             schema=SCHEMA,
         )
 
@@ -70,7 +77,9 @@ def test_replace_with_select_view_and_table(warehouse: Warehouse) -> None:
     src = Relation("raw", "things")
     warehouse.replace_from_arrow(src, SCHEMA, batches(4, 10))
     view = Relation("staging", "v")
-    warehouse.replace_with_select(view, exp.select("id").from_(src.to_table()).where("id > 1"), kind="VIEW")
+    warehouse.replace_with_select(
+        view, exp.select("id").from_(src.to_table()).where("id > 1"), kind="VIEW"
+    )
     assert warehouse.row_count(view) == 2
     assert warehouse.exists(view)
     warehouse.drop(view, kind="VIEW")
@@ -99,7 +108,9 @@ def test_second_writer_gets_a_transient_error(tmp_path: Path) -> None:
             "from pipelines.errors import TransientWarehouseError\n"
             f"try:\n    DuckDBWarehouse({str(path)!r})\nexcept TransientWarehouseError:\n    raise SystemExit(7)\n"
         )
-        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+        result = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=False
+        )
     assert result.returncode == 7, result.stderr
 
 
@@ -116,7 +127,13 @@ def test_insert_row_creates_the_table_then_appends_typed_values(warehouse) -> No
         ]
     )
     table = Relation("ssot_meta", "rows")
-    first = {"name": "it's", "n": 1, "ratio": 1e-05, "ok": True, "at": datetime(2026, 1, 2, tzinfo=UTC)}
+    first = {
+        "name": "it's",
+        "n": 1,
+        "ratio": 1e-05,
+        "ok": True,
+        "at": datetime(2026, 1, 2, tzinfo=UTC),
+    }
     second = {"name": None, "n": 2, "ratio": 0.5, "ok": False, "at": None}
     warehouse.insert_row(table, schema, first)
     warehouse.insert_row(table, schema, second)
@@ -129,11 +146,17 @@ def test_insert_row_creates_the_table_then_appends_typed_values(warehouse) -> No
 def test_insert_rows_writes_awkward_values_exactly(warehouse) -> None:
     from datetime import UTC, datetime
 
-    schema = pa.schema([("k", pa.string()), ("x", pa.float64()), ("at", pa.timestamp("us", tz="UTC"))])
+    schema = pa.schema(
+        [("k", pa.string()), ("x", pa.float64()), ("at", pa.timestamp("us", tz="UTC"))]
+    )
     table = Relation("ssot_meta", "awkward")
     warehouse.insert_rows(table, schema, [{"k": "first", "x": 1.0, "at": None}])  # creates it
     rows = [
-        {"k": "quote ' and \\ backslash", "x": float("inf"), "at": datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)},
+        {
+            "k": "quote ' and \\ backslash",
+            "x": float("inf"),
+            "at": datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC),
+        },
         {"k": "naive time is UTC", "x": -0.1, "at": datetime(2026, 1, 2, 3, 4, 5)},
         {"k": "nan", "x": float("nan"), "at": None},
     ]
@@ -141,7 +164,9 @@ def test_insert_rows_writes_awkward_values_exactly(warehouse) -> None:
     got = warehouse.query(exp.select("*").from_(table.to_table()).order_by("k")).to_pylist()
     by_key = {row["k"]: row for row in got}
     assert by_key["quote ' and \\ backslash"]["x"] == float("inf")
-    assert by_key["quote ' and \\ backslash"]["at"] == datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+    assert by_key["quote ' and \\ backslash"]["at"] == datetime(
+        2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC
+    )
     assert by_key["naive time is UTC"]["at"] == datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
     assert by_key["naive time is UTC"]["x"] == -0.1
     assert by_key["nan"]["x"] != by_key["nan"]["x"]  # NaN
@@ -159,10 +184,18 @@ def test_a_bookkeeping_value_of_an_unknown_type_is_refused(warehouse) -> None:
 def test_replace_rows_replaces_by_key_and_appends_new_keys(warehouse) -> None:
     schema = pa.schema([("model", pa.string()), ("sql", pa.string())])
     table = Relation("ssot_meta", "state")
-    warehouse.replace_rows(table, schema, "model", [{"model": "a", "sql": "1"}, {"model": "b", "sql": "1"}])
-    warehouse.replace_rows(table, schema, "model", [{"model": "a", "sql": "2"}, {"model": "c's", "sql": "2"}])
+    warehouse.replace_rows(
+        table, schema, "model", [{"model": "a", "sql": "1"}, {"model": "b", "sql": "1"}]
+    )
+    warehouse.replace_rows(
+        table, schema, "model", [{"model": "a", "sql": "2"}, {"model": "c's", "sql": "2"}]
+    )
     got = warehouse.query(exp.select("*").from_(table.to_table()).order_by("model")).to_pylist()
-    assert got == [{"model": "a", "sql": "2"}, {"model": "b", "sql": "1"}, {"model": "c's", "sql": "2"}]
+    assert got == [
+        {"model": "a", "sql": "2"},
+        {"model": "b", "sql": "1"},
+        {"model": "c's", "sql": "2"},
+    ]
 
 
 def test_exists_follows_creates_drops_and_rollbacks(warehouse) -> None:
@@ -198,7 +231,8 @@ def test_release_cache_keeps_the_configured_memory_limit(tmp_path) -> None:
     with DuckDBWarehouse(tmp_path / "w.duckdb", memory_limit="300MB") as warehouse:
         before = warehouse.scalar("select current_setting('memory_limit')")
         warehouse.replace_with_select(
-            Relation("raw", "t"), exp.select("*").from_(exp.func("range", exp.Literal.number(100000)))
+            Relation("raw", "t"),
+            exp.select("*").from_(exp.func("range", exp.Literal.number(100000))),
         )
         warehouse.release_cache()
         assert warehouse.scalar("select current_setting('memory_limit')") == before
@@ -240,8 +274,10 @@ def test_readers_open_the_published_copy_while_the_build_file_is_written(tmp_pat
         assert reader.execute("select v from t").fetchall() == [(1,)]
     with duckdb.connect(str(published), read_only=True) as reader:
         assert reader.execute("select v from t").fetchall() == [(2,)]
-    # the version readers saw before is kept as a spare for the next publish
+    # the version readers saw before is kept as a spare for the next publish, beside the
+    # digests of the copies' stretches
     assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ".w.duckdb.digests",
         ".w.duckdb.spare",
         "w.build.duckdb",
         "w.duckdb",
@@ -275,6 +311,7 @@ def test_a_publish_rewrites_the_spare_copy_only_when_no_reader_has_it(tmp_path) 
     with duckdb.connect(str(published), read_only=True) as reader:
         assert reader.execute("select v from t").fetchall() == [(4,)]
     assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ".w.duckdb.digests",
         ".w.duckdb.spare",
         "w.build.duckdb",
         "w.duckdb",
@@ -296,8 +333,88 @@ def test_a_spare_is_rewritten_where_it_differs_in_every_stretch(tmp_path, monkey
         data[stretch * 4096 + 5] ^= 0xFF
     data[-1] ^= 0xFF  # in the last, partial stretch
     spare.write_bytes(bytes(data) + b"tail")  # differs in stretches 1, 2, 7, 9 and is longer
-    assert backend._refresh_spare(build, spare)
+    digests = backend._refresh_spare(build, spare)
     assert spare.read_bytes() == build.read_bytes()
+    whole = build.read_bytes()
+    assert digests == [
+        xxhash.xxh3_128_digest(whole[start : start + 4096]) for start in range(0, len(whole), 4096)
+    ]
+
+
+def test_a_spare_with_recorded_digests_is_not_read(tmp_path, monkeypatch) -> None:
+    """With the digests of the spare's stretches, a stretch is rewritten where the build file's
+    digest differs from the recorded one: the spare's own bytes are not compared (here a
+    stretch the record says holds the build file's bytes is left as it is), and a recorded
+    list shorter than the file rewrites the rest."""
+    import os
+
+    import pipelines.warehouse.duckdb as backend
+
+    monkeypatch.setattr(backend, "_SYNC_CHUNK", 4096)
+    build, spare = tmp_path / "b", tmp_path / "s"
+    new = os.urandom(4096 * 6)
+    build.write_bytes(new)
+    spare.write_bytes(bytes(4096 * 6))
+    recorded = [xxhash.xxh3_128_digest(new[i : i + 4096]) for i in range(0, 4096 * 4, 4096)]
+    recorded[1] = b"another digest"
+    backend._refresh_spare(build, spare, recorded)
+    held = spare.read_bytes()
+    for stretch in (0, 2, 3):  # recorded as equal: trusted, not rewritten
+        assert held[stretch * 4096 : (stretch + 1) * 4096] == bytes(4096)
+    for stretch in (1, 4, 5):  # recorded otherwise, or not recorded: rewritten
+        assert (
+            held[stretch * 4096 : (stretch + 1) * 4096]
+            == new[stretch * 4096 : (stretch + 1) * 4096]
+        )
+
+
+def test_publishes_keep_digests_of_both_copies_and_distrust_a_changed_spare(
+    tmp_path, monkeypatch
+) -> None:
+    import duckdb
+
+    import pipelines.warehouse.duckdb as backend
+
+    build, published = tmp_path / "w.build.duckdb", tmp_path / "w.duckdb"
+    spare, store = tmp_path / ".w.duckdb.spare", tmp_path / ".w.duckdb.digests"
+    given: list[object] = []
+    refresh = backend._refresh_spare
+
+    def watched(build_file, spare_file, known=None):
+        # the spare's record is gone, on disk, before the spare may change
+        if spare_file.exists():
+            assert str(spare_file.stat().st_ino) not in backend._read_digests(store)
+        given.append(known)
+        return refresh(build_file, spare_file, known)
+
+    monkeypatch.setattr(backend, "_refresh_spare", watched)
+
+    def publish(value: int) -> None:
+        session = DuckDBWarehouse(build, publish_to=published)
+        session.execute(f"create or replace table t as select {value} as v")
+        session.publish()
+        assert published.read_bytes() == build.read_bytes()
+
+    publish(1)  # the first publish copies the build file twice: no digests yet
+    assert not store.exists()
+    publish(2)  # the spare is compared byte by byte; the published copy's digests recorded
+    assert given[-1] is None
+    assert set(backend._read_digests(store)) == {str(published.stat().st_ino)}
+    publish(3)  # the spare (2) has no record yet; now both copies have one
+    assert given[-1] is None
+    assert set(backend._read_digests(store)) == {
+        str(published.stat().st_ino),
+        str(spare.stat().st_ino),
+    }
+    publish(4)  # the spare's record is used instead of reading it
+    assert given[-1] is not None
+    # a spare written since its record was made is compared byte by byte again
+    with spare.open("r+b") as handle:
+        handle.write(b"\0" * 64)
+    publish(5)
+    assert given[-1] is None
+    with duckdb.connect(str(published), read_only=True) as reader:
+        assert reader.execute("select v from t").fetchall() == [(5,)]
 
 
 def test_a_spare_any_process_holds_open_is_never_rewritten(tmp_path) -> None:
@@ -324,7 +441,9 @@ def test_publish_waits_for_a_thread_that_holds_the_session(tmp_path) -> None:
         with warehouse.exclusive:
             holding.set()
             time.sleep(0.3)
-            warehouse.replace_with_select(Relation("marts", "late"), exp.select(exp.Literal.number(1).as_("x")))
+            warehouse.replace_with_select(
+                Relation("marts", "late"), exp.select(exp.Literal.number(1).as_("x"))
+            )
             order.append("built")
 
     worker = threading.Thread(target=build)
@@ -371,7 +490,9 @@ def test_a_table_is_compacted_when_a_fifth_of_its_rows_are_deleted_ones(tmp_path
         return int(total[0]), int(live[0])
 
     warehouse = session()
-    warehouse.execute(f"create schema marts; create table marts.facts as select id, 'v' || id as v from range({rows}) r(id)")
+    warehouse.execute(
+        f"create schema marts; create table marts.facts as select id, 'v' || id as v from range({rows}) r(id)"
+    )
     warehouse.execute("create table marts.small as select id from range(1000) r(id)")
     warehouse.annotate(facts, "The facts.", {"owner": "team"})
     warehouse.publish()
@@ -395,13 +516,19 @@ def test_a_table_is_compacted_when_a_fifth_of_its_rows_are_deleted_ones(tmp_path
     assert stored(published, facts) == (len(order), len(order))
     with duckdb.connect(str(published), read_only=True) as reader:
         # the same rows in the same order, and the table's description kept
-        assert [r[0] for r in reader.execute("select id from marts.facts order by rowid").fetchall()] == order
-        comment = reader.execute("select comment from duckdb_tables() where table_name = 'facts'").fetchone()
+        assert [
+            r[0] for r in reader.execute("select id from marts.facts order by rowid").fetchall()
+        ] == order
+        comment = reader.execute(
+            "select comment from duckdb_tables() where table_name = 'facts'"
+        ).fetchone()
         assert comment == ("The facts.\nowner=team",)
         assert reader.execute("select count(*) from marts.small").fetchone() == (100,)
 
 
-def test_compacting_skips_tables_with_constraints_and_never_blocks_a_publish(tmp_path, monkeypatch) -> None:
+def test_compacting_skips_tables_with_constraints_and_never_blocks_a_publish(
+    tmp_path, monkeypatch
+) -> None:
     import duckdb
 
     from pipelines.errors import WarehouseError
@@ -411,7 +538,9 @@ def test_compacting_skips_tables_with_constraints_and_never_blocks_a_publish(tmp
     rows = 2 * COMPACT_MIN_ROWS
     warehouse = DuckDBWarehouse(build, publish_to=published)
     # a rewrite by CREATE TABLE AS would drop the key: the table is left as it is
-    warehouse.execute(f"create table keyed (id bigint primary key); insert into keyed select * from range({rows})")
+    warehouse.execute(
+        f"create table keyed (id bigint primary key); insert into keyed select * from range({rows})"
+    )
     warehouse.execute(f"create table plain as select * from range({rows}) r(id)")
     warehouse.publish()
     warehouse = DuckDBWarehouse(build, publish_to=published)
@@ -429,7 +558,12 @@ def test_compacting_skips_tables_with_constraints_and_never_blocks_a_publish(tmp
     assert warehouse.compacted == [Relation("main", "plain")]
     with duckdb.connect(str(published), read_only=True) as reader:
         assert reader.execute("select count(*) from plain where id = -1").fetchone() == (1,)
-        assert reader.execute("select count(*) from duckdb_constraints() where table_name = 'keyed'").fetchone()[0] > 0
+        assert (
+            reader.execute(
+                "select count(*) from duckdb_constraints() where table_name = 'keyed'"
+            ).fetchone()[0]
+            > 0
+        )
 
 
 def test_a_missing_build_file_starts_from_the_published_one(tmp_path) -> None:
