@@ -318,7 +318,7 @@ def _layer_order(key: str) -> tuple[int, str]:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from pipelines.assets.keys import model_key, seed_key, source_key
-    from pipelines.project import load_project
+    from pipelines.project import load_project, project_active
     from pipelines.runner import project_instance, run_job
 
     project = load_project()
@@ -345,7 +345,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     ticker = threading.Thread(target=beat, name="ssot-heartbeat", daemon=True)
     ticker.start()
     try:
-        with project_instance(project) as instance:
+        # the run's definitions and resources are built from this project and its graph
+        with project_active(project), project_instance(project) as instance:
             outcome = run_job(
                 project,
                 instance,
@@ -670,7 +671,7 @@ def validate_project(project: Project) -> ModelGraph:
     from pipelines.modelling import ModelGraph
     from pipelines.quality.contracts import Contract
 
-    graph = ModelGraph(project)
+    graph = ModelGraph.of(project)
     for name in graph.order:
         graph.query(name)
     for test in graph.data_tests.values():

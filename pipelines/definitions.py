@@ -3,6 +3,6 @@
 from __future__ import annotations
 
 from pipelines.assets import build_definitions
-from pipelines.project import load_project
+from pipelines.project import active_project
 
-defs = build_definitions(load_project())
+defs = build_definitions(active_project())

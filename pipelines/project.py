@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
@@ -345,6 +346,31 @@ def _load_data_tests(root: Path) -> dict[str, ModelFile]:
             properties_path=None,
         )
     return tests
+
+
+#: the project a command of this process loaded, validated and now runs (``project_active``)
+_ACTIVE: Project | None = None
+
+
+@contextmanager
+def project_active(project: Project) -> Iterator[None]:
+    """While the block runs, build Dagster definitions and resources from ``project``: `ssot
+    run` has just loaded and validated it, and loading and parsing it again cost 0.45 s a run."""
+    global _ACTIVE
+    previous, _ACTIVE = _ACTIVE, project
+    try:
+        yield
+    finally:
+        _ACTIVE = previous
+
+
+def active_project(root: Path | None = None) -> Project:
+    """The project active in this process if it lives in ``root`` (default: the project folder
+    found as `load_project` finds it), else that project loaded afresh."""
+    root = (root or find_project_root()).resolve()
+    if _ACTIVE is not None and _ACTIVE.root == root:
+        return _ACTIVE
+    return load_project(root)
 
 
 def load_project(root: Path | None = None) -> Project:

@@ -16,7 +16,7 @@ from pipelines.project import Project
 
 def build_definitions(project: Project) -> dg.Definitions:
     """Everything Dagster needs for one project: assets by layer, checks, the job, the schedule."""
-    graph = ModelGraph(project)
+    graph = ModelGraph.of(project)
     assets = [
         build_source_asset(project, source, table) for source, table in project.source_tables()
     ]

@@ -14,7 +14,7 @@ from typing import Any
 import dagster as dg
 from pydantic import PrivateAttr
 
-from pipelines.project import Project, load_project
+from pipelines.project import Project, active_project
 from pipelines.warehouse import Warehouse, open_warehouse
 
 #: run id -> why publishing the warehouse for readers failed at the end of that run, for the
@@ -32,7 +32,7 @@ class WarehouseResource(dg.ConfigurableResource):  # type: ignore[type-arg]
 
     @cached_property
     def project(self) -> Project:
-        return load_project(Path(self.project_dir))
+        return active_project(Path(self.project_dir))
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         self._session = None

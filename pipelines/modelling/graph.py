@@ -11,7 +11,7 @@ import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
@@ -223,6 +223,21 @@ class DataTest:
 
 class ModelGraph:
     """All models of a project, validated as a DAG over each other and the declared sources."""
+
+    #: the graph built last, with its project (``ModelGraph.of``)
+    _last: ClassVar[tuple[Project, ModelGraph] | None] = None
+
+    @classmethod
+    def of(cls, project: Project) -> ModelGraph:
+        """The graph of ``project``: the one built last if it was built for this very Project
+        object (a graph is not changed once built), else a new one. `ssot run` validates the
+        project and then builds its definitions from the same object."""
+        last = cls._last
+        if last is not None and last[0] is project:
+            return last[1]
+        graph = cls(project)
+        cls._last = (project, graph)
+        return graph
 
     def __init__(self, project: Project) -> None:
         self.project = project

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import sqlglot
 
 from pipelines.cli import RunReporter, main
@@ -132,3 +133,69 @@ def test_the_query_hint_after_a_run_names_a_model_of_the_project(make_project) -
         }
     )
     assert _example_query(ModelGraph(load_project(root))) == "select * from marts.b limit 5"
+
+
+def test_project_active_hands_the_loaded_project_and_its_graph_on(make_project, tmp_path) -> None:
+    from pipelines.modelling import ModelGraph
+    from pipelines.project import active_project, load_project, project_active
+
+    root = make_project({"models/staging/a.sql": "select 1 as id"})
+    project = load_project(root)
+    assert active_project(root) is not project  # nothing active: loaded afresh
+    with project_active(project):
+        assert active_project(root) is project
+        other = tmp_path / "other"
+        other.mkdir()
+        (other / "pyproject.toml").write_text((root / "pyproject.toml").read_text())
+        assert active_project(other).root == other.resolve()  # another folder: its own
+    assert active_project(root) is not project  # only while the block runs
+    graph = ModelGraph.of(project)
+    assert ModelGraph.of(project) is graph
+    assert ModelGraph.of(load_project(root)) is not graph  # another Project object
+
+
+@pytest.mark.slow
+def test_a_run_loads_and_parses_the_project_once(make_project, tmp_path) -> None:
+    """`ssot run` validates the project, then builds the run's definitions and resources from
+    the very same Project and ModelGraph."""
+    import sqlite3
+    import subprocess
+    import sys
+
+    root = make_project(
+        {"models/staging/people.sql": "select id, email from {{ source('app', 'users') }}"}
+    )
+    (root / "workspace.yaml").write_text((ROOT / "workspace.yaml").read_text())
+    (root / "data").mkdir()
+    with sqlite3.connect(root / "data" / "app.sqlite") as con:
+        con.execute("create table users (id integer primary key, email text)")
+        con.execute("insert into users values (1, 'a@example.com'), (2, 'b@example.com')")
+    script = (
+        "import sys\n"
+        "import pipelines.project as project\n"
+        "from pipelines.modelling import graph\n"
+        "counts = {'load_project': 0, 'ModelGraph': 0}\n"
+        "load, build = project.load_project, graph.ModelGraph.__init__\n"
+        "def counted_load(*a, **k):\n"
+        "    counts['load_project'] += 1\n"
+        "    return load(*a, **k)\n"
+        "def counted_build(self, *a, **k):\n"
+        "    counts['ModelGraph'] += 1\n"
+        "    build(self, *a, **k)\n"
+        "project.load_project = counted_load\n"
+        "graph.ModelGraph.__init__ = counted_build\n"
+        "from pipelines.cli import main\n"
+        "code = main(['run'])\n"
+        "print('COUNTS', counts['load_project'], counts['ModelGraph'])\n"
+        "sys.exit(code)\n"
+    )
+    env = {
+        "SSOT_PROJECT_DIR": str(root),
+        "DAGSTER_HOME": str(tmp_path / ".dagster"),
+        "PATH": "/usr/bin:/bin",
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "COUNTS 1 1" in done.stdout, done.stdout
