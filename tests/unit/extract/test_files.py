@@ -130,6 +130,32 @@ def test_jsonl_lines_arrow_reads_only_apart_are_all_kept(tmp_path: Path) -> None
     assert [r.location for r in rejects] == ["p.jsonl:2"]
 
 
+def test_reject_locations_count_the_blank_lines(tmp_path: Path) -> None:
+    (tmp_path / "a.csv").write_text("id,v\n1,x\n\n\n2,too,many\n3,y\n")
+    (tmp_path / "p.jsonl").write_text('{"id": "1"}\n\n{broken\n')
+    rows, rejects = read_all(tmp_path, table_spec("a.csv"))
+    assert [r["id"] for r in rows] == ["1", "3"]
+    assert [r.location for r in rejects] == ["a.csv:5"]
+    _, rejects = read_all(tmp_path, table_spec("p.jsonl"))
+    assert [r.location for r in rejects] == ["p.jsonl:3"]
+
+
+def test_jsonl_read_the_slow_way_keeps_every_key_of_every_line(tmp_path: Path) -> None:
+    lines = ["{}", json.dumps({"id": "2", "v": 1}), json.dumps({"id": "3", "v": "a"}), "nope"]
+    (tmp_path / "p.jsonl").write_text("\n".join(lines) + "\n")
+    rows, rejects = read_all(tmp_path, table_spec("*.jsonl"))
+    assert rows == [{"id": None, "v": None}, {"id": "2", "v": "1"}, {"id": "3", "v": "a"}]
+    assert [r.location for r in rejects] == ["p.jsonl:4"]
+
+
+def test_jsonl_lines_that_are_not_objects_are_rejected_wherever_they_are(tmp_path: Path) -> None:
+    # Arrow reads a `null` line as a row of nulls (and crashed on one as the first line)
+    (tmp_path / "p.jsonl").write_text('null\n{"id": "1"}\n  null\n{"id": "2"}\n')
+    rows, rejects = read_all(tmp_path, table_spec("*.jsonl"))
+    assert [r["id"] for r in rows] == ["1", "2"]
+    assert [r.location for r in rejects] == ["p.jsonl:1", "p.jsonl:3"]
+
+
 def test_parquet_is_read_in_batches(tmp_path: Path) -> None:
     pq.write_table(pa.table({"id": ["1", "2", "3"], "v": ["a", "b", "c"]}), tmp_path / "x.parquet")
     rows, rejects = read_all(tmp_path, table_spec("*.parquet"), batch_rows=2)
