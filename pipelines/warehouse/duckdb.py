@@ -123,8 +123,11 @@ COMPACT_MIN_ROWS = 122_880  # one row group: a smaller table costs little to rea
 
 
 def _refresh_spare(
-    build: Path, spare: Path, known: Sequence[bytes] | None = None
-) -> list[bytes] | None:
+    build: Path,
+    spare: Path,
+    known: Sequence[bytes] | None = None,
+    identity: tuple[int, int, int, int] | None = None,
+) -> tuple[list[bytes], os.stat_result] | None:
     """Make ``spare`` (the file readers saw before the last publish) equal to ``build`` by
     rewriting only the stretches that differ; the digests of its stretches once it does. None
     when there is no spare or a process still has it open (a DuckDB reader's lock, or any
@@ -136,8 +139,12 @@ def _refresh_spare(
     reading the spare at all: each stretch of the build file is hashed and rewritten where its
     digest differs. The spare is then seldom in the page cache (it was last touched a day
     before), and reading it cost 1.2 s of the 2.6-3.3 s the comparison took on such a day
-    (1.9 GB). Nobody opens the spare by its name, so once it is ours no reader can appear.
+    (1.9 GB). They are used only if the spare, once locked, still has the ``identity`` (inode,
+    size, modification and change times) they were recorded for. Nobody opens the spare by
+    its name, so once it is ours no reader can appear. Returns the digests with the spare's
+    status once flushed, taken under the lock.
     """
+    import ctypes
     import mmap
     from concurrent.futures import ThreadPoolExecutor
 
@@ -161,11 +168,13 @@ def _refresh_spare(
         except OSError:
             return None  # a reader of the previous version: leave it, copy instead
         try:
+            if known is not None and _identity(os.fstat(out.fileno())) != identity:
+                known = None  # written since its digests were recorded: compare the bytes
             os.ftruncate(out.fileno(), size)
             stretches = -(-size // _SYNC_CHUNK)
             digests = [b""] * stretches
             if size == 0:
-                return digests
+                return digests, os.fstat(out.fileno())
             # compared by libc's memcmp, read ahead in order: half the time of comparing numpy
             # views (0.37 s against 0.78 s for 2 GB in the page cache); xxh3 hashes about
             # 10 GB/s and lets other threads run meanwhile
@@ -182,13 +191,16 @@ def _refresh_spare(
                 try:
                     at_new, at_old = wanted.ctypes.data, held.ctypes.data
 
-                    def sync(first: int, data: Any) -> None:
+                    def sync(first: int) -> None:
                         # every _SYNC_THREADS-th stretch from the first-th; hashing, memcmp
-                        # and pwrite release the GIL
+                        # and pwrite release the GIL. The stretch is hashed through its
+                        # address: a view of the map kept by an error's traceback would keep
+                        # the map from closing (BufferError instead of the error)
                         for index in range(first, stretches, _SYNC_THREADS):
                             start = index * _SYNC_CHUNK
                             end = min(start + _SYNC_CHUNK, size)
-                            digests[index] = xxhash.xxh3_128_digest(data[start:end].data)
+                            stretch = (ctypes.c_char * (end - start)).from_address(at_new + start)
+                            digests[index] = xxhash.xxh3_128_digest(stretch)
                             if known is not None:
                                 same = index < len(known) and known[index] == digests[index]
                             else:
@@ -198,14 +210,14 @@ def _refresh_spare(
 
                     # two threads: 0.07 s against 0.13 s for 1.9 GB in the page cache
                     with ThreadPoolExecutor(_SYNC_THREADS, thread_name_prefix="ssot-spare") as pool:
-                        for done in [pool.submit(sync, i, wanted) for i in range(_SYNC_THREADS)]:
+                        for done in [pool.submit(sync, i) for i in range(_SYNC_THREADS)]:
                             done.result()
                 finally:
                     del wanted, held  # the maps close only once no array views them
             # a rename does not order earlier writes to an existing file: flush them first, so
             # a power loss cannot leave a published file mixing two versions
             os.fdatasync(out.fileno())
-            return digests
+            return digests, os.fstat(out.fileno())
         finally:
             fcntl.fcntl(out.fileno(), ofd_setlk, _whole_file_lock(fcntl.F_UNLCK))
 
@@ -234,24 +246,40 @@ def _read_digests(store: Path) -> dict[str, Any]:
         return {}
 
 
-def _digests_of(recorded: Mapping[str, Any], path: Path) -> list[bytes] | None:
-    """The recorded digests of ``path`` as it is now: None unless a record names its inode,
-    size and modification time (any write since changed the last)."""
+def _identity(stat: os.stat_result) -> tuple[int, int, int, int]:
+    """What a digest record names its file by: inode, size, modification and change times (a
+    write changes both times, and no tool sets the change time back)."""
+    return stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns
+
+
+def _digests_of(
+    recorded: Mapping[str, Any], path: Path
+) -> tuple[list[bytes], tuple[int, int, int, int]] | None:
+    """The recorded digests of ``path`` as it is now, with its identity: None unless a record
+    names the file's inode, size, modification and change times."""
     try:
-        stat = path.stat()
-        entry = recorded[str(stat.st_ino)]
-        if entry["size"] != stat.st_size or entry["mtime_ns"] != stat.st_mtime_ns:
+        identity = _identity(path.stat())
+        entry = recorded[str(identity[0])]
+        if (entry["size"], entry["mtime_ns"], entry["ctime_ns"]) != identity[1:]:
             return None
-        return [bytes.fromhex(digest) for digest in entry["digests"]]
+        return [bytes.fromhex(digest) for digest in entry["digests"]], identity
     except (OSError, KeyError, TypeError, ValueError):
         return None
 
 
-def _digest_entry(path: Path, digests: Sequence[bytes]) -> tuple[str, dict[str, Any]]:
+def _digest_entry(
+    path: Path, digests: Sequence[bytes], content: tuple[int, int, int]
+) -> tuple[str, dict[str, Any]]:
+    """The record of ``path``'s digests, made only while it still holds the content they were
+    taken from: the same inode, size and modification time (``content``) as then. A rename
+    or a link since changes only its change time, which the record takes as it is now."""
     stat = path.stat()
+    if _identity(stat)[:3] != content:
+        raise OSError(f"{path} was written since its digests were taken")
     return str(stat.st_ino), {
         "size": stat.st_size,
         "mtime_ns": stat.st_mtime_ns,
+        "ctime_ns": stat.st_ctime_ns,
         "digests": [digest.hex() for digest in digests],
     }
 
@@ -262,10 +290,14 @@ def _write_digests(store: Path, files: Mapping[str, Any]) -> None:
     import json
 
     staged = store.with_name(f"{store.name}.{os.getpid()}")
-    staged.write_text(
-        json.dumps({"kind": _DIGESTS_KIND, "stretch": _SYNC_CHUNK, "files": dict(files)})
-    )
-    staged.replace(store)
+    try:
+        with staged.open("w", encoding="utf-8") as handle:
+            json.dump({"kind": _DIGESTS_KIND, "stretch": _SYNC_CHUNK, "files": dict(files)}, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        staged.replace(store)
+    finally:
+        staged.unlink(missing_ok=True)
 
 
 def _memcmp(a: int, b: int, size: int) -> int:
@@ -446,21 +478,25 @@ class DuckDBWarehouse(Warehouse):
         retiring = target.with_name(f".{target.name}.retiring")
         store = _digests_path(target)
         recorded = _read_digests(store)
-        known = _digests_of(recorded, spare)
+        spare_record = _digests_of(recorded, spare)
         try:
             # No fsync of the copy: it is derived (the build file is the truth, and the next run
             # publishes again), and the fsync tripled the cost (2.6 GB: 3.1 s -> 8.7 s here).
             # The rename is atomic for readers either way.
             retiring.unlink(missing_ok=True)
-            if recorded:
-                # the spare is about to change: its record goes first, for good (a power loss
+            if store.exists():
+                # the spare is about to change: the record goes first, for good (a power loss
                 # while it is rewritten must not leave a record that no longer describes it)
                 store.unlink(missing_ok=True)
                 _fsync_directory(target.parent)
             existed = target.exists()
-            old_target = _digests_of(recorded, target) if existed else None
-            digests = _refresh_spare(Path(self._path), spare, known)
-            fresh = spare if digests is not None else partial
+            target_record = _digests_of(recorded, target) if existed else None
+            refreshed = _refresh_spare(
+                Path(self._path),
+                spare,
+                *(spare_record if spare_record is not None else (None, None)),
+            )
+            fresh = spare if refreshed is not None else partial
             if fresh is partial:
                 shutil.copyfile(self._path, partial)
             linked = False
@@ -488,10 +524,14 @@ class DuckDBWarehouse(Warehouse):
         # the digests of both copies, for the next publish (which rewrites the spare): of the
         # one just brought up to date, and of the one readers saw until now
         files: dict[str, Any] = {}
-        for path, known_digests in ((target, digests), (spare, old_target if linked else None)):
-            if known_digests is not None:
-                with contextlib.suppress(OSError):
-                    files.update([_digest_entry(path, known_digests)])
+        held: list[tuple[Path, list[bytes], tuple[int, int, int]]] = []
+        if refreshed is not None:
+            held.append((target, refreshed[0], _identity(refreshed[1])[:3]))
+        if linked and target_record is not None:
+            held.append((spare, target_record[0], target_record[1][:3]))
+        for path, digests, content in held:
+            with contextlib.suppress(OSError):  # not recorded: compared byte by byte then
+                files.update([_digest_entry(path, digests, content)])
         if files:
             with contextlib.suppress(OSError):
                 _write_digests(store, files)

@@ -333,10 +333,11 @@ def test_a_spare_is_rewritten_where_it_differs_in_every_stretch(tmp_path, monkey
         data[stretch * 4096 + 5] ^= 0xFF
     data[-1] ^= 0xFF  # in the last, partial stretch
     spare.write_bytes(bytes(data) + b"tail")  # differs in stretches 1, 2, 7, 9 and is longer
-    digests = backend._refresh_spare(build, spare)
+    refreshed = backend._refresh_spare(build, spare)
+    assert refreshed is not None
     assert spare.read_bytes() == build.read_bytes()
     whole = build.read_bytes()
-    assert digests == [
+    assert refreshed[0] == [
         xxhash.xxh3_128_digest(whole[start : start + 4096]) for start in range(0, len(whole), 4096)
     ]
 
@@ -345,7 +346,8 @@ def test_a_spare_with_recorded_digests_is_not_read(tmp_path, monkeypatch) -> Non
     """With the digests of the spare's stretches, a stretch is rewritten where the build file's
     digest differs from the recorded one: the spare's own bytes are not compared (here a
     stretch the record says holds the build file's bytes is left as it is), and a recorded
-    list shorter than the file rewrites the rest."""
+    list shorter than the file rewrites the rest. The record is trusted only for the spare's
+    identity as recorded."""
     import os
 
     import pipelines.warehouse.duckdb as backend
@@ -357,7 +359,9 @@ def test_a_spare_with_recorded_digests_is_not_read(tmp_path, monkeypatch) -> Non
     spare.write_bytes(bytes(4096 * 6))
     recorded = [xxhash.xxh3_128_digest(new[i : i + 4096]) for i in range(0, 4096 * 4, 4096)]
     recorded[1] = b"another digest"
-    backend._refresh_spare(build, spare, recorded)
+    identity = backend._identity(spare.stat())
+    refreshed = backend._refresh_spare(build, spare, recorded, identity)
+    assert refreshed is not None
     held = spare.read_bytes()
     for stretch in (0, 2, 3):  # recorded as equal: trusted, not rewritten
         assert held[stretch * 4096 : (stretch + 1) * 4096] == bytes(4096)
@@ -366,11 +370,17 @@ def test_a_spare_with_recorded_digests_is_not_read(tmp_path, monkeypatch) -> Non
             held[stretch * 4096 : (stretch + 1) * 4096]
             == new[stretch * 4096 : (stretch + 1) * 4096]
         )
+    # a record for another identity (the file was written since) is not used: bytes compared
+    spare.write_bytes(bytes(4096 * 6))
+    assert backend._refresh_spare(build, spare, recorded, identity) is not None
+    assert spare.read_bytes() == new
 
 
 def test_publishes_keep_digests_of_both_copies_and_distrust_a_changed_spare(
     tmp_path, monkeypatch
 ) -> None:
+    import os
+
     import duckdb
 
     import pipelines.warehouse.duckdb as backend
@@ -378,43 +388,71 @@ def test_publishes_keep_digests_of_both_copies_and_distrust_a_changed_spare(
     build, published = tmp_path / "w.build.duckdb", tmp_path / "w.duckdb"
     spare, store = tmp_path / ".w.duckdb.spare", tmp_path / ".w.duckdb.digests"
     given: list[object] = []
+    during: list[object] = []  # what to do to the published file while the spare is refreshed
     refresh = backend._refresh_spare
 
-    def watched(build_file, spare_file, known=None):
-        # the spare's record is gone, on disk, before the spare may change
-        if spare_file.exists():
-            assert str(spare_file.stat().st_ino) not in backend._read_digests(store)
+    def watched(build_file, spare_file, known=None, identity=None):
+        # the record is gone, on disk, before the spare may change
+        assert not store.exists()
         given.append(known)
-        return refresh(build_file, spare_file, known)
+        for act in during:
+            act()
+        return refresh(build_file, spare_file, known, identity)
 
     monkeypatch.setattr(backend, "_refresh_spare", watched)
+    versions = iter(range(1, 100))
 
-    def publish(value: int) -> None:
+    def publish() -> None:
         session = DuckDBWarehouse(build, publish_to=published)
-        session.execute(f"create or replace table t as select {value} as v")
+        session.execute(f"create or replace table t as select {next(versions)} as v")
         session.publish()
         assert published.read_bytes() == build.read_bytes()
 
-    publish(1)  # the first publish copies the build file twice: no digests yet
+    def recorded() -> set[str]:
+        return set(backend._read_digests(store))
+
+    publish()  # the first publish copies the build file twice: no record yet
     assert not store.exists()
-    publish(2)  # the spare is compared byte by byte; the published copy's digests recorded
+    publish()  # the spare is compared byte by byte; the published copy's digests recorded
     assert given[-1] is None
-    assert set(backend._read_digests(store)) == {str(published.stat().st_ino)}
-    publish(3)  # the spare (2) has no record yet; now both copies have one
+    assert recorded() == {str(published.stat().st_ino)}
+    publish()  # the spare had no record yet; now both copies have one
     assert given[-1] is None
-    assert set(backend._read_digests(store)) == {
-        str(published.stat().st_ino),
-        str(spare.stat().st_ino),
-    }
-    publish(4)  # the spare's record is used instead of reading it
+    assert recorded() == {str(published.stat().st_ino), str(spare.stat().st_ino)}
+    publish()  # the spare's record is used instead of reading it
     assert given[-1] is not None
+
     # a spare written since its record was made is compared byte by byte again
     with spare.open("r+b") as handle:
         handle.write(b"\0" * 64)
-    publish(5)
+    publish()
+    assert given[-1] is None
+
+    # ... even when its modification time is set back (its change time still moved)
+    publish()
+    stat = spare.stat()
+    with spare.open("r+b") as handle:
+        handle.write(b"\0" * 64)
+    os.utime(spare, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    publish()
+    assert given[-1] is None
+
+    # the published copy written to while a publish runs (a read-write connection, say)
+    # gets no record: when it is the spare, it is compared byte by byte
+    publish()
+
+    def scribble() -> None:
+        with published.open("r+b") as handle:
+            handle.write(b"\0" * 64)
+
+    during.append(scribble)
+    publish()
+    during.clear()
+    assert str(spare.stat().st_ino) not in recorded()
+    publish()
     assert given[-1] is None
     with duckdb.connect(str(published), read_only=True) as reader:
-        assert reader.execute("select v from t").fetchall() == [(5,)]
+        assert reader.execute("select v from t").fetchall() == [(next(versions) - 1,)]
 
 
 def test_a_spare_any_process_holds_open_is_never_rewritten(tmp_path) -> None:
