@@ -450,7 +450,9 @@ def _build_model(
         except WarehouseError as exc:
             yield _Log("warning", f"{asset_name}: description and labels not set: {exc}")
         try:
-            lineage: Any = lineage_metadata(session, graph, node, query)
+            # traced on the model's whole query: an increment's query names its feeds and
+            # the time of the last build, so it would be traced afresh (and cached) every run
+            lineage: Any = lineage_metadata(session, graph, node, full_query)
             schema: Any = table_schema_from_warehouse(session.columns(node.relation))
         except (ModelError, WarehouseError) as exc:
             yield _Log("warning", str(exc))

@@ -7,10 +7,12 @@ names); the caller passes them, read from the warehouse once the upstream is bui
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
 import os
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +26,8 @@ from pipelines.warehouse.base import Relation
 #: the folder (under the project) where traced lineage is kept, one file per digest of all it
 #: depends on; safe to delete
 LINEAGE_CACHE = Path("target") / "cache" / "lineage"
+#: a cached trace no build has used for this long is removed when a new one is written
+LINEAGE_CACHE_DAYS = 30
 
 
 @dataclass(frozen=True)
@@ -94,10 +98,13 @@ def cached_column_lineage(
     file = cache / f"{key}.json"
     try:
         kept = json.loads(file.read_text(encoding="utf-8"))
-        return {
+        found = {
             column: [ColumnSource(Relation(s, t), c) for s, t, c in sources]
             for column, sources in kept.items()
         }
+        with contextlib.suppress(OSError):
+            os.utime(file)  # used: kept by the pruning below
+        return found
     except (OSError, ValueError, TypeError, AttributeError):
         pass  # not traced yet, or unreadable: trace it
     traced = column_lineage(query, upstream, dialect=dialect, path=path)
@@ -116,7 +123,18 @@ def cached_column_lineage(
         staged.replace(file)  # whole or not at all, for a concurrent reader
     except OSError:
         staged.unlink(missing_ok=True)
+    _prune(cache, time.time() - LINEAGE_CACHE_DAYS * 86400)
     return traced
+
+
+def _prune(cache: Path, before: float) -> None:
+    """Remove the cached traces last used before ``before`` (a timestamp): those of models
+    since edited or removed."""
+    with contextlib.suppress(OSError):
+        for entry in cache.glob("*.json"):
+            with contextlib.suppress(OSError):
+                if entry.stat().st_mtime < before:
+                    entry.unlink()
 
 
 @functools.cache

@@ -47,11 +47,15 @@ def test_an_incremental_model_merges_each_days_changes(project_copy) -> None:
     assert ws.ssot("demo", "init", "--scale", "0.05", "--seed", "3").returncode == 0
     first = ws.ssot("run")
     assert first.returncode == 0, first.stdout + first.stderr
+    traces = sorted((ws.root / "target" / "cache" / "lineage").iterdir())
     for _ in range(2):
         assert ws.ssot("demo", "advance", "--days", "1").returncode == 0
         run = ws.ssot("run")
         assert run.returncode == 0, run.stdout + run.stderr
         same_as_a_full_query(ws.warehouse)
+        # the models' lineage is traced on their whole queries: each day's builds read it
+        # back, none is traced (and cached) again
+        assert sorted((ws.root / "target" / "cache" / "lineage").iterdir()) == traces
     details = build_details(ws.warehouse)
     # the first build creates the table from the whole query; later ones merge an increment
     assert details[0] == "never built"

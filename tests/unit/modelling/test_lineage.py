@@ -106,6 +106,32 @@ def test_traced_lineage_is_kept_by_what_it_depends_on(tmp_path, monkeypatch) -> 
     assert cached() == first and len(calls) == 4
 
 
+def test_cached_traces_unused_for_a_month_are_pruned(tmp_path) -> None:
+    import os
+    import time
+
+    cache = tmp_path / "c"
+    query = sqlglot.parse_one(SQL, read="duckdb")
+
+    def cached(sql=query):
+        return cached_column_lineage(
+            sql, UPSTREAM, dialect="duckdb", path="models/x.sql", cache=cache
+        )
+
+    cached()
+    (used,) = cache.iterdir()
+    stale = cache / ("0" * 64 + ".json")
+    stale.write_text("{}")
+    month_ago = time.time() - 31 * 86400
+    for entry in (used, stale):
+        os.utime(entry, (month_ago, month_ago))
+    cached()  # read back: marked as used
+    assert used.stat().st_mtime > month_ago + 86400
+    cached(sqlglot.parse_one("select o.amount from staging.orders as o", read="duckdb"))
+    # a new trace was written: the one unused for a month went, the one just used stayed
+    assert stale not in set(cache.iterdir()) and used.exists() and len(list(cache.iterdir())) == 2
+
+
 @pytest.mark.parametrize("dialect", ["duckdb", "bigquery"])
 def test_lineage_is_the_same_in_each_dialect(dialect) -> None:
     query = sqlglot.parse_one("select o.amount * 2 as double_amount from staging.orders as o")
