@@ -318,7 +318,7 @@ def _layer_order(key: str) -> tuple[int, str]:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from pipelines.assets.keys import model_key, seed_key, source_key
-    from pipelines.project import load_project, project_active
+    from pipelines.project import load_project
     from pipelines.runner import project_instance, run_job
 
     project = load_project()
@@ -345,8 +345,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     ticker = threading.Thread(target=beat, name="ssot-heartbeat", daemon=True)
     ticker.start()
     try:
-        # the run's definitions and resources are built from this project and its graph
-        with project_active(project), project_instance(project) as instance:
+        with project_instance(project) as instance:
             outcome = run_job(
                 project,
                 instance,

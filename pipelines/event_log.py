@@ -9,11 +9,11 @@ This subclass keeps one engine per database file, and its connection open betwee
 opening a connection per write and closing it, as a `NullPool` does, cost 1.3 s of a 15 s run
 (closing the last connection of a file in WAL mode checkpoints the WAL each time). A connection
 is used by one write or read at a time (the parent's lock orders them in this process; a
-nested use would get a connection of its own, closed when given back). Each connection has `synchronous = NORMAL`. The files are in
-WAL mode, where that setting keeps the database consistent after a crash; what a
-power loss can cost is the last events written (a run's history may then lack its last events
-while the run storage, still synced each time, says it finished), never the warehouse, which is
-a separate file published by its own fsync'd rename. Everything else (files, schema, the UI
+nested use would get a connection of its own, closed when given back). Each connection has
+`synchronous = NORMAL`. The files are in WAL mode, where that setting keeps the database
+consistent after a crash; what a power loss can cost is the last events written (a run's
+history may then lack its last events while the run storage, still synced each time, says it
+finished), never the warehouse, which is a separate file published by its own fsync'd rename. Everything else (files, schema, the UI
 reading them) is Dagster's own. `dagster.yaml` of a project instance names this class, with
 the directory Dagster's own would use (see `runner.py`).
 """

@@ -348,14 +348,15 @@ def _load_data_tests(root: Path) -> dict[str, ModelFile]:
     return tests
 
 
-#: the project a command of this process loaded, validated and now runs (``project_active``)
+#: the project whose run this process is executing (``project_active``)
 _ACTIVE: Project | None = None
 
 
 @contextmanager
 def project_active(project: Project) -> Iterator[None]:
     """While the block runs, build Dagster definitions and resources from ``project``: `ssot
-    run` has just loaded and validated it, and loading and parsing it again cost 0.45 s a run."""
+    run` has just loaded and validated it (`runner.run_job` makes it active), and loading and
+    parsing it again cost 0.45 s a run."""
     global _ACTIVE
     previous, _ACTIVE = _ACTIVE, project
     try:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from pipelines.assets.keys import JOB_NAME
+from pipelines.atomic import write_text_atomically
 from pipelines.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -79,9 +80,7 @@ def dagster_home(project: Project) -> Path:
     except yaml.YAMLError as exc:
         raise ConfigError(f"{config}: not valid YAML ({exc}); fix it or delete it") from None
     if written != wanted and (written is None or _generated(written)):
-        staged = config.with_name(f".{config.name}.tmp")
-        staged.write_text(yaml.safe_dump(wanted, sort_keys=False), encoding="utf-8")
-        staged.replace(config)
+        write_text_atomically(config, yaml.safe_dump(wanted, sort_keys=False))
     return home
 
 
@@ -165,6 +164,8 @@ def run_job(
     from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
     from dagster._utils.hosted_user_process import recon_job_from_origin
 
+    from pipelines.project import project_active
+
     run_config = run_config_for(full_refresh, rebuild)
     origin = InProcessCodeLocationOrigin(
         loadable_target_origin=LoadableTargetOrigin(
@@ -174,40 +175,43 @@ def run_job(
         ),
         location_name=location_name(project),
     )
-    with origin.create_location(instance) as code_location:
-        (repo,) = code_location.get_repositories().values()
-        remote_job: RemoteJob = repo.get_full_job(JOB_NAME)
-        python_origin: JobPythonOrigin = remote_job.get_python_origin()
-        plan = code_location.get_execution_plan(
-            remote_job,
-            run_config=run_config,
-            step_keys_to_execute=None,
-            known_state=None,
-            instance=instance,
-        )
-        run = instance.create_run(
-            job_name=JOB_NAME,
-            run_id=None,
-            run_config=run_config,
-            resolved_op_selection=None,
-            step_keys_to_execute=None,
-            op_selection=None,
-            status=None,
-            root_run_id=None,
-            parent_run_id=None,
-            tags={"ssot/started_by": "ssot run", **(tags or {})},
-            job_snapshot=remote_job.job_snapshot,
-            execution_plan_snapshot=plan.execution_plan_snapshot,
-            parent_job_snapshot=remote_job.parent_job_snapshot,
-            remote_job_origin=remote_job.get_remote_origin(),
-            job_code_origin=python_origin,
-            asset_selection=None,
-            asset_check_selection=None,
-            asset_graph=repo.asset_graph,
-        )
-    recon_job = recon_job_from_origin(python_origin)
-    for event in execute_run_iterator(recon_job, run, instance):
-        if on_event is not None:
-            on_event(event)
-    final = instance.get_run_by_id(run.run_id)
-    return RunOutcome(run_id=run.run_id, success=final is not None and final.is_success)
+    # the definitions and resources of the run are built from this very project and its
+    # graph: a command that has just loaded and validated it does not load it again
+    with project_active(project):
+        with origin.create_location(instance) as code_location:
+            (repo,) = code_location.get_repositories().values()
+            remote_job: RemoteJob = repo.get_full_job(JOB_NAME)
+            python_origin: JobPythonOrigin = remote_job.get_python_origin()
+            plan = code_location.get_execution_plan(
+                remote_job,
+                run_config=run_config,
+                step_keys_to_execute=None,
+                known_state=None,
+                instance=instance,
+            )
+            run = instance.create_run(
+                job_name=JOB_NAME,
+                run_id=None,
+                run_config=run_config,
+                resolved_op_selection=None,
+                step_keys_to_execute=None,
+                op_selection=None,
+                status=None,
+                root_run_id=None,
+                parent_run_id=None,
+                tags={"ssot/started_by": "ssot run", **(tags or {})},
+                job_snapshot=remote_job.job_snapshot,
+                execution_plan_snapshot=plan.execution_plan_snapshot,
+                parent_job_snapshot=remote_job.parent_job_snapshot,
+                remote_job_origin=remote_job.get_remote_origin(),
+                job_code_origin=python_origin,
+                asset_selection=None,
+                asset_check_selection=None,
+                asset_graph=repo.asset_graph,
+            )
+        recon_job = recon_job_from_origin(python_origin)
+        for event in execute_run_iterator(recon_job, run, instance):
+            if on_event is not None:
+                on_event(event)
+        final = instance.get_run_by_id(run.run_id)
+        return RunOutcome(run_id=run.run_id, success=final is not None and final.is_success)

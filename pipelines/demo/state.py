@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from pipelines.atomic import write_text_atomically
 from pipelines.errors import SsotError
 
 STATE_FILE = "state.json"
@@ -58,10 +59,9 @@ class DemoState:
 
     def save(self, out_dir: Path) -> None:
         """Write ``state.json`` atomically (write + rename) so a crash never leaves half a file."""
-        path = out_dir / STATE_FILE
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=2, sort_keys=True) + "\n", "utf-8")
-        tmp.replace(path)
+        write_text_atomically(
+            out_dir / STATE_FILE, json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
+        )
 
 
 def people_for_scale(scale: float) -> int:

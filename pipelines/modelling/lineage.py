@@ -20,6 +20,7 @@ from pathlib import Path
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
+from pipelines.atomic import write_text_atomically
 from pipelines.errors import ModelError
 from pipelines.warehouse.base import Relation
 
@@ -108,21 +109,18 @@ def cached_column_lineage(
     except (OSError, ValueError, TypeError, AttributeError):
         pass  # not traced yet, or unreadable: trace it
     traced = column_lineage(query, upstream, dialect=dialect, path=path)
-    staged = file.with_name(f".{file.name}.{os.getpid()}")
-    try:
+    with contextlib.suppress(OSError):
         cache.mkdir(parents=True, exist_ok=True)
-        staged.write_text(
+        # whole or not at all, for a concurrent reader
+        write_text_atomically(
+            file,
             json.dumps(
                 {
                     column: [[s.relation.schema, s.relation.name, s.column] for s in sources]
                     for column, sources in traced.items()
                 }
             ),
-            encoding="utf-8",
         )
-        staged.replace(file)  # whole or not at all, for a concurrent reader
-    except OSError:
-        staged.unlink(missing_ok=True)
     _prune(cache, time.time() - LINEAGE_CACHE_DAYS * 86400)
     return traced
 

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from sqlglot import exp
 
+from pipelines.atomic import write_text_atomically
 from pipelines.errors import (
     TerminalWarehouseError,
     TransientWarehouseError,
@@ -232,7 +233,7 @@ def _digests_path(target: Path) -> Path:
 
 
 def _read_digests(store: Path) -> dict[str, Any]:
-    """inode -> {size, mtime_ns, digests} as the last publish recorded them ({} when there is
+    """inode -> {size, mtime_ns, ctime_ns, digests} as the last publish recorded them ({} when there is
     no record, or one made with another stretch size or hash)."""
     import json
 
@@ -289,15 +290,8 @@ def _write_digests(store: Path, files: Mapping[str, Any]) -> None:
     files byte by byte)."""
     import json
 
-    staged = store.with_name(f"{store.name}.{os.getpid()}")
-    try:
-        with staged.open("w", encoding="utf-8") as handle:
-            json.dump({"kind": _DIGESTS_KIND, "stretch": _SYNC_CHUNK, "files": dict(files)}, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        staged.replace(store)
-    finally:
-        staged.unlink(missing_ok=True)
+    record = {"kind": _DIGESTS_KIND, "stretch": _SYNC_CHUNK, "files": dict(files)}
+    write_text_atomically(store, json.dumps(record), durable=True)
 
 
 def _memcmp(a: int, b: int, size: int) -> int:
