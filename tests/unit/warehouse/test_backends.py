@@ -411,10 +411,10 @@ def test_publishes_keep_digests_of_both_copies_and_distrust_a_changed_spare(
     def recorded() -> set[str]:
         return set(backend._read_digests(store))
 
-    publish()  # the first publish copies the build file twice: no record yet
-    assert not store.exists()
-    publish()  # the spare is compared byte by byte; the published copy's digests recorded
-    assert given[-1] is None
+    publish()  # the first publish copies the build file twice, the spare with its digests
+    assert recorded() == {str(spare.stat().st_ino)}
+    publish()  # the spare's record is used; the published copy's digests recorded
+    assert given[-1] is not None
     assert recorded() == {str(published.stat().st_ino)}
     publish()  # the spare had no record yet; now both copies have one
     assert given[-1] is None
@@ -453,6 +453,43 @@ def test_publishes_keep_digests_of_both_copies_and_distrust_a_changed_spare(
     assert given[-1] is None
     with duckdb.connect(str(published), read_only=True) as reader:
         assert reader.execute("select v from t").fetchall() == [(next(versions) - 1,)]
+
+
+def test_a_first_publish_leaves_a_spare_held_open_as_it_was(tmp_path) -> None:
+    """With the published file gone, a publish copies the build file afresh and prepares a new
+    spare: a reader holding the old spare keeps reading what it held, and the new spare gets
+    the digests of its stretches."""
+    import os
+
+    import pipelines.warehouse.duckdb as backend
+
+    build, published = tmp_path / "w.build.duckdb", tmp_path / "w.duckdb"
+    spare, store = tmp_path / ".w.duckdb.spare", tmp_path / ".w.duckdb.digests"
+
+    def publish(value: int) -> None:
+        session = DuckDBWarehouse(build, publish_to=published)
+        session.execute(f"create or replace table t as select {value} as v")
+        session.publish()
+
+    publish(1)
+    publish(2)  # what readers saw (1) is now the spare
+    before = spare.read_bytes()
+    published.unlink()  # someone removed the published copy
+    reader = os.open(spare, os.O_RDONLY)  # a reader of the previous version
+    try:
+        publish(3)
+        assert os.pread(reader, len(before) + 1, 0) == before
+        assert os.fstat(reader).st_ino != spare.stat().st_ino
+    finally:
+        os.close(reader)
+    assert published.read_bytes() == spare.read_bytes() == build.read_bytes()
+    assert str(spare.stat().st_ino) in backend._read_digests(store)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ".w.duckdb.digests",
+        ".w.duckdb.spare",
+        "w.build.duckdb",
+        "w.duckdb",
+    ]
 
 
 def test_a_spare_any_process_holds_open_is_never_rewritten(tmp_path) -> None:
