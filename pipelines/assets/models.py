@@ -53,6 +53,7 @@ from pipelines.modelling.state import (
     ModelState,
     build_reason,
     changed_since,
+    check_reuse,
     increment_sql,
     read_states,
     read_versions,
@@ -325,9 +326,11 @@ def _build_model(
         if reason is None and (rebuild or full_refresh):
             reason, changes_data = "asked for (--all or --full-refresh)", True
         if reason is None:
-            # SQL and inputs unchanged since the last build: keep the table, re-run its
-            # checks (cheap, and their results belong to every run).
-            outcomes = evaluate_tests(session, graph, node)
+            # SQL and inputs unchanged since the last build: keep the table. Its checks have
+            # a result in every run: the latest one where the check and what it reads are
+            # unchanged since, else a new one.
+            reuse = check_reuse(session, graph, asset_name)
+            outcomes = evaluate_tests(session, graph, node, reuse=reuse)
             record_outcomes(
                 session,
                 outcomes,

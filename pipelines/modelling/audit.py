@@ -19,10 +19,16 @@ from pipelines.quality.builtin_tests import (
     INCREMENT_TESTS,
     failing_rows,
     increment_failing_rows,
-    sample_of,
     scoped_rows,
 )
-from pipelines.quality.checks import SAMPLE_ROWS, WRITTEN_CHECKED, CheckOutcome, run_check
+from pipelines.quality.checks import (
+    WRITTEN_CHECKED,
+    CheckOutcome,
+    CheckReuse,
+    recorded_query,
+    relations_read,
+    run_check,
+)
 from pipelines.quality.expectations import run_suite
 
 if TYPE_CHECKING:
@@ -99,6 +105,7 @@ def evaluate_tests(
     written: Relation | None = None,
     passing: Mapping[str, str] | None = None,
     since: datetime | None = None,
+    reuse: CheckReuse | None = None,
 ) -> list[CheckOutcome]:
     """Run every check of ``node`` (yml tests, data tests, its GX suite) in the warehouse;
     failing rows are counted and sampled there, never all loaded. ``relation``: audit this
@@ -114,6 +121,10 @@ def evaluate_tests(
     its incremental branch, where ``written('model')`` reads those rows. A GX suite's per-row
     expectations without ``mostly`` that passed last time read those rows alone. Every other
     check reads the whole table.
+
+    ``reuse``: for a model that was not rebuilt, its checks' latest results, each kept instead
+    of run when the check's query is the same, calls no clock or random function, and
+    nothing it reads changed since (:class:`~pipelines.quality.checks.CheckReuse`).
     """
     audited = relation or node.relation
     table = audited.to_table()
@@ -128,8 +139,19 @@ def evaluate_tests(
 
     def passed_as_is(name: str, failing: Any) -> bool:
         """Whether the check passed last time, running this same query."""
-        query = sample_of(failing, SAMPLE_ROWS).sql(dialect=warehouse.dialect, pretty=True)
-        return passed_before.get(name) == query
+        return passed_before.get(name) == recorded_query(warehouse, failing)
+
+    def kept(name: str, failing: exp.Query, severity: str, description: str) -> Any:
+        if reuse is None:
+            return None
+        return reuse.outcome(
+            name,
+            recorded_query(warehouse, failing),
+            relations_read(failing),
+            severity=severity,
+            description=description,
+            evaluated=failing,
+        )
 
     def increment(test: TestSpec, failing: Any) -> Any:
         if written is None or not test.is_builtin or test.name not in INCREMENT_TESTS:
@@ -155,13 +177,15 @@ def evaluate_tests(
             if test.is_builtin
             else graph.generic_test_query(node, test, scoped_rows(test, table))
         )
+        description = describe_test(test)
         outcomes.append(
-            run_check(
+            kept(test.check_name, failing, test.severity, description)
+            or run_check(
                 warehouse,
                 failing,
                 name=test.check_name,
                 severity=test.severity,
-                description=describe_test(test),
+                description=description,
                 what=f"{where}: test {test.check_name!r} of model {node.name!r}",
                 increment=increment(test, failing),
             )
@@ -180,13 +204,15 @@ def evaluate_tests(
             failing.add_comments([f" its is_incremental() branch: {digest[:16]} "])
             if written is not None and passed_as_is(data_test.check_name, failing):
                 increment_rows = branch
+        description = describe_data_test(data_test)
         outcomes.append(
-            run_check(
+            kept(data_test.check_name, failing, data_test.severity, description)
+            or run_check(
                 warehouse,
                 failing,
                 name=data_test.check_name,
                 severity=data_test.severity,
-                description=describe_data_test(data_test),
+                description=description,
                 what=f"{data_test.file.path}: data test {data_test.name!r}",
                 increment=increment_rows,
                 checked=WRITTEN_CHECKED,
@@ -194,6 +220,6 @@ def evaluate_tests(
         )
     if node.suite is not None:
         outcomes += run_suite(
-            warehouse, node.suite, audited, written=written, passing=passed_before
+            warehouse, node.suite, audited, written=written, passing=passed_before, reuse=reuse
         )
     return outcomes

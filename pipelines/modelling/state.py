@@ -14,7 +14,7 @@ downstream models then need no rebuild. Any other change is *breaking*.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -25,6 +25,7 @@ from sqlglot.errors import ParseError
 
 from pipelines.modelling.graph import seed_relation, source_relation
 from pipelines.project import META_SCHEMA
+from pipelines.quality.checks import CheckReuse, latest_results
 from pipelines.warehouse.base import Relation
 
 if TYPE_CHECKING:
@@ -210,6 +211,28 @@ def upstream_relations(graph: ModelGraph, node: ModelNode) -> list[Relation]:
     relations += [source_relation(s, t) for s, t in sorted(set(node.parsed.sources))]
     relations += [seed_relation(name) for name in node.seeds]
     return relations
+
+
+def view_inputs(graph: ModelGraph) -> Callable[[Relation], list[Relation]]:
+    """relation -> the relations a view model reads (a view's rows change with theirs
+    without the view being built again); [] for any other relation."""
+    views = {node.relation: node for node in graph.nodes.values() if node.materialized == "view"}
+
+    def inputs(relation: Relation) -> list[Relation]:
+        node = views.get(relation)
+        return upstream_relations(graph, node) if node is not None else []
+
+    return inputs
+
+
+def check_reuse(warehouse: Warehouse, graph: ModelGraph, asset: str) -> CheckReuse:
+    """What the checks of ``asset``, a model not rebuilt this time, may keep of their latest
+    results: those results, and when each relation last changed."""
+    return CheckReuse(
+        latest=latest_results(warehouse, asset),
+        changed={name: at for name, (at, _) in read_versions(warehouse).items()},
+        depends=view_inputs(graph),
+    )
 
 
 #: the `since` an increment's SQL is rendered with to compare it between builds

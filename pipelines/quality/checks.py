@@ -22,7 +22,7 @@ from pipelines.quality.builtin_tests import count_of, sample_of
 from pipelines.warehouse.base import Relation
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable, Mapping
 
     import pyarrow as pa
 
@@ -85,7 +85,6 @@ def run_check(
     whole query, the one to run to see every failing row; ``checked`` says which rows the
     increment looked at (its ``observed.checked``).
     """
-    sample_query = sample_of(failing, SAMPLE_ROWS)
     evaluated = failing if increment is None else increment
     try:
         failures = int(warehouse.scalar(count_of(evaluated)) or 0)
@@ -98,14 +97,135 @@ def run_check(
         description=description,
         failing_rows=failures,
         sample=jsonable(sample),
-        query=sample_query.sql(dialect=warehouse.dialect, pretty=True),
+        query=recorded_query(warehouse, failing),
         observed={"checked": checked} if increment is not None else {},
     )
+
+
+def recorded_query(warehouse: Warehouse, failing: exp.Query) -> str:
+    """The query a check's result records for ``failing`` (its failing rows): what to run to
+    see them, and by which a later run knows the check is the same."""
+    return sample_of(failing, SAMPLE_ROWS).sql(dialect=warehouse.dialect, pretty=True)
 
 
 def passing_checks(warehouse: Warehouse, asset: str) -> dict[str, str]:
     """check name -> its query, for each check of ``asset`` whose latest result on the
     published table passed."""
+    return {
+        name: row["query"] or ""
+        for name, row in latest_results(warehouse, asset).items()
+        if row["passed"]
+    }
+
+
+#: functions whose result changes from one run to the next, by name where sqlglot does not
+#: know them (DuckDB's now(), say): a check calling one is run again every time
+_VOLATILE_NAMES = frozenset(
+    {"now", "today", "random", "setseed", "uuid", "gen_random_uuid", "transaction_timestamp"}
+)
+_VOLATILE = (
+    exp.CurrentDate,
+    exp.CurrentDatetime,
+    exp.CurrentTime,
+    exp.CurrentTimestamp,
+    exp.CurrentTimestampLTZ,
+    exp.Localtimestamp,
+    exp.Rand,
+    exp.Randn,
+    exp.Uuid,
+)
+
+
+def _volatile(query: exp.Expr) -> bool:
+    """Whether ``query`` reads the clock or draws random values."""
+    if query.find(*_VOLATILE) is not None:
+        return True
+    for call in query.find_all(exp.Anonymous):
+        name = str(call.name).lower()
+        if name in _VOLATILE_NAMES or name.startswith(("current_", "get_current_")):
+            return True
+    return False
+
+
+def relations_read(query: exp.Expr) -> list[Relation] | None:
+    """The relations ``query`` reads (its CTEs aside); None when one is not named with its
+    schema, so what it is cannot be told."""
+    ctes = {cte.alias_or_name for cte in query.find_all(exp.CTE)}
+    read: list[Relation] = []
+    for table in query.find_all(exp.Table):
+        if not table.db:
+            if table.name in ctes:
+                continue
+            return None
+        relation = Relation(table.db, table.name)
+        if relation not in read:
+            read.append(relation)
+    return read
+
+
+@dataclass(frozen=True)
+class CheckReuse:
+    """The latest result of each check of a model on its published table, and when each
+    relation last changed: a check of a model that was not rebuilt keeps its latest result
+    when its definition is the same, it reads neither the clock nor random values, and
+    nothing it reads changed since. Its result would be the same; running it again on an
+    unchanged table of millions of rows cost seconds per model."""
+
+    latest: Mapping[str, dict[str, Any]]
+    #: relation -> when its content last changed (``ssot_meta.data_versions``)
+    changed: Mapping[str, datetime]
+    #: a relation -> what its content depends on besides itself (the relations a view reads)
+    depends: Callable[[Relation], list[Relation]] = lambda relation: []
+
+    def outcome(
+        self,
+        name: str,
+        query: str,
+        reads: list[Relation] | None,
+        *,
+        severity: str,
+        description: str,
+        evaluated: exp.Expr | None = None,
+    ) -> CheckOutcome | None:
+        """The latest result of check ``name``, when it holds still; else None (run it).
+        ``query``: the check's query as its results record it; ``reads``: the relations it
+        reads (None: not known); ``evaluated``: the query it runs, looked at for volatile
+        functions."""
+        last = self.latest.get(name)
+        if last is None or (last["query"] or "") != query or reads is None:
+            return None
+        if evaluated is not None and _volatile(evaluated):
+            return None
+        checked_at: datetime = last["checked_at"]
+        pending, seen = list(reads), set()
+        while pending:
+            relation = pending.pop()
+            if relation in seen:
+                continue
+            seen.add(relation)
+            changed = self.changed.get(str(relation))
+            if changed is None or changed > checked_at:
+                return None  # unknown, or changed since
+            pending += self.depends(relation)
+        observed = json.loads(last["observed"]) if last["observed"] else {}
+        observed.setdefault(  # the run that evaluated it, when it was kept before
+            "reused",
+            f"the result of run {last['run_id']} at {checked_at.isoformat(timespec='seconds')}: "
+            "the check and everything it reads are unchanged since",
+        )
+        return CheckOutcome(
+            name=name,
+            severity=severity,
+            description=description,
+            failing_rows=int(last["failing_rows"] or 0),
+            sample=json.loads(last["failing_sample"]) if last["failing_sample"] else [],
+            query=query,
+            observed=observed,
+        )
+
+
+def latest_results(warehouse: Warehouse, asset: str) -> dict[str, dict[str, Any]]:
+    """check name -> the row of its latest result on ``asset``'s published table."""
     if not warehouse.exists(CHECK_RESULTS):
         return {}
     name, checked = exp.column("check_name", quoted=True), exp.column("checked_at", quoted=True)
@@ -113,17 +233,13 @@ def passing_checks(warehouse: Warehouse, asset: str) -> dict[str, str]:
         this=exp.RowNumber(), partition_by=[name], order=exp.Order(expressions=[checked.desc()])
     )
     query = (
-        exp.select(name, exp.column("passed", quoted=True), exp.column("query", quoted=True))
+        exp.select(exp.Star())
         .from_(CHECK_RESULTS.to_table())
         .where(exp.column("asset", quoted=True).eq(exp.Literal.string(asset)))
         .where(exp.column("published", quoted=True))
         .qualify(exp.EQ(this=latest, expression=exp.Literal.number(1)))
     )
-    return {
-        row["check_name"]: row["query"] or ""
-        for row in warehouse.query(query).to_pylist()
-        if row["passed"]
-    }
+    return {row["check_name"]: row for row in warehouse.query(query).to_pylist()}
 
 
 def check_results_schema() -> pa.Schema:

@@ -35,6 +35,7 @@ from pipelines.errors import ConfigError, ModelError, WarehouseError
 from pipelines.quality.checks import SAMPLE_ROWS, WRITTEN_CHECKED, CheckOutcome, jsonable
 
 if TYPE_CHECKING:
+    from pipelines.quality.checks import CheckReuse
     from pipelines.warehouse.base import Relation, Warehouse
 
 #: a sqlglot expression (conditions and values alike)
@@ -503,6 +504,7 @@ def run_suite(
     *,
     written: Relation | None = None,
     passing: Collection[str] = (),
+    reuse: CheckReuse | None = None,
 ) -> list[CheckOutcome]:
     """Evaluate every expectation of ``suite`` on ``relation``, in the warehouse.
 
@@ -511,7 +513,8 @@ def run_suite(
     in ``passing``; the name carries a digest of its kwargs, so an edited one runs whole) is
     then evaluated on those rows alone: a row the build did not write is the row that passed.
     Every other expectation (``mostly``, aggregates, uniqueness, distinct values) reads the
-    whole table.
+    whole table. ``reuse``: the latest results of a table that was not rebuilt, kept for
+    each expectation whose query is the same and the table unchanged since.
     """
     # an increment that does not select a column cannot say what it wrote there
     selected = {name.lower() for name, _ in warehouse.columns(written)} if written else set()
@@ -524,7 +527,7 @@ def run_suite(
         and all(c.lower() in selected for c in e.columns)
     }
     try:
-        return _run(warehouse, suite, relation, written, on_increment)
+        return _run(warehouse, suite, relation, written, on_increment, reuse)
     except WarehouseError as exc:
         raise ModelError(f"{suite.path}: the suite cannot run on {relation}: {exc}") from None
 
@@ -572,13 +575,30 @@ def _run(
     relation: Relation,
     written: Relation | None,
     on_increment: set[int],
+    reuse: CheckReuse | None = None,
 ) -> list[CheckOutcome]:
     table = relation.to_table()
     rules = {e.index: _row_rule(e) for e in suite.expectations if e.type in _ROW_TYPES}
+    shown = {
+        e.index: _shown_query(e, table, rules.get(e.index), warehouse) for e in suite.expectations
+    }
+    kept: dict[int, CheckOutcome] = {}
+    if reuse is not None:
+        for e in suite.expectations:
+            text = shown[e.index]
+            result = reuse.outcome(
+                e.check_name,
+                text.sql(dialect=warehouse.dialect, pretty=True) if text is not None else "",
+                [relation],
+                severity=e.severity,
+                description=e.describe(),
+            )
+            if result is not None:
+                kept[e.index] = result
     scan: dict[str, Any] = {}
     # one scan of the table for what reads it whole, one of the written rows for the rest
     for scanned, only in (
-        (table, lambda e: e.index not in on_increment),
+        (table, lambda e: e.index not in on_increment and e.index not in kept),
         (written.to_table() if written else None, lambda e: e.index in on_increment),
     ):
         query = scan_query(suite, scanned, warehouse.median, only) if scanned else None
@@ -587,7 +607,10 @@ def _run(
     columns: list[str] | None = None
     outcomes = []
     for e in suite.expectations:
-        if e.type in _ROW_TYPES:
+        query = shown[e.index]
+        if e.index in kept:
+            outcomes.append(kept[e.index])
+        elif e.type in _ROW_TYPES:
             rule = rules[e.index]
             assert rule is not None
             outcome = _mostly(
@@ -602,19 +625,10 @@ def _run(
                 sample = warehouse.query(
                     exp.select("*").from_(rows.copy()).where(condition).limit(SAMPLE_ROWS)
                 ).to_pylist()
-                outcomes.append(
-                    _outcome(
-                        e,
-                        outcome[1],
-                        sample,
-                        observed,
-                        # the query that shows every failing row is the one over the table
-                        exp.select("*").from_(table.copy()).where(condition),
-                        warehouse,
-                    )
-                )
+                # the query that shows every failing row is the one over the table
+                outcomes.append(_outcome(e, outcome[1], sample, observed, query, warehouse))
             else:
-                outcomes.append(_outcome(e, 0, [], observed))
+                outcomes.append(_outcome(e, 0, [], observed, query, warehouse))
         elif e.type in _UNIQUE:
             outcomes.append(_unique(warehouse, e, table))
         elif e.type in _AGGREGATES:
@@ -624,7 +638,9 @@ def _run(
             else:
                 ok = _in_bounds(value, e.kwargs)
             observed = {"observed_value": _plain(value)}
-            outcomes.append(_outcome(e, 0 if ok else 1, [] if ok else [observed], observed))
+            outcomes.append(
+                _outcome(e, 0 if ok else 1, [] if ok else [observed], observed, query, warehouse)
+            )
         elif e.type in _SCHEMA:
             if columns is None:
                 columns = [name for name, _ in warehouse.columns(relation)]
@@ -632,6 +648,38 @@ def _run(
         else:
             outcomes.append(_distinct(warehouse, e, table))
     return outcomes
+
+
+def _repeated(e: Expectation, table: exp.Table) -> exp.Select:
+    """The key values a uniqueness expectation finds more than once, with their rows."""
+    keys, considered = _duplicates(e)  # type: ignore[misc]
+    key_columns = [_col(k) for k in keys]
+    return (
+        exp.select(*key_columns, exp.alias_(exp.Count(this=exp.Star()), "rows", quoted=True))
+        .from_(table.copy())
+        .where(considered)
+        .group_by(*key_columns)
+        .having(exp.GT(this=exp.Count(this=exp.Star()), expression=exp.Literal.number(1)))
+    )
+
+
+def _shown_query(
+    e: Expectation, table: exp.Table, rule: RowRule | None, warehouse: Warehouse
+) -> exp.Select | None:
+    """The query a result of ``e`` shows (and by which a kept result is matched): the
+    failing rows of a per-row rule, the repeated keys, the aggregate's value or the distinct
+    values; None for a schema expectation, which reads no rows."""
+    if rule is not None:
+        condition = exp.and_(exp.paren(rule.considered), exp.paren(rule.failing))
+        return exp.select("*").from_(table.copy()).where(condition)
+    if e.type in _UNIQUE:
+        return _repeated(e, table)
+    if e.type in _AGGREGATES:
+        value = _AGGREGATES[e.type](e.kwargs, warehouse.median)
+        return exp.select(exp.alias_(value, "observed_value", quoted=True)).from_(table.copy())
+    if e.type in _DISTINCT:
+        return _distinct_values(e, table)
+    return None
 
 
 def _mostly(e: Expectation, considered: int, failing: int) -> tuple[bool, int, dict[str, Any]]:
@@ -715,27 +763,25 @@ def _unique(warehouse: Warehouse, e: Expectation, table: exp.Table) -> CheckOutc
     ).to_pylist()[0]
     considered_rows, failing = int(row["rows"]), int(row["duplicated_rows"])
     passed, failing, observed = _mostly(e, considered_rows, failing)
+    repeated = _repeated(e, table)
     if passed:
-        return _outcome(e, 0, [], observed)
-    repeated = (
-        exp.select(*key_columns, exp.alias_(exp.Count(this=exp.Star()), "rows", quoted=True))
-        .from_(table.copy())
-        .where(considered)
-        .group_by(*key_columns)
-        .having(exp.GT(this=exp.Count(this=exp.Star()), expression=exp.Literal.number(1)))
-    )
+        return _outcome(e, 0, [], observed, repeated, warehouse)
     sample = warehouse.query(repeated.limit(SAMPLE_ROWS)).to_pylist()
     return _outcome(e, failing, sample, observed, repeated, warehouse)
 
 
-def _distinct(warehouse: Warehouse, e: Expectation, table: exp.Table) -> CheckOutcome:
-    column = _col(e.kwargs["column"])
-    found = warehouse.query(
-        exp.select(exp.alias_(column, "value", quoted=True))
+def _distinct_values(e: Expectation, table: exp.Table) -> exp.Select:
+    return (
+        exp.select(exp.alias_(_col(e.kwargs["column"]), "value", quoted=True))
         .distinct()
         .from_(table.copy())
         .where(_not_null(e.kwargs["column"]))
-    )["value"].to_pylist()
+    )
+
+
+def _distinct(warehouse: Warehouse, e: Expectation, table: exp.Table) -> CheckOutcome:
+    query = _distinct_values(e, table)
+    found = warehouse.query(query)["value"].to_pylist()
     expected = set(e.kwargs["value_set"])
     seen = {_plain(v) for v in found}
     if e.type.endswith("be_in_set"):
@@ -748,9 +794,8 @@ def _distinct(warehouse: Warehouse, e: Expectation, table: exp.Table) -> CheckOu
         bad = sorted(seen ^ expected, key=str)
         ok = not bad
     observed = {"observed_value": sorted(seen, key=str)}
-    return _outcome(
-        e, 0 if ok else len(bad), [] if ok else [{"value": v} for v in bad[:SAMPLE_ROWS]], observed
-    )
+    sample = [] if ok else [{"value": v} for v in bad[:SAMPLE_ROWS]]
+    return _outcome(e, 0 if ok else len(bad), sample, observed, query, warehouse)
 
 
 def _schema(e: Expectation, columns: list[str]) -> CheckOutcome:
