@@ -850,13 +850,18 @@ def _version_order(table: SourceTableSpec, alias: str) -> list[exp.Ordered]:
 
 
 def latest_versions(
-    relation: Relation, table: SourceTableSpec, *, tombstoned_only: bool = False
+    relation: Relation,
+    table: SourceTableSpec,
+    *,
+    tombstoned_only: bool = False,
+    among: exp.Query | None = None,
 ) -> exp.Select:
     """Each key's latest landed row (a tombstone when the key was deleted).
 
     ``tombstoned_only``: only the keys that have a tombstone (the only ones whose latest row
-    can be one); ranking those instead of every key of a big raw table is what keeps an
-    incremental load's cost near its increment's.
+    can be one); ``among``: only the keys this query selects (the key columns, by name).
+    Ranking those instead of every key of a big raw table is what keeps an incremental
+    load's cost near its increment's.
     """
     rank = exp.Window(
         this=exp.RowNumber(),
@@ -867,16 +872,17 @@ def latest_versions(
         exp.alias_(relation.to_table(), "v")
     )
     if tombstoned_only:
-        # a join with the (few) tombstoned keys: a correlated EXISTS made DuckDB probe every
-        # row of raw (0.9 s on 10 M rows with no tombstone at all, against 2 ms)
-        tombstoned = (
+        among = (
             exp.select(*_key_columns(table))
             .distinct()
             .from_(relation.to_table())
             .where(exp.column(OP_COLUMN, quoted=True).eq(exp.Literal.string("delete")))
         )
+    if among is not None:
+        # a join with the (few) keys: a correlated EXISTS made DuckDB probe every row of raw
+        # (0.9 s on 10 M rows with no tombstone at all, against 2 ms)
         rows = rows.join(
-            tombstoned.subquery("d"),
+            among.subquery("d"),
             on=exp.and_(
                 *[
                     exp.column(k, table="d", quoted=True).eq(exp.column(k, table="v", quoted=True))
@@ -1047,7 +1053,6 @@ def _land_tombstones(
                     yield key_contract.apply(unit.batch, batch_id).valid.select(key_schema.names)
 
         warehouse.replace_from_arrow(keys_relation, key_schema, key_batches())
-    live = latest_versions(relation, table).subquery("l")
     present = (
         exp.select("1")
         .from_(exp.alias_(keys_relation.to_table(), "k"))
@@ -1056,13 +1061,23 @@ def _land_tombstones(
                 *[
                     exp.EQ(
                         this=exp.column(k, table="k", quoted=True),
-                        expression=exp.column(k, table="l", quoted=True),
+                        expression=exp.column(k, table="r", quoted=True),
                     )
                     for k in table.primary_key
                 ]
             )
         )
     )
+    # the keys raw holds and the source no longer has, found on the keys alone; only their
+    # versions are ranked (ranking every key's versions took 0.35 s of a day's load of
+    # 600,000 shop customers)
+    gone = (
+        exp.select(*_key_columns(table, "r"))
+        .distinct()
+        .from_(exp.alias_(relation.to_table(), "r"))
+        .where(exp.Not(this=exp.Exists(this=present)))
+    )
+    live = latest_versions(relation, table, among=gone).subquery("l")
     select = (
         exp.select(
             *_key_columns(table, "l"),
@@ -1072,7 +1087,6 @@ def _land_tombstones(
         )
         .from_(live)
         .where(exp.column(OP_COLUMN, table="l", quoted=True).eq(exp.Literal.string("upsert")))
-        .where(exp.Not(this=exp.Exists(this=present)))
     )
     deleted = warehouse.insert_select(
         relation, [*table.primary_key, BATCH_ID_COLUMN, LOADED_AT_COLUMN, OP_COLUMN], select
