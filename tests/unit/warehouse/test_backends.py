@@ -753,3 +753,49 @@ def test_the_native_buffer_pool_grows_with_row_width_up_to_the_session_limit() -
     assert native_memory(2049, 20_000) == 192
     assert native_memory(10_240, 20_000) == 640
     assert native_memory(10_240, 300) == 300
+
+
+def test_a_stretch_written_short_is_written_on_and_a_write_that_stops_is_an_error(
+    tmp_path, monkeypatch
+) -> None:
+    """A write may stop short without an error (a full disk, a file size limit): the rest of
+    the stretch is written, and a write that writes nothing fails the copy, so no digest
+    record ever covers bytes the copy lacks."""
+    import os
+
+    import pipelines.warehouse.duckdb as backend
+
+    monkeypatch.setattr(backend, "_SYNC_CHUNK", 4096)
+    build = tmp_path / "b"
+    build.write_bytes(os.urandom(4096 * 3 + 10))
+    real = os.pwrite
+
+    def halves(fd, data, offset):  # at most half of what is asked, at least one byte
+        return real(fd, bytes(data)[: max(1, len(data) // 2)], offset)
+
+    monkeypatch.setattr(os, "pwrite", halves)
+    digests, status = backend._copy_with_digests(build, tmp_path / "c")
+    assert (tmp_path / "c").read_bytes() == build.read_bytes()
+    assert status.st_size == build.stat().st_size and len(digests) == 4
+
+    monkeypatch.setattr(os, "pwrite", lambda fd, data, offset: 0)
+    with pytest.raises(OSError, match="no byte written"):
+        backend._copy_with_digests(build, tmp_path / "d")
+
+
+def test_a_publish_removes_the_partial_copies_of_a_publish_that_died(tmp_path) -> None:
+    import os
+
+    build, published = tmp_path / "w.build.duckdb", tmp_path / "w.duckdb"
+    session = DuckDBWarehouse(build, publish_to=published)
+    session.execute("create table t as select 1 as v")
+    session.publish()
+    dead = 2**22 + 12345  # above the kernel's pid limit: no such process
+    stale = [tmp_path / f".w.duckdb.publishing-{dead}", tmp_path / f".w.duckdb.spare-{dead}"]
+    running = tmp_path / f".w.duckdb.spare-{os.getppid()}"  # a process that is alive
+    for path in [*stale, running]:
+        path.write_bytes(b"partial")
+    session = DuckDBWarehouse(build, publish_to=published)
+    session.publish()
+    assert not any(path.exists() for path in stale)
+    assert running.exists()
