@@ -178,6 +178,13 @@ def classify_change(old_sql: str, new_sql: str, dialect: str) -> str:
     new_columns = {p.alias_or_name: p.sql(dialect) for p in new.expressions}
     if "*" in old_columns or any(new_columns.get(n) != e for n, e in old_columns.items()):
         return "breaking"
+    # a column added under DISTINCT or GROUP BY ALL, or one that unnests, changes the rows
+    group = new.args.get("group")
+    if new.args.get("distinct") or (group is not None and group.args.get("all")):
+        return "breaking"
+    added = [p for p in new.expressions if p.alias_or_name not in old_columns]
+    if any(p.find(exp.Unnest, exp.Explode, exp.ExplodeOuter) for p in added):
+        return "breaking"
     old_rest, new_rest = old.copy(), new.copy()
     old_rest.set("expressions", [exp.Star()])
     new_rest.set("expressions", [exp.Star()])
@@ -228,10 +235,16 @@ def view_inputs(graph: ModelGraph) -> Callable[[Relation], list[Relation]]:
 def check_reuse(warehouse: Warehouse, graph: ModelGraph, asset: str) -> CheckReuse:
     """What the checks of ``asset``, a model not rebuilt this time, may keep of their latest
     results: those results, and when each relation last changed."""
+    changed = {name: at for name, (at, _) in read_versions(warehouse).items()}
+    # a build whose change was non-breaking (columns added) records no new data version, yet
+    # a check may see the difference (a view of `*`, a DISTINCT over the new column)
+    for name, state in read_states(warehouse).items():
+        node = graph.nodes.get(name)
+        if node is not None:
+            relation = str(node.relation)
+            changed[relation] = max(changed.get(relation, state.built_at), state.built_at)
     return CheckReuse(
-        latest=latest_results(warehouse, asset),
-        changed={name: at for name, (at, _) in read_versions(warehouse).items()},
-        depends=view_inputs(graph),
+        latest=latest_results(warehouse, asset), changed=changed, depends=view_inputs(graph)
     )
 
 

@@ -121,7 +121,20 @@ def passing_checks(warehouse: Warehouse, asset: str) -> dict[str, str]:
 #: functions whose result changes from one run to the next, by name where sqlglot does not
 #: know them (DuckDB's now(), say): a check calling one is run again every time
 _VOLATILE_NAMES = frozenset(
-    {"now", "today", "random", "setseed", "uuid", "gen_random_uuid", "transaction_timestamp"}
+    {
+        "now",
+        "today",
+        "random",
+        "setseed",
+        "uuid",
+        "uuidv4",
+        "uuidv7",
+        "gen_random_uuid",
+        "transaction_timestamp",
+        "nextval",
+        "currval",
+        "approx_quantiles",
+    }
 )
 _VOLATILE = (
     exp.CurrentDate,
@@ -133,11 +146,14 @@ _VOLATILE = (
     exp.Rand,
     exp.Randn,
     exp.Uuid,
+    exp.TableSample,  # a sample draws other rows each time
+    exp.ApproxQuantile,  # approximate: may differ between runs
+    exp.ApproxQuantiles,
 )
 
 
 def _volatile(query: exp.Expr) -> bool:
-    """Whether ``query`` reads the clock or draws random values."""
+    """Whether ``query`` reads the clock, draws random values or samples rows."""
     if query.find(*_VOLATILE) is not None:
         return True
     for call in query.find_all(exp.Anonymous):
@@ -148,11 +164,13 @@ def _volatile(query: exp.Expr) -> bool:
 
 
 def relations_read(query: exp.Expr) -> list[Relation] | None:
-    """The relations ``query`` reads (its CTEs aside); None when one is not named with its
-    schema, so what it is cannot be told."""
+    """The relations ``query`` reads (its CTEs aside); None when one is not named by its
+    schema alone (no schema, or another catalog's), so what it is cannot be told."""
     ctes = {cte.alias_or_name for cte in query.find_all(exp.CTE)}
     read: list[Relation] = []
     for table in query.find_all(exp.Table):
+        if table.catalog:
+            return None
         if not table.db:
             if table.name in ctes:
                 continue
@@ -161,6 +179,10 @@ def relations_read(query: exp.Expr) -> list[Relation] | None:
         if relation not in read:
             read.append(relation)
     return read
+
+
+#: in a kept result's `observed`: when the check was last evaluated
+_EVALUATED_AT = "evaluated_at"
 
 
 @dataclass(frozen=True)
@@ -196,7 +218,15 @@ class CheckReuse:
             return None
         if evaluated is not None and _volatile(evaluated):
             return None
-        checked_at: datetime = last["checked_at"]
+        observed = json.loads(last["observed"]) if last["observed"] else {}
+        if "checked" in observed:
+            return None  # it looked at an increment's rows only: the whole table once now
+        # judged against the evaluation itself, not a later run that kept its result
+        evaluated_at = (
+            datetime.fromisoformat(observed[_EVALUATED_AT])
+            if _EVALUATED_AT in observed
+            else last["checked_at"]
+        )
         pending, seen = list(reads), set()
         while pending:
             relation = pending.pop()
@@ -204,15 +234,15 @@ class CheckReuse:
                 continue
             seen.add(relation)
             changed = self.changed.get(str(relation))
-            if changed is None or changed > checked_at:
-                return None  # unknown, or changed since
+            if changed is None or changed >= evaluated_at:
+                return None  # unknown, or changed since (or at the same instant)
             pending += self.depends(relation)
-        observed = json.loads(last["observed"]) if last["observed"] else {}
-        observed.setdefault(  # the run that evaluated it, when it was kept before
+        observed.setdefault(
             "reused",
-            f"the result of run {last['run_id']} at {checked_at.isoformat(timespec='seconds')}: "
+            f"the result of run {last['run_id']} at {evaluated_at.isoformat(timespec='seconds')}: "
             "the check and everything it reads are unchanged since",
         )
+        observed[_EVALUATED_AT] = evaluated_at.isoformat()
         return CheckOutcome(
             name=name,
             severity=severity,

@@ -592,6 +592,7 @@ def _run(
                 [relation],
                 severity=e.severity,
                 description=e.describe(),
+                evaluated=text,
             )
             if result is not None:
                 kept[e.index] = result

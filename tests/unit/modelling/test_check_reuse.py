@@ -61,7 +61,7 @@ def test_a_result_is_kept_only_while_the_check_and_what_it_reads_hold_still() ->
 
 
 def test_a_check_whose_relations_cannot_be_told_or_that_reads_the_clock_runs_again() -> None:
-    reuse = CheckReuse(latest(), {"m.t": T0})
+    reuse = CheckReuse(latest(), {"m.t": T0 - timedelta(hours=1)})
     assert reuse.outcome("c", QUERY, None, severity="warn", description="", evaluated=None) is None
     for query in (
         "select * from m.t where x > now()",
@@ -143,10 +143,15 @@ def run(root) -> None:
 
 
 def results_of_last_run(root) -> dict[str, dict[str, object]]:
+    return results_of(root, "marts/b")
+
+
+def results_of(root, asset: str) -> dict[str, dict[str, object]]:
+    """The check results of ``asset`` in the latest run."""
     with open_warehouse(load_project(root), read_only=True) as warehouse:
         rows = warehouse.query(
             "select check_name, passed, observed, query from ssot_meta.check_results "
-            "where asset = 'marts/b' and run_id = (select run_id from ssot_meta.check_results "
+            f"where asset = '{asset}' and run_id = (select run_id from ssot_meta.check_results "
             "order by checked_at desc limit 1)"
         ).to_pylist()
     return {
@@ -182,3 +187,77 @@ def test_a_model_not_rebuilt_keeps_its_results_until_what_a_check_reads_changes(
         clocked,
     }
     assert "reused" in third["unique__id"]["observed"]
+
+
+def test_a_result_is_judged_against_its_evaluation_and_never_kept_from_an_increment() -> None:
+    before = {"m.t": T0 - timedelta(hours=1)}
+    # a change at the very instant of the evaluation counts as a change
+    assert kept(CheckReuse(latest(), {"m.t": T0})) is None
+    # a result kept before is judged against the run that evaluated it, not the one that
+    # kept it (here: kept at T0, evaluated an hour and a half before, the table changed between)
+    result = latest()
+    result["c"]["observed"] = json.dumps(
+        {"reused": "...", "evaluated_at": (T0 - timedelta(minutes=90)).isoformat()}
+    )
+    assert kept(CheckReuse(result, before)) is None
+    outcome = kept(CheckReuse(result, {"m.t": T0 - timedelta(hours=2)}))
+    assert outcome is not None
+    assert outcome.observed["evaluated_at"] == (T0 - timedelta(minutes=90)).isoformat()
+    # a result that looked at an increment's rows only is not kept
+    result = latest()
+    result["c"]["observed"] = json.dumps({"checked": "the rows this build wrote"})
+    assert kept(CheckReuse(result, before)) is None
+
+
+def test_samples_sequences_and_approximations_are_volatile_and_catalogs_unknown() -> None:
+    reuse = CheckReuse(latest(), {"m.t": T0 - timedelta(hours=1)})
+    for query in (
+        "select * from m.t using sample 10%",
+        "select nextval('s') from m.t",
+        "select uuidv7() from m.t",
+        "select approx_quantile(x, 0.5) from m.t",
+    ):
+        parsed = sqlglot.parse_one(query, read="duckdb")
+        assert (
+            reuse.outcome(
+                "c",
+                QUERY,
+                relations_read(parsed),
+                severity="warn",
+                description="",
+                evaluated=parsed,
+            )
+            is None
+        ), query
+    assert relations_read(sqlglot.parse_one("select * from other.m.t")) is None
+
+
+def test_a_view_over_a_model_rebuilt_with_an_added_column_checks_again(make_project) -> None:
+    """A non-breaking change (a column added) records no new data version, yet a view of
+    `*` over the model shows the new column: the view's checks run again."""
+    root = make_project(
+        {
+            "models/staging/a.sql": "select 1 as id",
+            "models/marts/v.sql": "{{ config(materialized='view') }} select * from {{ ref('a') }}",
+            "expectations/v.json": json.dumps(
+                {
+                    "name": "v",
+                    "expectations": [
+                        {
+                            "type": "expect_table_columns_to_match_set",
+                            "kwargs": {"column_set": ["id"]},
+                            "severity": "warning",
+                        }
+                    ],
+                }
+            ),
+        }
+    )
+    run(root)
+    run(root)
+    (name,) = results_of(root, "marts/v")
+    assert "reused" in results_of(root, "marts/v")[name]["observed"]
+    (root / "models/staging/a.sql").write_text("select 1 as id, 2 as extra")
+    run(root)
+    after = results_of(root, "marts/v")[name]
+    assert "reused" not in after["observed"] and not after["passed"]

@@ -25,10 +25,25 @@ OLD = "SELECT a, b + 1 AS c FROM t WHERE x > 0"
         ("SELECT a, b + 1 AS c FROM t WHERE x > 1", "breaking"),  # other rows
         ("SELECT a, b + 1 AS c FROM u WHERE x > 0", "breaking"),  # another table
         ("SELECT a, b + 1 AS c FROM t WHERE x > 0 UNION ALL SELECT 1, 2", "breaking"),
+        ("SELECT a, b + 1 AS c, UNNEST(l) AS d FROM t WHERE x > 0", "breaking"),  # more rows
     ],
 )
 def test_only_added_columns_are_non_breaking(new, kind) -> None:
     assert classify_change(OLD, new, "duckdb") == kind
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("SELECT DISTINCT a FROM t", "SELECT DISTINCT a, d FROM t"),
+        (
+            "SELECT a, SUM(b) AS s FROM t GROUP BY ALL",
+            "SELECT a, SUM(b) AS s, d FROM t GROUP BY ALL",
+        ),
+    ],
+)
+def test_a_column_added_that_splits_rows_is_breaking(old, new) -> None:
+    assert classify_change(old, new, "duckdb") == "breaking"
 
 
 MODELS = {
