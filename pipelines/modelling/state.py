@@ -163,6 +163,28 @@ def read_versions(
     return {row["relation"]: (row["changed_at"], row["fingerprint"]) for row in rows}
 
 
+def _splits_rows(select: exp.Select, added: exp.Expression) -> bool:
+    """Whether the column ``added`` to ``select`` changes its rows, not only its columns: under
+    DISTINCT (not DISTINCT ON), under GROUP BY ALL unless it is an aggregate or a constant, or
+    when it unnests in the select list itself."""
+    distinct = select.args.get("distinct")
+    if distinct is not None and not distinct.args.get("on"):
+        return True
+    group = select.args.get("group")
+    value = added.unalias()
+    if (
+        group is not None
+        and group.args.get("all")
+        and not isinstance(value, exp.Literal)
+        and value.find(exp.AggFunc) is None
+    ):
+        return True
+    return any(
+        found.find_ancestor(exp.Select, exp.Lambda) is select
+        for found in added.find_all(exp.Unnest, exp.Explode, exp.ExplodeOuter)
+    )
+
+
 def classify_change(old_sql: str, new_sql: str, dialect: str) -> str:
     """ "non-breaking" when the new query only adds columns to the old one, else "breaking"."""
     try:
@@ -178,12 +200,7 @@ def classify_change(old_sql: str, new_sql: str, dialect: str) -> str:
     new_columns = {p.alias_or_name: p.sql(dialect) for p in new.expressions}
     if "*" in old_columns or any(new_columns.get(n) != e for n, e in old_columns.items()):
         return "breaking"
-    # a column added under DISTINCT or GROUP BY ALL, or one that unnests, changes the rows
-    group = new.args.get("group")
-    if new.args.get("distinct") or (group is not None and group.args.get("all")):
-        return "breaking"
-    added = [p for p in new.expressions if p.alias_or_name not in old_columns]
-    if any(p.find(exp.Unnest, exp.Explode, exp.ExplodeOuter) for p in added):
+    if any(_splits_rows(new, p) for p in new.expressions if p.alias_or_name not in old_columns):
         return "breaking"
     old_rest, new_rest = old.copy(), new.copy()
     old_rest.set("expressions", [exp.Star()])

@@ -134,6 +134,9 @@ _VOLATILE_NAMES = frozenset(
         "nextval",
         "currval",
         "approx_quantiles",
+        "reservoir_quantile",
+        "arbitrary",
+        "getenv",
     }
 )
 _VOLATILE = (
@@ -149,6 +152,9 @@ _VOLATILE = (
     exp.TableSample,  # a sample draws other rows each time
     exp.ApproxQuantile,  # approximate: may differ between runs
     exp.ApproxQuantiles,
+    exp.AnyValue,  # whichever row comes first
+    exp.First,
+    exp.Last,
 )
 
 
@@ -156,6 +162,9 @@ def _volatile(query: exp.Expr) -> bool:
     """Whether ``query`` reads the clock, draws random values or samples rows."""
     if query.find(*_VOLATILE) is not None:
         return True
+    for select in query.find_all(exp.Select):
+        if select.args.get("limit") is not None and select.args.get("order") is None:
+            return True  # which rows a LIMIT without ORDER BY keeps is up to the engine
     for call in query.find_all(exp.Anonymous):
         name = str(call.name).lower()
         if name in _VOLATILE_NAMES or name.startswith(("current_", "get_current_")):
@@ -222,11 +231,17 @@ class CheckReuse:
         if "checked" in observed:
             return None  # it looked at an increment's rows only: the whole table once now
         # judged against the evaluation itself, not a later run that kept its result
-        evaluated_at = (
-            datetime.fromisoformat(observed[_EVALUATED_AT])
-            if _EVALUATED_AT in observed
-            else last["checked_at"]
-        )
+        if _EVALUATED_AT in observed:
+            try:
+                evaluated_at = datetime.fromisoformat(str(observed[_EVALUATED_AT]))
+            except ValueError:
+                return None
+            if evaluated_at.tzinfo is None:
+                return None
+        elif "reused" in observed:
+            return None  # kept before evaluations were dated: when it ran is not known
+        else:
+            evaluated_at = last["checked_at"]
         pending, seen = list(reads), set()
         while pending:
             relation = pending.pop()

@@ -210,14 +210,14 @@ def _remove_stale_copies(target: Path) -> None:
     for prefix in (f".{target.name}.publishing-", f".{target.name}.spare-"):
         for leftover in target.parent.glob(f"{glob.escape(prefix)}*"):
             pid = leftover.name.removeprefix(prefix)
-            if not pid.isdigit() or int(pid) == os.getpid():
-                continue
+            if re.fullmatch(r"[0-9]{1,9}", pid) is None or int(pid) == os.getpid():
+                continue  # not a name a publish gives (ours is removed by the caller)
             try:
                 os.kill(int(pid), 0)
             except ProcessLookupError:
                 leftover.unlink(missing_ok=True)
-            except OSError:
-                pass  # it runs, as another user
+            except (OSError, OverflowError):
+                pass  # it runs, as another user, or cannot be a process
 
 
 def _refresh_spare(
@@ -556,6 +556,9 @@ class DuckDBWarehouse(Warehouse):
         spare_record = _digests_of(recorded, spare)
         with contextlib.suppress(OSError):
             _remove_stale_copies(target)
+            # left by an earlier process that had this process id (names repeat in containers)
+            partial.unlink(missing_ok=True)
+            staged_spare.unlink(missing_ok=True)
         try:
             # No fsync of the copy: it is derived (the build file is the truth, and the next run
             # publishes again), and the fsync tripled the cost (2.6 GB: 3.1 s -> 8.7 s here).
@@ -605,7 +608,8 @@ class DuckDBWarehouse(Warehouse):
             for leftover in (retiring, spare):
                 leftover.unlink(missing_ok=True)
         finally:
-            staged_spare.unlink(missing_ok=True)  # renamed into place unless the copy failed
+            with contextlib.suppress(OSError):  # renamed into place unless the copy failed
+                staged_spare.unlink(missing_ok=True)
         # the digests of both copies, for the next publish (which rewrites the spare): of the
         # one just brought up to date, and of the one readers saw until now
         files: dict[str, Any] = {}

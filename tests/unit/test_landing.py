@@ -449,3 +449,64 @@ def test_a_fresh_table_left_by_a_killed_first_load_is_dropped_by_the_next_load(a
     result = land_table(project, warehouse, source, source.table("users"), run_id="r1")
     assert result.rows_landed == 2
     assert not warehouse.exists(leftover)
+
+
+KEYED = """
+name: app
+owner: team@example.com
+connection: {url_env: SSOT_TEST_APP_URL, default: 'sqlite:///data/app.sqlite'}
+tables:
+  - name: users
+    primary_key: [id]
+    delete_detection: key_diff
+    columns:
+      - {name: id, type: integer, nullable: false}
+      - {name: email, type: string}
+"""
+
+
+def test_versions_landed_before_a_key_column_was_added_are_tombstoned(
+    make_project, monkeypatch
+) -> None:
+    """The key gains a column: the rows landed before hold NULL in it, and the source no
+    longer has those keys, so each gets its tombstone (NULL key parts compare as equal)."""
+    monkeypatch.delenv("SSOT_TEST_APP_URL", raising=False)
+    root = make_project({"sources/app.yml": KEYED})
+    (root / "data").mkdir()
+    with sqlite3.connect(root / "data" / "app.sqlite") as con:
+        con.execute("create table users (id integer, email text)")
+        con.executemany("insert into users values (?, ?)", [(1, "a@x"), (2, "b@x")])
+    with DuckDBWarehouse(":memory:") as warehouse:
+        project = load_project(root)
+        land_table(
+            project,
+            warehouse,
+            project.sources["app"],
+            project.sources["app"].table("users"),
+            run_id="r1",
+        )
+        with sqlite3.connect(root / "data" / "app.sqlite") as con:
+            con.execute("alter table users add column tenant text")
+            con.execute("update users set tenant = 'eu'")
+        (root / "sources" / "app.yml").write_text(
+            KEYED.replace("primary_key: [id]", "primary_key: [tenant, id]")
+            + "      - {name: tenant, type: string, nullable: false}\n"
+        )
+        project = load_project(root)
+        land_table(
+            project,
+            warehouse,
+            project.sources["app"],
+            project.sources["app"].table("users"),
+            run_id="r2",
+        )
+        latest = warehouse.query(
+            "select tenant, id, _ssot_op from raw.app__users qualify row_number() over "
+            "(partition by tenant, id order by _ssot_loaded_at desc) = 1 order by all"
+        ).to_pylist()
+    assert latest == [
+        {"tenant": "eu", "id": 1, "_ssot_op": "upsert"},
+        {"tenant": "eu", "id": 2, "_ssot_op": "upsert"},
+        {"tenant": None, "id": 1, "_ssot_op": "delete"},
+        {"tenant": None, "id": 2, "_ssot_op": "delete"},
+    ]

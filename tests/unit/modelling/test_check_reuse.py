@@ -80,6 +80,10 @@ def kept_for(query: str) -> object:
         "select nextval('s') from m.t",
         "select uuidv7() from m.t",
         "select approx_quantile(x, 0.5) from m.t",
+        "select any_value(x) from m.t",
+        "select first(x) from m.t",
+        "select reservoir_quantile(x, 0.5) from m.t",
+        "select * from (select * from m.t limit 5)",  # which 5 rows is up to the engine
         "select * from other.m.t",  # another catalog's table
         "select * from t",  # no schema: which table is not known
     ],
@@ -211,6 +215,11 @@ def test_a_result_is_judged_against_its_evaluation_and_never_kept_from_an_increm
     outcome = kept(CheckReuse(result, {"m.t": T0 - timedelta(hours=2)}))
     assert outcome is not None
     assert outcome.observed["evaluated_at"] == (T0 - timedelta(minutes=90)).isoformat()
+    # a result kept before evaluations were dated, or with a date that cannot be read
+    for observed in ({"reused": "..."}, {"reused": "...", "evaluated_at": "yesterday"}):
+        result = latest()
+        result["c"]["observed"] = json.dumps(observed)
+        assert kept(CheckReuse(result, {"m.t": T0 - timedelta(days=9)})) is None
     # a result that looked at an increment's rows only is not kept
     result = latest()
     result["c"]["observed"] = json.dumps({"checked": "the rows this build wrote"})

@@ -46,6 +46,28 @@ def test_a_column_added_that_splits_rows_is_breaking(old, new) -> None:
     assert classify_change(old, new, "duckdb") == "breaking"
 
 
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        # a metric or a constant added under GROUP BY ALL keeps the groups
+        (
+            "SELECT a, SUM(b) AS s FROM t GROUP BY ALL",
+            "SELECT a, SUM(b) AS s, COUNT(*) AS n FROM t GROUP BY ALL",
+        ),
+        (
+            "SELECT a, SUM(b) AS s FROM t GROUP BY ALL",
+            "SELECT a, SUM(b) AS s, 1 AS one FROM t GROUP BY ALL",
+        ),
+        # DISTINCT ON keeps one row per key whatever the columns
+        ("SELECT DISTINCT ON (a) a FROM t", "SELECT DISTINCT ON (a) a, d FROM t"),
+        # an unnest inside a scalar subquery yields one value per row
+        ("SELECT a FROM t", "SELECT a, (SELECT MAX(x) FROM UNNEST(l) AS u(x)) AS m FROM t"),
+    ],
+)
+def test_a_column_added_that_keeps_the_rows_is_non_breaking(old, new) -> None:
+    assert classify_change(old, new, "duckdb") == "non-breaking"
+
+
 MODELS = {
     "models/staging/a.sql": "select 1 as id, 10 as amount",
     "models/staging/b.sql": "select 2 as id",

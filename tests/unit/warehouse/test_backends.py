@@ -793,9 +793,11 @@ def test_a_publish_removes_the_partial_copies_of_a_publish_that_died(tmp_path) -
     dead = 2**22 + 12345  # above the kernel's pid limit: no such process
     stale = [tmp_path / f".w.duckdb.publishing-{dead}", tmp_path / f".w.duckdb.spare-{dead}"]
     running = tmp_path / f".w.duckdb.spare-{os.getppid()}"  # a process that is alive
-    for path in [*stale, running]:
+    # names no publish gives are left alone, and do not stop the publish
+    odd = [tmp_path / ".w.duckdb.publishing-\u00b2", tmp_path / f".w.duckdb.spare-{10**20}"]
+    for path in [*stale, running, *odd]:
         path.write_bytes(b"partial")
     session = DuckDBWarehouse(build, publish_to=published)
     session.publish()
     assert not any(path.exists() for path in stale)
-    assert running.exists()
+    assert running.exists() and all(path.exists() for path in odd)
