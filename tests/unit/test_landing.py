@@ -451,18 +451,9 @@ def test_a_fresh_table_left_by_a_killed_first_load_is_dropped_by_the_next_load(a
     assert not warehouse.exists(leftover)
 
 
-KEYED = """
-name: app
-owner: team@example.com
-connection: {url_env: SSOT_TEST_APP_URL, default: 'sqlite:///data/app.sqlite'}
-tables:
-  - name: users
-    primary_key: [id]
-    delete_detection: key_diff
-    columns:
-      - {name: id, type: integer, nullable: false}
-      - {name: email, type: string}
-"""
+KEYED = SOURCE.replace(
+    "    primary_key: [id]\n", "    primary_key: [id]\n    delete_detection: key_diff\n"
+)
 
 
 def test_versions_landed_before_a_key_column_was_added_are_tombstoned(
@@ -474,17 +465,16 @@ def test_versions_landed_before_a_key_column_was_added_are_tombstoned(
     root = make_project({"sources/app.yml": KEYED})
     (root / "data").mkdir()
     with sqlite3.connect(root / "data" / "app.sqlite") as con:
-        con.execute("create table users (id integer, email text)")
-        con.executemany("insert into users values (?, ?)", [(1, "a@x"), (2, "b@x")])
+        con.execute("create table users (id integer, email text, signed_up text)")
+        con.executemany("insert into users values (?, ?, null)", [(1, "a@x"), (2, "b@x")])
     with DuckDBWarehouse(":memory:") as warehouse:
-        project = load_project(root)
-        land_table(
-            project,
-            warehouse,
-            project.sources["app"],
-            project.sources["app"].table("users"),
-            run_id="r1",
-        )
+
+        def land(run_id: str) -> None:
+            project = load_project(root)
+            source = project.sources["app"]
+            land_table(project, warehouse, source, source.table("users"), run_id=run_id)
+
+        land("r1")
         with sqlite3.connect(root / "data" / "app.sqlite") as con:
             con.execute("alter table users add column tenant text")
             con.execute("update users set tenant = 'eu'")
@@ -492,14 +482,7 @@ def test_versions_landed_before_a_key_column_was_added_are_tombstoned(
             KEYED.replace("primary_key: [id]", "primary_key: [tenant, id]")
             + "      - {name: tenant, type: string, nullable: false}\n"
         )
-        project = load_project(root)
-        land_table(
-            project,
-            warehouse,
-            project.sources["app"],
-            project.sources["app"].table("users"),
-            run_id="r2",
-        )
+        land("r2")
         latest = warehouse.query(
             "select tenant, id, _ssot_op from raw.app__users qualify row_number() over "
             "(partition by tenant, id order by _ssot_loaded_at desc) = 1 order by all"
