@@ -286,6 +286,9 @@ class FileConnector(Connector):
                 return None
             try:
                 table = pjson.read_json(io.BytesIO(b"\n".join(lines)))
+                # Arrow's JSON reader lets bytes that are not UTF-8 through inside strings;
+                # the warehouse would refuse the whole load, so the line is judged alone
+                table.validate(full=True)
             except (pa.ArrowInvalid, UnicodeDecodeError):
                 return None
             return _one_batch(table, len(lines))
@@ -304,7 +307,9 @@ class FileConnector(Connector):
         for number, raw in numbered:
             try:
                 value = json.loads(raw)
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            except UnicodeDecodeError as exc:
+                why = f"invalid_utf8: {exc.reason} at byte {exc.start}"
+            except json.JSONDecodeError as exc:
                 why = f"invalid_json: {exc}"
             else:
                 if isinstance(value, dict):

@@ -156,6 +156,21 @@ def test_jsonl_lines_that_are_not_objects_are_rejected_wherever_they_are(tmp_pat
     assert [r.location for r in rejects] == ["p.jsonl:1", "p.jsonl:3"]
 
 
+def test_a_line_that_is_not_utf8_is_rejected_in_csv_and_json_lines(tmp_path: Path) -> None:
+    """Arrow's JSON reader lets such bytes through inside a string, and the warehouse would
+    then refuse the whole load: the line is rejected like a broken one, the others land."""
+    (tmp_path / "p.jsonl").write_bytes(
+        b'{"id": "1", "v": "ok"}\n{"id": "2", "v": "bad \xff\xfe"}\n{"id": "3", "v": "fine"}\n'
+    )
+    (tmp_path / "p.csv").write_bytes(b"id,v\n1,ok\n2,bad \xff\xfe\n3,fine\n")
+    for name, line in (("p.jsonl", 2), ("p.csv", 3)):
+        rows, rejects = read_all(tmp_path, table_spec(name))
+        assert [r["id"] for r in rows] == ["1", "3"], name
+        assert [(r.location, r.reason.split(":")[0]) for r in rejects] == [
+            (f"{name}:{line}", "invalid_utf8")
+        ]
+
+
 def test_parquet_is_read_in_batches(tmp_path: Path) -> None:
     pq.write_table(pa.table({"id": ["1", "2", "3"], "v": ["a", "b", "c"]}), tmp_path / "x.parquet")
     rows, rejects = read_all(tmp_path, table_spec("*.parquet"), batch_rows=2)
