@@ -1,23 +1,33 @@
 """Write, audit, publish: a model's new version reaches readers only if its blocking checks pass.
 
-Two strategies, picked by what the backend can do:
+Three strategies, picked by what the backend can do and what the build is:
 
-* **in a transaction** (``supports_transactions``, DuckDB): the build, the contract check, the
-  audit and the bookkeeping run in one transaction on the model's own relation. The uncommitted
-  table is the candidate; commit publishes it, rollback leaves the previous version untouched.
-  Nothing is copied on success; after a refusal the candidate is written again, from the same
-  query, into ``ssot_meta.candidate__<schema>__<model>`` for inspection.
+* **beside the table** (``supports_transactions``, DuckDB, a table built whole): the build is
+  committed as a table beside the model's (``<schema>._ssot_building__<model>``), audited
+  there, and renamed over the model's table in the transaction that writes the bookkeeping.
+  DuckDB reads a committed table (compressed, with its statistics) faster than a
+  transaction's own rows: a 5 M-row fact table's checks took 2.2-2.4 s instead of 2.9-3.3 s.
+  A refused build is moved to ``ssot_meta.candidate__<schema>__<model>`` for inspection;
+  the model's table was never touched.
+* **in a transaction** (``supports_transactions``, any other build: an increment, a snapshot,
+  a view): the build, the contract check, the audit and the bookkeeping run in one transaction
+  on the model's own relation. The uncommitted table is the candidate; commit publishes it,
+  rollback leaves the previous version untouched. After a refusal the candidate is written
+  again, from the same query, into ``ssot_meta.candidate__<schema>__<model>`` for inspection.
 * **through a candidate relation** (backends without transactional DDL, such as BigQuery): the
   build goes to ``ssot_meta.candidate__<schema>__<model>`` (an incremental or snapshot build
   starts from a copy of the published table), is audited there, and is published by one atomic
   replace of the model's relation from the candidate; a refused candidate simply stays.
 
 Either way the caller's ``audit`` runs every check against the relation it is given, and its
-``on_publish`` writes the bookkeeping of a published build.
+``on_publish`` writes the bookkeeping of a published build. Beside the table, the results
+record their queries on the model's table (on the kept candidate when refused), as a build
+in place would: later runs match checks by that query.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -37,11 +47,12 @@ from pipelines.modelling.materialize import (
     reset_feed,
     written_relation,
 )
+from pipelines.warehouse.base import Relation
 
 if TYPE_CHECKING:
     from pipelines.modelling.graph import ModelNode
     from pipelines.quality.checks import CheckOutcome
-    from pipelines.warehouse.base import Relation, Warehouse
+    from pipelines.warehouse.base import Warehouse
 
 #: run every check on the relation given; the second one holds the rows an incremental build
 #: wrote (None for any other build)
@@ -85,6 +96,8 @@ def write_audit_publish(
 ) -> Built:
     """Build ``node`` from ``query``, audit it, publish it if no blocking check failed."""
     if warehouse.supports_transactions:
+        if not incremental and node.materialized in ("table", "incremental"):
+            return _beside(warehouse, node, query, audit, on_publish)
         return _in_transaction(warehouse, node, query, incremental, audit, on_publish)
     return _through_candidate(warehouse, node, query, incremental, audit, on_publish)
 
@@ -127,6 +140,74 @@ def _in_transaction(
         return built
     built.audited = str(node.relation)
     return built
+
+
+def building_relation(relation: Relation) -> Relation:
+    """Where a table built whole is committed and audited before it replaces ``relation``
+    (the same schema: a rename cannot move a table to another)."""
+    return Relation(relation.schema, f"_ssot_building__{relation.name}")
+
+
+def _beside(
+    warehouse: Warehouse,
+    node: ModelNode,
+    query: exp.Query,
+    audit: Audit,
+    on_publish: OnPublish,
+) -> Built:
+    started = time.perf_counter()
+    target = node.relation
+    building = building_relation(target)
+    # the change feed starts again when the table is published, not before
+    spec = replace(node.build_spec, relation=building, change_feed=None)
+    built = Built()
+    published = False
+    warehouse.drop_existing(building)  # left by a run that stopped here
+    try:
+        with warehouse.transaction():
+            materialize(warehouse, spec, query)
+        check_contract(warehouse, node, building)
+        built.rows = warehouse.row_count(building)
+        built.build_s = time.perf_counter() - started
+        outcomes = audit(building, None)
+        if not any(o.blocks for o in outcomes):
+            built.outcomes = _shown_on(warehouse, outcomes, building, target)
+            with warehouse.transaction():
+                if warehouse.exists(target):
+                    warehouse.drop(target, kind="VIEW" if warehouse.is_view(target) else "TABLE")
+                warehouse.rename(building, target.name)
+                if node.build_spec.change_feed is not None:
+                    reset_feed(warehouse, node.build_spec)
+                on_publish(built.rows, None)
+            published = True
+            built.audited = str(target)
+            return built
+        # refused: the rows go where refused builds are kept; the model's table is untouched
+        candidate = candidate_relation(target)
+        built.outcomes = _shown_on(warehouse, outcomes, building, candidate)
+        built.audited = f"{building} (refused, not published; kept as {candidate})"
+        try:
+            with warehouse.transaction():
+                warehouse.drop_existing(candidate)
+                warehouse.replace_with_select(candidate, exp.select("*").from_(building.to_table()))
+            built.candidate = candidate
+        except WarehouseError as exc:
+            built.keep_error = str(exc)
+        return built
+    finally:
+        if not published:
+            with contextlib.suppress(WarehouseError):  # what stopped the build matters more
+                warehouse.drop_existing(building)
+
+
+def _shown_on(
+    warehouse: Warehouse, outcomes: list[CheckOutcome], audited: Relation, shown: Relation
+) -> list[CheckOutcome]:
+    """The outcomes with their queries naming ``shown`` where they read ``audited``: the
+    relation under which their rows are to be found once the build is published or kept."""
+    old = audited.to_table().sql(dialect=warehouse.dialect)
+    new = shown.to_table().sql(dialect=warehouse.dialect)
+    return [replace(o, query=o.query.replace(old, new)) for o in outcomes]
 
 
 def _through_candidate(

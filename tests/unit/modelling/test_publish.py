@@ -246,3 +246,67 @@ def test_a_view_turned_incremental_is_built_whole(make_project) -> None:
     with open_warehouse(load_project(root), read_only=True) as wh:
         assert not wh.is_view(MODEL)
         assert wh.query("select id from marts.m order by id").column(0).to_pylist() == [1, 2, 3]
+
+
+def test_a_table_built_whole_is_audited_beside_the_published_one_and_renamed_over_it(
+    make_project, tmp_path
+) -> None:
+    """On DuckDB a table built whole is committed beside the published table and audited
+    there: its results name the model's table (or the kept candidate), the published table is
+    untouched until the rename, and nothing is left beside it whatever happens."""
+    building = Relation("marts", "_ssot_building__m")
+    with DuckDBWarehouse(tmp_path / "w.duckdb") as wh:
+        seen: list[bool] = []
+
+        def audit(relation: Relation, written: Relation | None = None):
+            # audited beside the published table, which is not replaced yet
+            seen.append(relation == building and wh.exists(MODEL) is (len(seen) > 0))
+            return no_negative(wh)(relation, written)
+
+        good = graph_for(make_project, "select 1 as amount union all select 2")
+        node = good.nodes["m"]
+        for _ in range(2):
+            built = write_audit_publish(
+                wh,
+                node,
+                good.query("m"),
+                incremental=False,
+                audit=audit,
+                on_publish=lambda rows, staged: None,
+            )
+            assert built.published and built.audited == "marts.m"
+            assert (
+                '"marts"."m"' in built.outcomes[0].query
+                and "building" not in built.outcomes[0].query
+            )
+        assert seen == [True, True] and amounts(wh) == [1, 2] and not wh.exists(building)
+
+        # refused: kept as the candidate, which its result names; the table is as it was
+        bad = graph_for(make_project, "select 5 as amount union all select -3")
+        built, published = build(wh, bad)
+        assert not built.published and built.candidate == CANDIDATE and not published
+        assert '"ssot_meta"."candidate__marts__m"' in built.outcomes[0].query
+        assert amounts(wh) == [1, 2] and amounts(wh, CANDIDATE) == [-3, 5]
+        assert not wh.exists(building)
+
+        # the bookkeeping fails: the rename is rolled back with it
+        def refuse(rows: int, staged: int | None) -> None:
+            raise RuntimeError("bookkeeping failed")
+
+        other = graph_for(make_project, "select 7 as amount")
+        with pytest.raises(RuntimeError, match="bookkeeping failed"):
+            write_audit_publish(
+                wh,
+                other.nodes["m"],
+                other.query("m"),
+                incremental=False,
+                audit=no_negative(wh),
+                on_publish=refuse,
+            )
+        assert amounts(wh) == [1, 2] and not wh.exists(building)
+
+        # a build that fails leaves nothing beside the table either
+        broken = graph_for(make_project, "select error('no') as amount")
+        with pytest.raises(Exception, match="no"):
+            build(wh, broken)
+        assert amounts(wh) == [1, 2] and not wh.exists(building)
