@@ -184,15 +184,18 @@ def _beside(
             return built
         # refused: the rows go where refused builds are kept; the model's table is untouched
         candidate = candidate_relation(target)
-        built.outcomes = _shown_on(warehouse, outcomes, building, candidate)
-        built.audited = f"{building} (refused, not published; kept as {candidate})"
+        built.outcomes = outcomes
+        built.audited = f"{building} (refused, not published; dropped, as it could not be kept)"
         try:
+            warehouse.drop_existing(candidate)  # an earlier refused build
             with warehouse.transaction():
-                warehouse.drop_existing(candidate)
                 warehouse.replace_with_select(candidate, exp.select("*").from_(building.to_table()))
-            built.candidate = candidate
         except WarehouseError as exc:
             built.keep_error = str(exc)
+            return built
+        built.candidate = candidate
+        built.outcomes = _shown_on(warehouse, outcomes, building, candidate)
+        built.audited = f"{candidate} (refused, not published)"
         return built
     finally:
         if not published:

@@ -55,11 +55,8 @@ def test_a_bad_build_is_blocked_kept_and_the_next_good_run_publishes(project_cop
     )
     passed, failing, sample, audited, published = result
     assert (passed, failing, published) == (False, orders, False)
-    # built whole beside the published table, audited there, never renamed over it
-    assert audited == (
-        "conformed._ssot_building__fct_orders (refused, not published; kept as "
-        "ssot_meta.candidate__conformed__fct_orders)"
-    )
+    # built whole beside the published table, audited there, never renamed over it: kept
+    assert audited == "ssot_meta.candidate__conformed__fct_orders (refused, not published)"
     assert len(json.loads(sample)) == 5
     assert rows(
         ws.warehouse,

@@ -486,3 +486,19 @@ def test_a_flag_the_model_does_not_select_and_changes_outside_an_increment(make_
         graph.query("a")
     with pytest.raises(ModelError, match=r"b\.sql: changes\(\) is only known in an incremental"):
         graph.query("b")
+
+
+def test_an_increment_audit_follows_a_whole_build_beside_the_table(make_project) -> None:
+    """A whole build is audited beside the published table; the next increment still checks
+    its written rows alone, also with a data test whose incremental branch reads the model
+    itself (its branch is named by the query it runs on the model's own table)."""
+    joined = SHORT_NAMES.replace(
+        "{{ written('m') }}",
+        "(select w.* from {{ written('m') }} as w join {{ ref('m') }} as t using (id))",
+    )
+    root = make_project({**FILES, "data_tests/short_names.sql": joined}, source=False)
+    job = build_definitions(load_project(root)).resolve_implicit_global_asset_job_def()
+    assert mart_checks(root, job.execute_in_process().run_id)["data_test"] == (True, 0, None)
+    (root / "seeds/people.csv").write_text("id,name\n1,ada\n2,bo\n3,cy\n")
+    second = mart_checks(root, job.execute_in_process().run_id)
+    assert second["data_test"] == (True, 0, WRITTEN)

@@ -310,3 +310,34 @@ def test_a_table_built_whole_is_audited_beside_the_published_one_and_renamed_ove
         with pytest.raises(Exception, match="no"):
             build(wh, broken)
         assert amounts(wh) == [1, 2] and not wh.exists(building)
+
+
+def test_a_model_checked_against_itself_reads_the_version_being_audited(make_project) -> None:
+    """A relationships test from a model to itself (a parent id among its own ids) reads the
+    build being audited on both sides: a first build passes, and a build orphaning a row is
+    refused, though the published table still holds the parent."""
+    from pipelines.assets import build_definitions
+
+    model = "select id, parent_id from {{ ref('emp') }}"
+    yml = """
+        models:
+          - name: m
+            columns:
+              - name: parent_id
+                tests:
+                  - relationships: {to: ref('m'), field: id}
+        """
+    root = make_project(
+        {
+            "seeds/emp.csv": "id,parent_id\n1,\n2,1\n",
+            "models/marts/m.sql": model,
+            "models/marts/m.yml": yml,
+        },
+        source=False,
+    )
+    job = build_definitions(load_project(root)).resolve_implicit_global_asset_job_def()
+    assert job.execute_in_process(raise_on_error=False).success
+    (root / "seeds/emp.csv").write_text("id,parent_id\n2,1\n")
+    assert not job.execute_in_process(raise_on_error=False).success
+    with DuckDBWarehouse(root / "warehouse" / "t.duckdb", read_only=True) as wh:
+        assert wh.query("select id from marts.m order by id").column(0).to_pylist() == [1, 2]
