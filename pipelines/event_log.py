@@ -13,9 +13,10 @@ nested use would get a connection of its own, closed when given back). Each conn
 `synchronous = NORMAL`. The files are in WAL mode, where that setting keeps the database
 consistent after a crash; what a power loss can cost is the last events written (a run's
 history may then lack its last events while the run storage, still synced each time, says it
-finished), never the warehouse, which is a separate file published by its own fsync'd rename. Everything else (files, schema, the UI
-reading them) is Dagster's own. `dagster.yaml` of a project instance names this class, with
-the directory Dagster's own would use (see `runner.py`).
+finished), never the warehouse, which is a separate file published by its own fsync'd rename.
+Everything else (files, schema, the UI reading them) is Dagster's own. `dagster.yaml` of a
+project instance names this class, with the directory Dagster's own would use (see
+`runner.py`).
 """
 
 from __future__ import annotations

@@ -205,7 +205,13 @@ def evaluate_tests(
             )
             # the digest of the branch as it reads the model's own table, whatever relation
             # this audit reads (a build beside the table, a candidate)
-            named = graph.data_test_query(data_test, {}, written or written_relation(node.relation))
+            named = (
+                branch
+                if audited == node.relation
+                else graph.data_test_query(
+                    data_test, {}, written or written_relation(node.relation)
+                )
+            )
             digest = hashlib.sha256(named.sql(dialect=warehouse.dialect).encode()).hexdigest()
             failing.add_comments([f" its is_incremental() branch: {digest[:16]} "])
             if written is not None and passed_as_is(data_test.check_name, failing):

@@ -173,8 +173,7 @@ def _beside(
         if not any(o.blocks for o in outcomes):
             built.outcomes = _shown_on(warehouse, outcomes, building, target)
             with warehouse.transaction():
-                if warehouse.exists(target):
-                    warehouse.drop(target, kind="VIEW" if warehouse.is_view(target) else "TABLE")
+                warehouse.drop_existing(target)  # the table, or a view of that name
                 warehouse.rename(building, target.name)
                 if node.build_spec.change_feed is not None:
                     reset_feed(warehouse, node.build_spec)

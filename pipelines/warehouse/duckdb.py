@@ -206,18 +206,24 @@ def _copy_with_digests(build: Path, copy: Path) -> tuple[list[bytes], os.stat_re
 
 def _remove_stale_copies(target: Path) -> None:
     """Remove the partial copies a publish that died left beside ``target`` (named with its
-    process id); those of a process still running are left alone."""
+    process id); those of another process still running are left alone. One named with this
+    process's id is a leftover too: the publishes of a file in one process take turns, and
+    an earlier process may have had the same id (ids repeat in containers)."""
     for prefix in (f".{target.name}.publishing-", f".{target.name}.spare-"):
         for leftover in target.parent.glob(f"{glob.escape(prefix)}*"):
             pid = leftover.name.removeprefix(prefix)
-            if re.fullmatch(r"[0-9]{1,9}", pid) is None or int(pid) == os.getpid():
-                continue  # not a name a publish gives (ours is removed by the caller)
-            try:
-                os.kill(int(pid), 0)
-            except ProcessLookupError:
-                leftover.unlink(missing_ok=True)
-            except (OSError, OverflowError):
-                pass  # it runs, as another user, or cannot be a process
+            if re.fullmatch(r"[0-9]{1,9}", pid) is None:
+                continue  # not a name a publish gives
+            if int(pid) != os.getpid():
+                try:
+                    os.kill(int(pid), 0)
+                except ProcessLookupError:
+                    pass  # gone: its copy is a leftover
+                except (OSError, OverflowError):
+                    continue  # it runs, as another user, or cannot be a process
+                else:
+                    continue  # it runs
+            leftover.unlink(missing_ok=True)
 
 
 def _refresh_spare(
@@ -313,8 +319,8 @@ def _digests_path(target: Path) -> Path:
 
 
 def _read_digests(store: Path) -> dict[str, Any]:
-    """inode -> {size, mtime_ns, ctime_ns, digests} as the last publish recorded them ({} when there is
-    no record, or one made with another stretch size or hash)."""
+    """inode -> {size, mtime_ns, ctime_ns, digests} as the last publish recorded them ({} when
+    there is no record, or one made with another stretch size or hash)."""
     import json
 
     try:
@@ -556,9 +562,6 @@ class DuckDBWarehouse(Warehouse):
         spare_record = _digests_of(recorded, spare)
         with contextlib.suppress(OSError):
             _remove_stale_copies(target)
-            # left by an earlier process that had this process id (names repeat in containers)
-            partial.unlink(missing_ok=True)
-            staged_spare.unlink(missing_ok=True)
         try:
             # No fsync of the copy: it is derived (the build file is the truth, and the next run
             # publishes again), and the fsync tripled the cost (2.6 GB: 3.1 s -> 8.7 s here).

@@ -793,6 +793,8 @@ def test_a_publish_removes_the_partial_copies_of_a_publish_that_died(tmp_path) -
     dead = 2**22 + 12345  # above the kernel's pid limit: no such process
     stale = [tmp_path / f".w.duckdb.publishing-{dead}", tmp_path / f".w.duckdb.spare-{dead}"]
     running = tmp_path / f".w.duckdb.spare-{os.getppid()}"  # a process that is alive
+    # one named with this process's id: left by an earlier process that had the same id
+    stale.append(tmp_path / f".w.duckdb.publishing-{os.getpid()}")
     # names no publish gives are left alone, and do not stop the publish
     odd = [tmp_path / ".w.duckdb.publishing-\u00b2", tmp_path / f".w.duckdb.spare-{10**20}"]
     for path in [*stale, running, *odd]:
