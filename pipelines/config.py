@@ -508,6 +508,13 @@ class DuckDBTarget(_Strict):
         default=None, description="DuckDB worker threads; default: all cores."
     )
     memory_limit: str | None = Field(default=None, description="e.g. '4GB'; default: DuckDB's own.")
+    builders: int = Field(
+        default=2,
+        ge=1,
+        le=16,
+        description="Models a run builds at the same time, each on its own connection, once "
+        "what they read is built (1: one after another).",
+    )
 
     def build_file(self) -> str:
         """The project-relative file a run writes (see ``build_path``)."""

@@ -96,6 +96,31 @@ def recent_runs(warehouse: Warehouse, limit: int = 10) -> pa.Table:
     return warehouse.query(query.limit(limit))
 
 
+def last_durations(warehouse: Warehouse, kind: str, assets: list[str]) -> dict[str, float]:
+    """asset -> seconds its latest successful ``kind`` step took (those of ``assets`` that have
+    one)."""
+    if not assets or not warehouse.exists(AUDIT):
+        return {}
+    latest = exp.Window(
+        this=exp.RowNumber(),
+        partition_by=[exp.column("asset")],
+        order=exp.Order(expressions=[exp.Ordered(this=exp.column("recorded_at"), desc=True)]),
+    )
+    query = (
+        exp.select("asset", "duration_s")
+        .from_(AUDIT.to_table())
+        .where(
+            exp.and_(
+                exp.column("kind").eq(exp.Literal.string(kind)),
+                exp.column("outcome").eq(exp.Literal.string("success")),
+                exp.column("asset").isin(*[exp.Literal.string(a) for a in assets]),
+            )
+        )
+        .qualify(latest.eq(1))
+    )
+    return {row["asset"]: float(row["duration_s"]) for row in warehouse.query(query).to_pylist()}
+
+
 def run_entries(warehouse: Warehouse, run: str) -> pa.Table:
     """Every audit row of the run whose id is or starts with ``run``, in the order written."""
     import sqlglot

@@ -8,6 +8,7 @@ their events to Dagster) keeps both cores busy.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import time
@@ -30,9 +31,9 @@ def work_ahead(
 
     An exception in the worker is raised here, after the items produced before it. When the
     consumer stops early (an error, a cancelled run: close the generator), the worker finishes
-    the item it is producing and produces no more, and the consumer waits for it (at most
-    ``join_timeout`` seconds in all, when given: a reader stuck on the network must not hang
-    the run). An interrupt during that wait is raised once the worker has stopped; a second one
+    the item it is producing, produces no more and closes ``items`` (a generator's cleanup
+    runs in the worker), and the consumer waits for it (at most ``join_timeout`` seconds in
+    all, when given: a reader stuck on the network must not hang the run). An interrupt during that wait is raised once the worker has stopped; a second one
     is raised at once (whoever shares something with the worker must guard it, see
     ``Warehouse.exclusive``).
     """
@@ -56,6 +57,13 @@ def work_ahead(
         except BaseException as exc:  # handed to the consumer, raised there
             hand_over((_DONE, exc))
             return
+        finally:
+            # a generator stopped early cleans up here, in the thread that ran it (its
+            # error then has no consumer left to go to)
+            close = getattr(items, "close", None)
+            if close is not None:
+                with contextlib.suppress(Exception):
+                    close()
         hand_over((_DONE, None))
 
     worker = threading.Thread(target=work, name=name, daemon=True)

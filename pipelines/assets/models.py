@@ -1,10 +1,11 @@
 """The models as Dagster assets: one asset per model (its own lineage, checks and history in the
-UI), all built by one multi-asset step in graph order.
+UI), all built by one multi-asset step, each model once what it reads is built.
 
 One step for every model keeps Dagster's bookkeeping per model to its events (materialization,
 check results) instead of a whole step each. A model is logged as an AssetMaterialization (no
-step output: its rows are in the warehouse), and a worker thread builds the next model while the
-step's thread hands the last one's events to Dagster (`pipelines.threads.work_ahead`). Any
+step output: its rows are in the warehouse), and a worker thread builds the models, as many at
+once as the warehouse has builders (`Warehouse.builders`), while the step's thread hands the
+finished ones' events to Dagster (`pipelines.threads.work_ahead`). Any
 subset of models can still be materialized (the step is subsettable); a model whose blocking
 check fails is not published and the models that depend on it are not run, while the others
 go on.
@@ -17,11 +18,15 @@ import contextlib
 import time
 import warnings
 from collections.abc import Iterator, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
+import sqlglot
 from dagster import AssetExecutionContext
+from sqlglot import exp
 
 from pipelines.assets.checks import check_result
 from pipelines.assets.keys import model_key, seed_key, source_key
@@ -33,7 +38,7 @@ from pipelines.errors import (
     ModelsNotPublishedError,
     WarehouseError,
 )
-from pipelines.meta import AuditEntry, record_audit
+from pipelines.meta import AUDIT, AuditEntry, audit_schema, last_durations, record_audit
 from pipelines.modelling import (
     ModelGraph,
     ModelNode,
@@ -58,9 +63,17 @@ from pipelines.modelling.state import (
     read_states,
     read_versions,
     record_build,
+    state_tables,
     upstream_relations,
 )
-from pipelines.quality.checks import CheckOutcome, passing_checks, record_outcomes
+from pipelines.project import META_SCHEMA
+from pipelines.quality.checks import (
+    CHECK_RESULTS,
+    CheckOutcome,
+    check_results_schema,
+    passing_checks,
+    record_outcomes,
+)
 from pipelines.threads import work_ahead
 from pipelines.warehouse.base import Relation, Warehouse
 
@@ -236,9 +249,11 @@ def _build_models(
     run_id: str,
     failures: list[str],
 ) -> Iterator[Any]:
-    """Build ``nodes`` in order; the events and log messages of each, as they happen. A model
-    whose upstream model did not publish is not run; every model not published is added to
-    ``failures``."""
+    """Build ``nodes``, each once everything it reads is built, on as many sessions at once as
+    the warehouse's builders (``Warehouse.builders``); the events and log messages of each
+    model, as it finishes. A model whose upstream model did not publish is not run; every
+    model not published is added to ``failures``. Closing this generator lets the models being
+    built finish (commit or rollback) and starts no more."""
     stopped: dict[str, str] = {}  # model -> why it did not publish
     for node in graph.nodes.values():  # before any reader reads a feed
         if node.change_feed and widen_feed(session, node.build_spec):
@@ -248,42 +263,153 @@ def _build_models(
                 "now read; they build whole once",
             )
     states = read_states(session)  # as the last builds left them; each model is built once
+    waiting = _longest_chains_first(session, nodes)
+    selected = {node.name for node in nodes}
+    waits = {node.name: _waits_for(graph, node) for node in nodes}
+    finished: set[str] = set()
+    with (
+        session.builders() as idle,
+        ThreadPoolExecutor(max_workers=len(idle), thread_name_prefix="ssot-model") as pool,
+    ):
+        if len(idle) > 1:
+            _shared_objects_ready(session, nodes)
+        running: dict[Future[_Built], tuple[ModelNode, Warehouse]] = {}
+        while waiting or running:
+            for node in list(waiting):
+                if not all(up in finished or up not in selected for up in waits[node.name]):
+                    continue
+                held = [ref for ref in node.upstream if ref in stopped]
+                if held:
+                    waiting.remove(node)
+                    finished.add(node.name)
+                    stopped[node.name] = "not run"
+                    why = f"upstream model {held[0]} {stopped[held[0]]}"
+                    key = model_key(node.layer, node.name)
+                    yield _Log("warning", f"{key.to_user_string()}: not run: {why}")
+                    yield dg.AssetObservation(asset_key=key, metadata={"not_run": why})
+                    continue
+                if not idle:
+                    break
+                waiting.remove(node)
+                builder = idle.pop(0)
+                build = pool.submit(_build_guarded, run_id, builder, graph, node, config, states)
+                running[build] = (node, builder)
+            if not running:
+                if waiting:  # cannot happen in a graph without cycles
+                    raise AssertionError(f"models left unbuildable: {[n.name for n in waiting]}")
+                break
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for build in sorted(done, key=lambda b: graph.order.index(running[b][0].name)):
+                node, builder = running.pop(build)
+                idle.append(builder)
+                finished.add(node.name)
+                built = build.result()
+                if built.stopped is not None:
+                    stopped[node.name] = built.stopped
+                    failures.append(built.failure)
+                yield from built.events
+
+
+def _shared_objects_ready(session: Warehouse, nodes: list[ModelNode]) -> None:
+    """Create what builders running side by side would otherwise both create: the models'
+    schemas and the bookkeeping tables every build writes a row into, with their current
+    columns (two transactions creating or altering one catalog entry conflict)."""
+    with session.transaction():
+        for schema in sorted({node.relation.schema for node in nodes} | {META_SCHEMA}):
+            session.ensure_schema(schema)
+        for relation, schema in (
+            (AUDIT, audit_schema()),
+            (CHECK_RESULTS, check_results_schema()),
+            *state_tables(),
+        ):
+            session.append_arrow(relation, schema.empty_table(), add_columns=True)
+
+
+@dataclass(frozen=True)
+class _Built:
+    """What building one model gave: its events, and why it did not publish (if it did not)."""
+
+    events: list[Any]
+    stopped: str | None = None
+    failure: str = ""
+
+
+def _build_guarded(
+    run_id: str,
+    session: Warehouse,
+    graph: ModelGraph,
+    node: ModelNode,
+    config: ModelConfig,
+    states: Mapping[str, ModelState],
+) -> _Built:
+    """Build one model on ``session`` (a builder's thread); a refusal or an error is kept in
+    what it returns, with the events before it."""
+    key = model_key(node.layer, node.name)
+    events: list[Any] = []
+    # the whole build holds the session (the end-of-run publish waits for it), and its events
+    # are handed over once it is done
+    with session.exclusive:
+        try:
+            for event in _build_model(  # events before a refusal are kept
+                run_id,
+                session,
+                graph,
+                node,
+                full_refresh=config.says(config.full_refresh, node.name),
+                rebuild=config.says(config.rebuild, node.name),
+                states=states,
+            ):
+                events.append(event)
+        except CheckFailedError as exc:
+            return _Built(events, "was refused by a blocking check", str(exc))
+        except Exception as exc:
+            message = f"{type(exc).__name__}: {exc}"
+            events.append(_Log("error", f"{key.to_user_string()}: {message}"))
+            events.append(dg.AssetObservation(asset_key=key, metadata={"error": message[:4000]}))
+            return _Built(events, "failed", f"{key.to_user_string()}: {message}")
+    return _Built(events)
+
+
+def _waits_for(graph: ModelGraph, node: ModelNode) -> set[str]:
+    """The models built before ``node``: its upstream models (refs, relationships targets),
+    and any model before it in graph order whose table its SQL (whole or increment), its data
+    tests or its tests' `where` filters name by hand (built one after another, such a read used to work; it
+    still does)."""
+    queries: list[exp.Expr] = [graph.query(node.name)]
+    if node.builds_increments:
+        queries.append(graph.query(node.name, incremental=True, since=datetime.now(UTC)))
+    queries += [graph.data_test_query(test) for test in node.data_tests]
+    for test in node.tests:
+        if test.where:
+            with contextlib.suppress(sqlglot.errors.ParseError):  # its own check reports it
+                queries.append(sqlglot.parse_one(f"SELECT 1 WHERE {test.where}", read="duckdb"))
+    named = {Relation(t.db, t.name) for q in queries for t in q.find_all(exp.Table) if t.db}
+    earlier = graph.order[: graph.order.index(node.name)]
+    return set(node.upstream) | {n for n in earlier if graph.nodes[n].relation in named}
+
+
+#: seconds a model with no build on record counts for when ordering the builds
+_UNKNOWN_BUILD_S = 1.0
+
+
+def _longest_chains_first(session: Warehouse, nodes: list[ModelNode]) -> list[ModelNode]:
+    """``nodes`` (in graph order) by the time of the longest chain of builds each starts, its
+    own build and those of the models that wait for it (the latest builds' durations),
+    longest first; ties keep graph order. Builders taking the next ready model from this list
+    start the chain that ends last first."""
+    keys = {node.name: model_key(node.layer, node.name).to_user_string() for node in nodes}
+    took = last_durations(session, "build", list(keys.values()))
+    readers: dict[str, list[str]] = {node.name: [] for node in nodes}
     for node in nodes:
-        key = model_key(node.layer, node.name)
-        held = [ref for ref in node.upstream if ref in stopped]
-        if held:
-            stopped[node.name] = "not run"
-            why = f"upstream model {held[0]} {stopped[held[0]]}"
-            yield _Log("warning", f"{key.to_user_string()}: not run: {why}")
-            yield dg.AssetObservation(asset_key=key, metadata={"not_run": why})
-            continue
-        events: list[Any] = []
-        # the whole build holds the session (the end-of-run publish waits for it), and its
-        # events are handed over once it is done
-        with session.exclusive:
-            try:
-                for event in _build_model(  # events before a refusal are kept
-                    run_id,
-                    session,
-                    graph,
-                    node,
-                    full_refresh=config.says(config.full_refresh, node.name),
-                    rebuild=config.says(config.rebuild, node.name),
-                    states=states,
-                ):
-                    events.append(event)
-            except CheckFailedError as exc:
-                stopped[node.name] = "was refused by a blocking check"
-                failures.append(str(exc))
-            except Exception as exc:
-                stopped[node.name] = "failed"
-                message = f"{type(exc).__name__}: {exc}"
-                events.append(_Log("error", f"{key.to_user_string()}: {message}"))
-                events.append(
-                    dg.AssetObservation(asset_key=key, metadata={"error": message[:4000]})
-                )
-                failures.append(f"{key.to_user_string()}: {message}")
-        yield from events
+        for up in node.upstream:
+            if up in readers:
+                readers[up].append(node.name)
+    chain: dict[str, float] = {}
+    for node in reversed(nodes):
+        after = max((chain[r] for r in readers[node.name]), default=0.0)
+        chain[node.name] = took.get(keys[node.name], _UNKNOWN_BUILD_S) + after
+    place = {node.name: i for i, node in enumerate(nodes)}
+    return sorted(nodes, key=lambda n: (-chain[n.name], place[n.name]))
 
 
 def _build_model(

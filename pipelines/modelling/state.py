@@ -78,6 +78,12 @@ def _versions_schema() -> pa.Schema:
     )
 
 
+def state_tables() -> list[tuple[Relation, pa.Schema]]:
+    """The tables of the models' state (every build writes a row into each), with their
+    schemas."""
+    return [(MODEL_STATE, _state_schema()), (DATA_VERSIONS, _versions_schema())]
+
+
 def record_build(
     warehouse: Warehouse,
     node: ModelNode,

@@ -31,6 +31,7 @@ def open_warehouse(project: Project, *, read_only: bool = False) -> Warehouse:
             threads=target.threads,
             memory_limit=target.memory_limit,
             publish_to=published,
+            builders=target.builders,
         )
     if target.type == "bigquery":
         import os

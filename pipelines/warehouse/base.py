@@ -106,6 +106,13 @@ class Warehouse(ABC):
             lock = self.__dict__.setdefault("_exclusive", threading.RLock())
         return lock
 
+    @contextmanager
+    def builders(self) -> Iterator[list[Warehouse]]:
+        """Sessions that may build models at the same time, each in its own transactions:
+        this one, and as many more as the backend is set to run (closed on leaving). This
+        base yields this session alone: models are built one after another."""
+        yield [self]
+
     def publish(self) -> str | None:
         """End of a run: make what it committed visible to readers, then close the session.
 

@@ -445,6 +445,8 @@ class DuckDBWarehouse(Warehouse):
     # PostgreSQL about 17 % faster and with a third less memory than 50,000-row batches.
     landing_batch_rows: ClassVar[int] = 122_880
     row_id_column: ClassVar[str | None] = "rowid"
+    #: the session a builder session was opened from (see :meth:`builders`)
+    _parent: DuckDBWarehouse | None = None
 
     def __init__(
         self,
@@ -454,10 +456,12 @@ class DuckDBWarehouse(Warehouse):
         memory_limit: str | None = None,
         read_only: bool = False,
         publish_to: Path | str | None = None,
+        builders: int = 1,
     ) -> None:
         import duckdb
 
         self._path = str(path)
+        self._builders = max(1, builders)
         self._publish_to = Path(publish_to) if publish_to is not None else None
         self._writing: str | None = None
         if self._path != ":memory:":
@@ -485,9 +489,7 @@ class DuckDBWarehouse(Warehouse):
             if isinstance(exc, duckdb.Error):
                 raise _map_error(exc, f"open {self._path}") from exc
             raise
-        # Every timestamp the project handles is UTC; casts between TIMESTAMPTZ and TIMESTAMP
-        # must not depend on the machine's zone.
-        self._con.execute("SET TimeZone = 'UTC'")
+        self._start_session()
         # A load appends in many small commits; with DuckDB's default 16 MB threshold every few
         # of them would checkpoint (rewrite) the file, which made landing about twice as slow.
         # Data not yet checkpointed stays in memory, so the threshold also bounds a load's memory.
@@ -495,13 +497,22 @@ class DuckDBWarehouse(Warehouse):
         if not read_only:
             # compacting is for the publish to decide, per table (see COMPACT_DEAD_SHARE)
             self._con.execute("SET max_vacuum_tasks = 0")
-        self._in_transaction = False
         self._counter = itertools.count()
+        #: the sessions of :meth:`builders` open on this one's database
+        self._siblings: list[DuckDBWarehouse] = []
+
+    def _start_session(self) -> None:
+        """The state of a new connection: its settings and what it knows."""
+        # Every timestamp the project handles is UTC; casts between TIMESTAMPTZ and TIMESTAMP
+        # must not depend on the machine's zone.
+        self._con.execute("SET TimeZone = 'UTC'")
+        self._in_transaction = False
         #: schemas known to exist (committed) in this session
         self._schemas: set[str] = set()
         #: relations known to exist: committed, and seen inside the open transaction (kept on
         #: commit, forgotten on rollback). Only existence is remembered, never absence; any
-        #: DROP or ALTER forgets everything. This process is the file's only writer.
+        #: DROP or ALTER forgets everything. This process is the file's only writer, and a
+        #: builder session (see :meth:`builders`) drops only what its own model owns.
         self._known: set[Relation] = set()
         self._known_pending: set[Relation] = set()
 
@@ -509,12 +520,57 @@ class DuckDBWarehouse(Warehouse):
     def location(self) -> str:
         return self._path
 
+    @contextmanager
+    def builders(self) -> Iterator[list[Warehouse]]:
+        # More connections to the same database: each has its own transactions, and DuckDB
+        # runs their statements at once (a model's serial parts, its commit, its small
+        # statements, overlap the other's scans). Their tables differ; the bookkeeping rows
+        # they replace differ too (one model's each), which DuckDB's row-level conflict
+        # check allows.
+        extra: list[DuckDBWarehouse] = []
+        try:
+            with self.exclusive:
+                for _ in range(self._builders - 1):
+                    extra.append(self._sibling())
+            yield [self, *extra]
+        finally:
+            for sibling in extra:
+                sibling.close()
+
+    def _sibling(self) -> DuckDBWarehouse:
+        """Another session on this one's database (closed with it, never published)."""
+        sibling = object.__new__(type(self))
+        sibling._path = self._path
+        sibling._publish_to = None
+        sibling._writing = None
+        sibling._builders = 1
+        sibling._memory_limit = self._memory_limit
+        sibling._counter = self._counter  # registered Arrow names stay unique
+        sibling._siblings = []
+        sibling._con = self._con.cursor()
+        try:
+            sibling._start_session()
+        except BaseException:
+            sibling._con.close()
+            raise
+        self._siblings.append(sibling)
+        sibling._parent = self
+        return sibling
+
     def close(self) -> None:
         with self.exclusive:
             try:
+                self._close_siblings()  # each finishes what it is running first
                 self._con.close()
             finally:
                 self._release_writer()
+                parent = self._parent
+                if parent is not None and self in parent._siblings:
+                    parent._siblings.remove(self)
+
+    def _close_siblings(self) -> None:
+        for sibling in list(self._siblings):
+            sibling.close()
 
     def _release_writer(self) -> None:
         if self._writing is not None and _WRITERS.get(self._writing) is self:
@@ -536,6 +592,7 @@ class DuckDBWarehouse(Warehouse):
                 return None
             import duckdb
 
+            self._close_siblings()  # a builder still building finishes its model first
             self._abandon_transaction()  # one left open by an error cannot block the checkpoint
             try:
                 self._compacted: list[Relation] = []

@@ -96,3 +96,18 @@ def test_the_wait_has_one_deadline_in_all() -> None:
     started = time.monotonic()
     _wait_for(stuck, 0.2)
     assert time.monotonic() - started < 1.0 and stuck.is_alive()
+
+
+def test_a_consumer_that_stops_closes_the_generator_in_the_worker() -> None:
+    cleaned_in: list[str] = []
+
+    def produce() -> Iterator[int]:
+        try:
+            yield from range(1_000_000)
+        finally:  # what a generator that holds something (a pool, a cursor) releases
+            cleaned_in.append(threading.current_thread().name)
+
+    items = work_ahead(produce(), depth=1, name="ssot-test-worker")
+    assert next(items) == 0
+    items.close()
+    assert cleaned_in == ["ssot-test-worker"]

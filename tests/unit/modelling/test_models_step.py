@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import dagster as dg
 
-from pipelines.assets.models import build_models_asset
+from pipelines.assets.models import _longest_chains_first, _waits_for, build_models_asset
 from pipelines.assets.resources import WarehouseResource
 from pipelines.errors import TerminalWarehouseError
+from pipelines.meta import AuditEntry, record_audit
 from pipelines.modelling import ModelGraph
 from pipelines.project import load_project
 from pipelines.warehouse import Relation, open_warehouse
@@ -96,3 +100,107 @@ def test_a_model_failing_in_the_worker_stops_its_dependents_and_fails_the_step(
     assert any("staging/broken" in m and "bad row" in m for m in errors)
     failure = str(result.get_step_failure_events()[0].step_failure_data.error)
     assert "1 model(s) not published" in failure and "staging/broken" in failure
+
+
+def test_models_that_do_not_wait_for_each_other_are_built_at_the_same_time(
+    make_project, monkeypatch
+) -> None:
+    # slow and other read nothing of each other: with two builders, each is built on its
+    # own session while the other is; b waits for a, and last waits for both
+    root = make_project(
+        {
+            **MODELS,
+            "models/staging/other.sql": "select 3 as id",
+            "models/marts/last.sql": "select id from {{ ref('b') }} "
+            "union all select id from {{ ref('other') }}",
+        }
+    )
+    import pipelines.assets.models as step
+
+    real = step._build_model
+    overlap = threading.Barrier(2, timeout=20)
+    spans: dict[str, tuple[float, float, int]] = {}
+
+    def spying(run_id, session, graph, node, **kwargs):
+        started = time.monotonic()
+        if node.name in ("a", "other"):
+            overlap.wait()  # both are in progress at once, or this times out
+        yield from real(run_id, session, graph, node, **kwargs)
+        spans[node.name] = (started, time.monotonic(), id(session))
+
+    monkeypatch.setattr(step, "_build_model", spying)
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = run(root, instance)
+    assert result.success
+    assert spans["a"][2] != spans["other"][2]  # two sessions
+    assert spans["b"][0] >= spans["a"][1]  # a dependent starts once what it reads is built
+    assert spans["last"][0] >= max(spans["b"][1], spans["other"][1])
+    with open_warehouse(load_project(root), read_only=True) as warehouse:
+        assert warehouse.row_count(Relation("marts", "last")) == 3
+
+
+def test_one_builder_builds_one_model_at_a_time_in_graph_order(make_project, monkeypatch) -> None:
+    root = make_project({**MODELS, "models/staging/other.sql": "select 3 as id"})
+    pyproject = root / "pyproject.toml"
+    text = pyproject.read_text()
+    assert 'type = "duckdb"' in text
+    pyproject.write_text(text.replace('type = "duckdb"', 'type = "duckdb"\nbuilders = 1', 1))
+    import pipelines.assets.models as step
+
+    real = step._build_model
+    order: list[tuple[str, int]] = []
+
+    def spying(run_id, session, graph, node, **kwargs):
+        order.append((node.name, id(session)))
+        yield from real(run_id, session, graph, node, **kwargs)
+
+    monkeypatch.setattr(step, "_build_model", spying)
+    with dg.DagsterInstance.ephemeral() as instance:
+        assert run(root, instance).success
+    assert [name for name, _ in order] == ["a", "b", "other"]
+    assert len({session for _, session in order}) == 1
+
+
+def test_a_model_named_by_hand_in_a_test_is_built_before_the_test_runs(make_project) -> None:
+    # b's test reads staging.aa by name (no ref): aa is built first all the same
+    root = make_project(
+        {
+            "models/staging/aa.sql": "select 1 as id union all select 2",
+            "models/staging/a.sql": "select 1 as id",
+            "models/marts/b.sql": "select id from {{ ref('a') }}",
+            "models/marts/schema.yml": """
+version: 2
+models:
+  - name: b
+    columns:
+      - name: id
+        tests:
+          - unique: {config: {where: "id in (select id from staging.aa)"}}
+""",
+        }
+    )
+    graph = ModelGraph(load_project(root))
+    assert _waits_for(graph, graph.nodes["b"]) == {"a", "aa"}
+    assert _waits_for(graph, graph.nodes["aa"]) == set()
+
+
+def test_the_longest_chain_of_builds_starts_first(make_project) -> None:
+    root = make_project(
+        {
+            **MODELS,  # a -> b
+            "models/staging/other.sql": "select 3 as id",
+        }
+    )
+    graph = ModelGraph(load_project(root))
+    nodes = [graph.nodes[name] for name in graph.order]
+    with open_warehouse(load_project(root)) as warehouse:
+        # no build on record: each counts the same, so a (two builds to go) goes first
+        assert _longest_chains_first(warehouse, nodes)[0].name == "a"
+        record_audit(
+            warehouse,
+            *[
+                AuditEntry("r", asset, "build", 0, 1, 0, seconds, "success")
+                for asset, seconds in (("staging/a", 0.1), ("marts/b", 0.1), ("staging/other", 5.0))
+            ],
+        )
+        assert [n.name for n in _longest_chains_first(warehouse, nodes)] == ["other", "a", "b"]

@@ -803,3 +803,39 @@ def test_a_publish_removes_the_partial_copies_of_a_publish_that_died(tmp_path) -
     session.publish()
     assert not any(path.exists() for path in stale)
     assert running.exists() and all(path.exists() for path in odd)
+
+
+def test_builder_sessions_have_their_own_transactions_and_publish_waits_for_them(
+    tmp_path: Path,
+) -> None:
+    import threading
+    import time
+
+    build, published = tmp_path / "w.build.duckdb", tmp_path / "w.duckdb"
+    session = DuckDBWarehouse(build, publish_to=published, builders=2)
+    with session.builders() as builders:
+        assert len(builders) == 2 and builders[0] is session
+        first, second = builders
+        with first.transaction():
+            first.execute("CREATE TABLE a AS SELECT 1 AS x")
+            with second.transaction():  # at the same time, on the same file
+                second.execute("CREATE TABLE b AS SELECT 2 AS x")
+                assert not second.exists(Relation("main", "a"))  # not committed yet
+        assert second.scalar("SELECT x FROM a") == 1 and first.scalar("SELECT x FROM b") == 2
+        # a publish (the end of a run) waits for a builder still building its model
+        building = threading.Event()
+
+        def build_slowly() -> None:
+            with second.exclusive, second.transaction():
+                building.set()
+                time.sleep(0.5)
+                second.execute("CREATE TABLE c AS SELECT 3 AS x")
+
+        worker = threading.Thread(target=build_slowly)
+        worker.start()
+        assert building.wait(5)
+        session.publish()
+        worker.join()
+    with DuckDBWarehouse(published, read_only=True) as reader:
+        assert reader.scalar("SELECT x FROM c") == 3  # committed before the publish
+    assert DuckDBWarehouse(build, builders=1).close() is None  # the file is free again
