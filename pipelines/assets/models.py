@@ -37,6 +37,7 @@ from pipelines.errors import (
     ModelError,
     ModelsNotPublishedError,
     WarehouseError,
+    WarehouseMemoryError,
 )
 from pipelines.meta import AUDIT, AuditEntry, audit_schema, last_durations, record_audit
 from pipelines.modelling import (
@@ -263,47 +264,73 @@ def _build_models(
                 "now read; they build whole once",
             )
     states = read_states(session)  # as the last builds left them; each model is built once
-    waiting = _longest_chains_first(session, nodes)
+    waits = _waits(graph, nodes)
+    waiting = _longest_chains_first(session, nodes, waits)
     selected = {node.name for node in nodes}
-    waits = {node.name: _waits_for(graph, node) for node in nodes}
     finished: set[str] = set()
+    alone: set[str] = set()  # models built again with no other build running
     with (
         session.builders() as idle,
         ThreadPoolExecutor(max_workers=len(idle), thread_name_prefix="ssot-model") as pool,
     ):
-        if len(idle) > 1:
+        side_by_side = len(idle) > 1
+        if side_by_side:
             _shared_objects_ready(session, nodes)
         running: dict[Future[_Built], tuple[ModelNode, Warehouse]] = {}
+
+        def ready(node: ModelNode) -> bool:
+            return all(up in finished or up not in selected for up in waits[node.name])
+
         while waiting or running:
-            for node in list(waiting):
-                if not all(up in finished or up not in selected for up in waits[node.name]):
-                    continue
-                held = [ref for ref in node.upstream if ref in stopped]
-                if held:
+            moved = True
+            while moved:  # until a pass neither starts nor skips a model
+                moved = False
+                draining = any(n.name in alone and ready(n) for n in waiting)
+                for node in list(waiting):
+                    if not ready(node):
+                        continue
+                    held = [ref for ref in node.upstream if ref in stopped]
+                    if held:
+                        waiting.remove(node)
+                        finished.add(node.name)
+                        stopped[node.name] = "not run"
+                        why = f"upstream model {held[0]} {stopped[held[0]]}"
+                        key = model_key(node.layer, node.name)
+                        yield _Log("warning", f"{key.to_user_string()}: not run: {why}")
+                        yield dg.AssetObservation(asset_key=key, metadata={"not_run": why})
+                        moved = True
+                        continue
+                    if not idle or any(n.name in alone for n, _ in running.values()):
+                        continue
+                    if draining and (node.name not in alone or running):
+                        continue
                     waiting.remove(node)
-                    finished.add(node.name)
-                    stopped[node.name] = "not run"
-                    why = f"upstream model {held[0]} {stopped[held[0]]}"
-                    key = model_key(node.layer, node.name)
-                    yield _Log("warning", f"{key.to_user_string()}: not run: {why}")
-                    yield dg.AssetObservation(asset_key=key, metadata={"not_run": why})
-                    continue
-                if not idle:
-                    break
-                waiting.remove(node)
-                builder = idle.pop(0)
-                build = pool.submit(_build_guarded, run_id, builder, graph, node, config, states)
-                running[build] = (node, builder)
+                    builder = idle.pop(0)
+                    build = pool.submit(
+                        _build_guarded, run_id, builder, graph, node, config, states
+                    )
+                    running[build] = (node, builder)
+                    moved = True
             if not running:
-                if waiting:  # cannot happen in a graph without cycles
+                if waiting:  # cannot happen: every wait points to a model earlier in order
                     raise AssertionError(f"models left unbuildable: {[n.name for n in waiting]}")
                 break
             done, _ = wait(running, return_when=FIRST_COMPLETED)
             for build in sorted(done, key=lambda b: graph.order.index(running[b][0].name)):
                 node, builder = running.pop(build)
                 idle.append(builder)
-                finished.add(node.name)
                 built = build.result()
+                if built.out_of_memory and side_by_side and node.name not in alone:
+                    # it may fit with the memory to itself: built again, nothing beside it
+                    alone.add(node.name)
+                    waiting.insert(0, node)
+                    yield _Log(
+                        "warning",
+                        f"{model_key(node.layer, node.name).to_user_string()}: out of memory "
+                        "while other models were building; it is built again alone",
+                    )
+                    continue
+                finished.add(node.name)
                 if built.stopped is not None:
                     stopped[node.name] = built.stopped
                     failures.append(built.failure)
@@ -332,6 +359,8 @@ class _Built:
     events: list[Any]
     stopped: str | None = None
     failure: str = ""
+    #: it failed for want of memory (another build may have held it)
+    out_of_memory: bool = False
 
 
 def _build_guarded(
@@ -366,33 +395,74 @@ def _build_guarded(
             message = f"{type(exc).__name__}: {exc}"
             events.append(_Log("error", f"{key.to_user_string()}: {message}"))
             events.append(dg.AssetObservation(asset_key=key, metadata={"error": message[:4000]}))
-            return _Built(events, "failed", f"{key.to_user_string()}: {message}")
+            return _Built(
+                events,
+                "failed",
+                f"{key.to_user_string()}: {message}",
+                out_of_memory=_out_of_memory(exc),
+            )
     return _Built(events)
 
 
-def _waits_for(graph: ModelGraph, node: ModelNode) -> set[str]:
-    """The models built before ``node``: its upstream models (refs, relationships targets),
-    and any model before it in graph order whose table its SQL (whole or increment), its data
-    tests or its tests' `where` filters name by hand (built one after another, such a read used to work; it
-    still does)."""
+def _out_of_memory(error: BaseException | None) -> bool:
+    """Whether ``error``, or an error it was raised from, is the warehouse running out of
+    memory."""
+    seen = 0
+    while error is not None and seen < 20:
+        if isinstance(error, WarehouseMemoryError):
+            return True
+        error, seen = error.__cause__ or error.__context__, seen + 1
+    return False
+
+
+def _waits(graph: ModelGraph, nodes: list[ModelNode]) -> dict[str, set[str]]:
+    """model -> the models built before it: its upstream models (refs, relationships
+    targets); and where one model's SQL (whole or increment), data tests or tests (a generic
+    test's SQL, a `where` filter) name another model's table by hand, the one earlier in
+    graph order is built first, as when models were built one after another. A model whose
+    SQL cannot be read here waits for every model before it (its build reports the error).
+    Every wait points to a model earlier in graph order, so none goes round in a circle."""
+    place = {name: i for i, name in enumerate(graph.order)}
+    by_relation = {node.relation: node.name for node in nodes}
+    waits = {node.name: set(node.upstream) for node in nodes}
+    for node in nodes:
+        try:
+            named = _named_relations(graph, node)
+        except Exception:  # its own build tells what is wrong with it
+            waits[node.name] |= {n.name for n in nodes if place[n.name] < place[node.name]}
+            continue
+        for relation in named:
+            other = by_relation.get(relation)
+            if other is None or other == node.name:
+                continue
+            if place[other] < place[node.name]:
+                waits[node.name].add(other)
+            else:
+                waits[other].add(node.name)
+    return waits
+
+
+def _named_relations(graph: ModelGraph, node: ModelNode) -> set[Relation]:
+    """Every relation a model's queries and its tests' queries name (by ref or by hand)."""
     queries: list[exp.Expr] = [graph.query(node.name)]
     if node.builds_increments:
         queries.append(graph.query(node.name, incremental=True, since=datetime.now(UTC)))
     queries += [graph.data_test_query(test) for test in node.data_tests]
     for test in node.tests:
+        if not test.is_builtin:
+            queries.append(graph.generic_test_query(node, test, node.relation.to_table()))
         if test.where:
-            with contextlib.suppress(sqlglot.errors.ParseError):  # its own check reports it
-                queries.append(sqlglot.parse_one(f"SELECT 1 WHERE {test.where}", read="duckdb"))
-    named = {Relation(t.db, t.name) for q in queries for t in q.find_all(exp.Table) if t.db}
-    earlier = graph.order[: graph.order.index(node.name)]
-    return set(node.upstream) | {n for n in earlier if graph.nodes[n].relation in named}
+            queries.append(sqlglot.parse_one(f"SELECT 1 WHERE {test.where}", read="duckdb"))
+    return {Relation(t.db, t.name) for q in queries for t in q.find_all(exp.Table) if t.db}
 
 
 #: seconds a model with no build on record counts for when ordering the builds
 _UNKNOWN_BUILD_S = 1.0
 
 
-def _longest_chains_first(session: Warehouse, nodes: list[ModelNode]) -> list[ModelNode]:
+def _longest_chains_first(
+    session: Warehouse, nodes: list[ModelNode], waits: Mapping[str, set[str]]
+) -> list[ModelNode]:
     """``nodes`` (in graph order) by the time of the longest chain of builds each starts, its
     own build and those of the models that wait for it (the latest builds' durations),
     longest first; ties keep graph order. Builders taking the next ready model from this list
@@ -401,7 +471,7 @@ def _longest_chains_first(session: Warehouse, nodes: list[ModelNode]) -> list[Mo
     took = last_durations(session, "build", list(keys.values()))
     readers: dict[str, list[str]] = {node.name: [] for node in nodes}
     for node in nodes:
-        for up in node.upstream:
+        for up in waits[node.name]:
             if up in readers:
                 readers[up].append(node.name)
     chain: dict[str, float] = {}

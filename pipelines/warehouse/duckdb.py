@@ -560,8 +560,10 @@ class DuckDBWarehouse(Warehouse):
     def close(self) -> None:
         with self.exclusive:
             try:
-                self._close_siblings()  # each finishes what it is running first
-                self._con.close()
+                try:
+                    self._close_siblings()  # each finishes what it is running first
+                finally:
+                    self._con.close()
             finally:
                 self._release_writer()
                 parent = self._parent
@@ -592,9 +594,9 @@ class DuckDBWarehouse(Warehouse):
                 return None
             import duckdb
 
-            self._close_siblings()  # a builder still building finishes its model first
-            self._abandon_transaction()  # one left open by an error cannot block the checkpoint
             try:
+                self._close_siblings()  # a builder still building finishes its model first
+                self._abandon_transaction()  # one left open by an error cannot block it
                 self._compacted: list[Relation] = []
                 self._compact_failure: str | None = None
                 try:

@@ -7,9 +7,9 @@ import time
 
 import dagster as dg
 
-from pipelines.assets.models import _longest_chains_first, _waits_for, build_models_asset
+from pipelines.assets.models import _longest_chains_first, _waits, build_models_asset
 from pipelines.assets.resources import WarehouseResource
-from pipelines.errors import TerminalWarehouseError
+from pipelines.errors import TerminalWarehouseError, WarehouseMemoryError
 from pipelines.meta import AuditEntry, record_audit
 from pipelines.modelling import ModelGraph
 from pipelines.project import load_project
@@ -180,8 +180,109 @@ models:
         }
     )
     graph = ModelGraph(load_project(root))
-    assert _waits_for(graph, graph.nodes["b"]) == {"a", "aa"}
-    assert _waits_for(graph, graph.nodes["aa"]) == set()
+    waits = _waits(graph, [graph.nodes[name] for name in graph.order])
+    assert waits["b"] == {"a", "aa"} and waits["aa"] == set()
+
+
+def test_a_model_named_by_hand_later_in_graph_order_waits_for_its_reader(make_project) -> None:
+    # built one after another, z (named by a's SQL) was rebuilt after a read it: still so
+    root = make_project(
+        {
+            "models/staging/a.sql": "select count(*) as n from marts.z",
+            "models/marts/z.sql": "select 1 as id",
+        }
+    )
+    graph = ModelGraph(load_project(root))
+    assert graph.order.index("a") < graph.order.index("z")
+    waits = _waits(graph, [graph.nodes[name] for name in graph.order])
+    assert waits == {"a": set(), "z": {"a"}}
+
+
+def test_a_model_failing_stops_what_waits_for_it_whatever_the_order_of_the_waits(
+    make_project,
+) -> None:
+    # f fails; x refs f, so it is not run; y reads x by hand (no ref) and z refs y: both are
+    # built all the same (y reads x as it was), and the step reports f alone
+    root = make_project(
+        {
+            "models/staging/f.sql": "select 1 as id",
+            "models/staging/x.sql": "select * from {{ ref('f') }}",
+            "models/staging/w.sql": "select 1 as id",
+            "models/staging/y.sql": "select count(*) as n from {{ ref('w') }}, staging.x",
+            "models/staging/z.sql": "select * from {{ ref('y') }}",
+        }
+    )
+    with dg.DagsterInstance.ephemeral() as instance:
+        assert run(root, instance).success
+    (root / "models/staging/f.sql").write_text("select error('bad') as id")
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = run(root, instance)
+    materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert not result.success
+    assert materialized == {"staging/w", "staging/y", "staging/z"}
+    failure = str(result.get_step_failure_events()[0].step_failure_data.error)
+    assert "1 model(s) not published" in failure and "staging/f" in failure
+
+
+def test_a_model_whose_sql_does_not_parse_fails_alone(make_project) -> None:
+    root = make_project(
+        {
+            **MODELS,
+            "models/staging/other.sql": "select 3 as id",
+            "models/marts/c.sql": "select id from {{ ref('other') }}",
+            "models/marts/schema.yml": """
+version: 2
+models:
+  - name: c
+    columns:
+      - name: id
+        tests:
+          - unique: {config: {where: "id = 'unterminated"}}
+""",
+        }
+    )
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = run(root, instance)
+    materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert not result.success
+    assert {"staging/a", "marts/b", "staging/other"} <= materialized
+    assert "marts/c" in str(result.get_step_failure_events()[0].step_failure_data.error)
+
+
+def test_a_model_out_of_memory_beside_another_is_built_again_alone(
+    make_project, monkeypatch
+) -> None:
+    root = make_project({**MODELS, "models/staging/other.sql": "select 3 as id"})
+    import pipelines.assets.models as step
+
+    real = step._build_model
+    both = threading.Barrier(2, timeout=20)
+    attempts: list[tuple[str, int]] = []
+    running = [0]
+    lock = threading.Lock()
+
+    def tight(run_id, session, graph, node, **kwargs):
+        with lock:
+            running[0] += 1
+            attempts.append((node.name, running[0]))
+        try:
+            if len(attempts) <= 2:  # a and other start together; other runs out of memory
+                both.wait()
+                if node.name == "other":
+                    raise WarehouseMemoryError("DuckDB: Out of Memory Error: could not allocate")
+            yield from real(run_id, session, graph, node, **kwargs)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    monkeypatch.setattr(step, "_build_model", tight)
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = run(root, instance)
+        warnings = [e.user_message for e in instance.all_logs(result.run_id) if e.level == 30]
+    assert result.success
+    assert [name for name, _ in attempts].count("other") == 2
+    assert ("other", 1) in attempts[2:]  # the second time, nothing else was building
+    assert any("out of memory" in m and "built again alone" in m for m in warnings)
 
 
 def test_the_longest_chain_of_builds_starts_first(make_project) -> None:
@@ -194,8 +295,9 @@ def test_the_longest_chain_of_builds_starts_first(make_project) -> None:
     graph = ModelGraph(load_project(root))
     nodes = [graph.nodes[name] for name in graph.order]
     with open_warehouse(load_project(root)) as warehouse:
+        waits = _waits(graph, nodes)
         # no build on record: each counts the same, so a (two builds to go) goes first
-        assert _longest_chains_first(warehouse, nodes)[0].name == "a"
+        assert _longest_chains_first(warehouse, nodes, waits)[0].name == "a"
         record_audit(
             warehouse,
             *[
@@ -203,4 +305,8 @@ def test_the_longest_chain_of_builds_starts_first(make_project) -> None:
                 for asset, seconds in (("staging/a", 0.1), ("marts/b", 0.1), ("staging/other", 5.0))
             ],
         )
-        assert [n.name for n in _longest_chains_first(warehouse, nodes)] == ["other", "a", "b"]
+        assert [n.name for n in _longest_chains_first(warehouse, nodes, waits)] == [
+            "other",
+            "a",
+            "b",
+        ]
