@@ -15,6 +15,7 @@ go on.
 # annotations (context type, resources) at definition time and needs real classes.
 
 import contextlib
+import threading
 import time
 import warnings
 from collections.abc import Iterator, Mapping
@@ -216,15 +217,21 @@ def build_models_asset(graph: ModelGraph, names: list[str] | None = None) -> dg.
         selected = context.selected_asset_keys
         todo = [node for node in nodes if model_key(node.layer, node.name) in selected]
         failures: list[str] = []
-        builds = _build_models(warehouse.session, graph, todo, config, context.run.run_id, failures)
-        # a cancelled run closes this generator: the worker finishes the model it is building
-        # (commit or rollback) and builds no more
+        stopping = threading.Event()
+        builds = _build_models(
+            warehouse.session, graph, todo, config, context.run.run_id, failures, stopping
+        )
+        # a cancelled run closes this generator: the worker finishes the models it is
+        # building (commit or rollback) and starts no more
         with contextlib.closing(work_ahead(builds, name="ssot-models")) as items:
-            for item in items:
-                if isinstance(item, _Log):
-                    getattr(context.log, item.level)(item.message)
-                else:
-                    yield item
+            try:
+                for item in items:
+                    if isinstance(item, _Log):
+                        getattr(context.log, item.level)(item.message)
+                    else:
+                        yield item
+            finally:
+                stopping.set()
         if failures:
             raise ModelsNotPublishedError(
                 f"{len(failures)} model(s) not published:\n" + "\n".join(failures)
@@ -249,12 +256,13 @@ def _build_models(
     config: ModelConfig,
     run_id: str,
     failures: list[str],
+    stopping: threading.Event | None = None,
 ) -> Iterator[Any]:
     """Build ``nodes``, each once everything it reads is built, on as many sessions at once as
     the warehouse's builders (``Warehouse.builders``); the events and log messages of each
     model, as it finishes. A model whose upstream model did not publish is not run; every
-    model not published is added to ``failures``. Closing this generator lets the models being
-    built finish (commit or rollback) and starts no more."""
+    model not published is added to ``failures``. Once ``stopping`` is set, or this generator
+    is closed, the models being built finish (commit or rollback) and no other starts."""
     stopped: dict[str, str] = {}  # model -> why it did not publish
     for node in graph.nodes.values():  # before any reader reads a feed
         if node.change_feed and widen_feed(session, node.build_spec):
@@ -282,6 +290,8 @@ def _build_models(
             return all(up in finished or up not in selected for up in waits[node.name])
 
         while waiting or running:
+            if stopping is not None and stopping.is_set():
+                waiting.clear()  # a cancelled run: what is building finishes, nothing starts
             moved = True
             while moved:  # until a pass neither starts nor skips a model
                 moved = False

@@ -310,3 +310,39 @@ def test_the_longest_chain_of_builds_starts_first(make_project) -> None:
             "a",
             "b",
         ]
+
+
+def test_a_cancelled_run_lets_the_builds_in_progress_finish_and_starts_no_other(
+    make_project, monkeypatch
+) -> None:
+    # a and slow build side by side; the run is cancelled while a builds: slow finishes, and
+    # b (which waits for a) does not start
+    root = make_project({**MODELS, "models/staging/slow.sql": "select 3 as id"})
+    import pipelines.assets.models as step
+
+    real = step._build_model
+    stopping = threading.Event()
+    started: list[str] = []
+    ended: list[str] = []
+
+    def spying(run_id, session, graph, node, **kwargs):
+        started.append(node.name)
+        if node.name == "slow":
+            time.sleep(0.5)
+        yield from real(run_id, session, graph, node, **kwargs)
+        if node.name == "a":
+            stopping.set()  # the run is cancelled now
+        ended.append(node.name)
+
+    monkeypatch.setattr(step, "_build_model", spying)
+    project = load_project(root)
+    graph = ModelGraph(project)
+    nodes = [graph.nodes[name] for name in graph.order]
+    failures: list[str] = []
+    with open_warehouse(project) as warehouse:
+        events = list(
+            step._build_models(warehouse, graph, nodes, step.ModelConfig(), "r", failures, stopping)
+        )
+    assert sorted(started) == sorted(ended) == ["a", "slow"]
+    built = {e.asset_key.to_user_string() for e in events if isinstance(e, dg.AssetMaterialization)}
+    assert built == {"staging/a", "staging/slow"} and failures == []
