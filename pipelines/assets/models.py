@@ -277,12 +277,12 @@ def _build_models(
     selected = {node.name for node in nodes}
     finished: set[str] = set()
     alone: set[str] = set()  # models built again with no other build running
+    overlapped: set[str] = set()  # models that were building while another was
     with (
         session.builders() as idle,
         ThreadPoolExecutor(max_workers=len(idle), thread_name_prefix="ssot-model") as pool,
     ):
-        side_by_side = len(idle) > 1
-        if side_by_side:
+        if len(idle) > 1:
             _shared_objects_ready(session, nodes)
         running: dict[Future[_Built], tuple[ModelNode, Warehouse]] = {}
 
@@ -314,7 +314,11 @@ def _build_models(
                         continue
                     if draining and (node.name not in alone or running):
                         continue
+                    if stopping is not None and stopping.is_set():
+                        break
                     waiting.remove(node)
+                    if running:  # each may now lack memory the other holds
+                        overlapped.update({node.name, *(n.name for n, _ in running.values())})
                     builder = idle.pop(0)
                     build = pool.submit(
                         _build_guarded, run_id, builder, graph, node, config, states
@@ -330,10 +334,12 @@ def _build_models(
                 node, builder = running.pop(build)
                 idle.append(builder)
                 built = build.result()
-                if built.out_of_memory and side_by_side and node.name not in alone:
-                    # it may fit with the memory to itself: built again, nothing beside it
+                if built.out_of_memory and node.name in overlapped and node.name not in alone:
+                    # it may fit with the memory to itself: built again, nothing beside it,
+                    # from what it committed (a failure after its publish keeps the publish)
                     alone.add(node.name)
                     waiting.insert(0, node)
+                    states.update(read_states(builder, node.name))
                     yield _Log(
                         "warning",
                         f"{model_key(node.layer, node.name).to_user_string()}: out of memory "
@@ -415,8 +421,8 @@ def _build_guarded(
 
 
 def _out_of_memory(error: BaseException | None) -> bool:
-    """Whether ``error``, or an error it was raised from, is the warehouse running out of
-    memory."""
+    """Whether ``error``, or an error it was raised from or during (its context is followed
+    even when it was raised ``from None``), is the warehouse running out of memory."""
     seen = 0
     while error is not None and seen < 20:
         if isinstance(error, WarehouseMemoryError):

@@ -534,8 +534,14 @@ class DuckDBWarehouse(Warehouse):
                     extra.append(self._sibling())
             yield [self, *extra]
         finally:
-            for sibling in extra:
-                sibling.close()
+            first: BaseException | None = None
+            for sibling in extra:  # every one, the first error once all are closed
+                try:
+                    sibling.close()
+                except BaseException as exc:
+                    first = first or exc
+            if first is not None:
+                raise first
 
     def _sibling(self) -> DuckDBWarehouse:
         """Another session on this one's database (closed with it, never published)."""
@@ -571,8 +577,16 @@ class DuckDBWarehouse(Warehouse):
                     parent._siblings.remove(self)
 
     def _close_siblings(self) -> None:
+        """Close every builder session (each once its build is done); the first error, if
+        any, once all are closed."""
+        first: BaseException | None = None
         for sibling in list(self._siblings):
-            sibling.close()
+            try:
+                sibling.close()
+            except BaseException as exc:
+                first = first or exc
+        if first is not None:
+            raise first
 
     def _release_writer(self) -> None:
         if self._writing is not None and _WRITERS.get(self._writing) is self:

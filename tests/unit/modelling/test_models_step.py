@@ -346,3 +346,60 @@ def test_a_cancelled_run_lets_the_builds_in_progress_finish_and_starts_no_other(
     assert sorted(started) == sorted(ended) == ["a", "slow"]
     built = {e.asset_key.to_user_string() for e in events if isinstance(e, dg.AssetMaterialization)}
     assert built == {"staging/a", "staging/slow"} and failures == []
+
+
+def test_a_build_out_of_memory_after_its_publish_is_retried_from_what_it_committed(
+    make_project, monkeypatch
+) -> None:
+    # other publishes, then runs out of memory beside a: built again alone, it starts from
+    # the state its publish committed (up to date), not from the run's start (never built)
+    root = make_project({**MODELS, "models/staging/other.sql": "select 3 as id"})
+    import pipelines.assets.models as step
+
+    real = step._build_model
+    both = threading.Barrier(2, timeout=20)
+    attempts: list[str] = []
+
+    def late_failure(run_id, session, graph, node, **kwargs):
+        attempts.append(node.name)
+        if len(attempts) <= 2:
+            both.wait()  # a and other build side by side
+        yield from real(run_id, session, graph, node, **kwargs)
+        if node.name == "other" and attempts.count("other") == 1:
+            raise WarehouseMemoryError("DuckDB: Out of Memory Error: could not allocate")
+
+    monkeypatch.setattr(step, "_build_model", late_failure)
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = run(root, instance)
+    assert result.success and attempts.count("other") == 2
+    (other,) = [
+        e.event_specific_data.materialization.metadata
+        for e in result.get_asset_materialization_events()
+        if e.asset_key.to_user_string() == "staging/other"
+    ]
+    assert other["rebuilt"].value is False
+
+
+def test_a_build_out_of_memory_with_nothing_beside_it_is_not_retried(
+    make_project, monkeypatch
+) -> None:
+    root = make_project({**MODELS, "models/staging/other.sql": "select 3 as id"})
+    pyproject = root / "pyproject.toml"
+    pyproject.write_text(
+        pyproject.read_text().replace('type = "duckdb"', 'type = "duckdb"\nbuilders = 1', 1)
+    )
+    import pipelines.assets.models as step
+
+    real = step._build_model
+    attempts: list[str] = []
+
+    def tight(run_id, session, graph, node, **kwargs):
+        attempts.append(node.name)
+        if node.name == "other":
+            raise WarehouseMemoryError("DuckDB: Out of Memory Error: could not allocate")
+        yield from real(run_id, session, graph, node, **kwargs)
+
+    monkeypatch.setattr(step, "_build_model", tight)
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = run(root, instance)
+    assert not result.success and attempts.count("other") == 1
