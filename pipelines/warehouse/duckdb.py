@@ -534,14 +534,7 @@ class DuckDBWarehouse(Warehouse):
                     extra.append(self._sibling())
             yield [self, *extra]
         finally:
-            first: BaseException | None = None
-            for sibling in extra:  # every one, the first error once all are closed
-                try:
-                    sibling.close()
-                except BaseException as exc:
-                    first = first or exc
-            if first is not None:
-                raise first
+            _close_all(extra)
 
     def _sibling(self) -> DuckDBWarehouse:
         """Another session on this one's database (closed with it, never published)."""
@@ -577,16 +570,8 @@ class DuckDBWarehouse(Warehouse):
                     parent._siblings.remove(self)
 
     def _close_siblings(self) -> None:
-        """Close every builder session (each once its build is done); the first error, if
-        any, once all are closed."""
-        first: BaseException | None = None
-        for sibling in list(self._siblings):
-            try:
-                sibling.close()
-            except BaseException as exc:
-                first = first or exc
-        if first is not None:
-            raise first
+        """Close every builder session, each once its build is done."""
+        _close_all(list(self._siblings))
 
     def _release_writer(self) -> None:
         if self._writing is not None and _WRITERS.get(self._writing) is self:
@@ -1116,6 +1101,18 @@ class DuckDBWarehouse(Warehouse):
         finally:
             self._con.unregister(view)
         return int(table.num_rows)
+
+
+def _close_all(sessions: Iterable[DuckDBWarehouse]) -> None:
+    """Close every one of ``sessions``; the first error, if any, once all are closed."""
+    first: BaseException | None = None
+    for session in sessions:
+        try:
+            session.close()
+        except BaseException as exc:
+            first = first or exc
+    if first is not None:
+        raise first
 
 
 def _column_types(schema: pa.Schema) -> str | None:

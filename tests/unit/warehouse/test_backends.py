@@ -839,3 +839,23 @@ def test_builder_sessions_have_their_own_transactions_and_publish_waits_for_them
     with DuckDBWarehouse(published, read_only=True) as reader:
         assert reader.scalar("SELECT x FROM c") == 3  # committed before the publish
     assert DuckDBWarehouse(build, builders=1).close() is None  # the file is free again
+
+
+def test_every_builder_session_is_closed_even_when_one_close_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    session = DuckDBWarehouse(tmp_path / "w.duckdb", builders=3)
+    real_close = DuckDBWarehouse.close
+    tried: list[Warehouse] = []
+
+    def close(self: DuckDBWarehouse) -> None:
+        tried.append(self)
+        if self is not session and len(tried) == 1:
+            raise OSError("the disk went away")
+        real_close(self)
+
+    monkeypatch.setattr(DuckDBWarehouse, "close", close)
+    with pytest.raises(OSError, match="the disk went away"), session.builders() as builders:
+        assert len(builders) == 3
+    assert builders[1] in tried and builders[2] in tried  # the failure did not stop the rest
+    session.close()
