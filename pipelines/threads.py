@@ -33,9 +33,9 @@ def work_ahead(
     consumer stops early (an error, a cancelled run: close the generator), the worker finishes
     the item it is producing, produces no more and closes ``items`` (a generator's cleanup
     runs in the worker), and the consumer waits for it (at most ``join_timeout`` seconds in
-    all, when given: a reader stuck on the network must not hang the run). An interrupt during that wait is raised once the worker has stopped; a second one
-    is raised at once (whoever shares something with the worker must guard it, see
-    ``Warehouse.exclusive``).
+    all, when given: a reader stuck on the network must not hang the run). An interrupt
+    during that wait is raised once the worker has stopped; a second one is raised at once
+    (whoever shares something with the worker must guard it, see ``Warehouse.exclusive``).
     """
     handoff: queue.Queue[tuple[object, BaseException | None]] = queue.Queue(maxsize=depth)
     stop = threading.Event()

@@ -21,7 +21,6 @@ import warnings
 from collections.abc import Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
@@ -53,6 +52,7 @@ from pipelines.modelling.audit import (
     describe_test,
     evaluate_tests,
 )
+from pipelines.modelling.graph import SINCE_PLACEHOLDER
 from pipelines.modelling.lineage import LINEAGE_CACHE, cached_column_lineage
 from pipelines.modelling.materialize import feed_reset_at, has_history, prune_feed, widen_feed
 from pipelines.modelling.publish import table_annotations, write_audit_publish
@@ -315,6 +315,7 @@ def _build_models(
                     if draining and (node.name not in alone or running):
                         continue
                     if stopping is not None and stopping.is_set():
+                        waiting.clear()
                         break
                     waiting.remove(node)
                     if running:  # each may now lack memory the other holds
@@ -462,7 +463,7 @@ def _named_relations(graph: ModelGraph, node: ModelNode) -> set[Relation]:
     """Every relation a model's queries and its tests' queries name (by ref or by hand)."""
     queries: list[exp.Expr] = [graph.query(node.name)]
     if node.builds_increments:
-        queries.append(graph.query(node.name, incremental=True, since=datetime.now(UTC)))
+        queries.append(graph.query(node.name, incremental=True, since=SINCE_PLACEHOLDER))
     queries += [graph.data_test_query(test) for test in node.data_tests]
     for test in node.tests:
         if not test.is_builtin:

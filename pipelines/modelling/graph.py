@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -42,7 +43,6 @@ from pipelines.quality.expectations import Suite, load_suite
 from pipelines.warehouse.base import Relation
 
 if TYPE_CHECKING:
-    from datetime import datetime
     from pathlib import Path
 
     from pipelines.config import TestSpec
@@ -221,6 +221,11 @@ class DataTest:
         return str(self.parsed.config.get("severity", "error")).lower()
 
 
+#: the `since` an increment's SQL is rendered with where only its text matters (to compare it
+#: between builds, to see what it reads)
+SINCE_PLACEHOLDER = datetime(2000, 1, 1, tzinfo=UTC)
+
+
 class ModelGraph:
     """All models of a project, validated as a DAG over each other and the declared sources."""
 
@@ -254,6 +259,10 @@ class ModelGraph:
             self.order = self._topological_order()
         self._attach_suites()
         self._attach_change_feeds()
+        #: parsed queries that depend on the project alone (a whole query, an increment
+        #: rendered with SINCE_PLACEHOLDER, a data test as written): a run validates, orders
+        #: and builds from the same parse; each caller gets its own copy
+        self._parsed: dict[tuple[str, ...], exp.Query] = {}
 
     def _attach_change_feeds(self) -> None:
         """A model whose `changes()` another model reads keeps a change feed."""
@@ -389,6 +398,10 @@ class ModelGraph:
 
         ``written``: the rows the build of the test's model wrote; the test is then rendered
         with ``is_incremental()`` true and ``written('model')`` reading them."""
+        as_written = not instead and written is None
+        parsed = self._parsed.get(("data_test", test.name)) if as_written else None
+        if parsed is not None:
+            return parsed.copy()
         swapped = dict(instead or {})
         extra = None
         if written is not None:
@@ -403,7 +416,11 @@ class ModelGraph:
             incremental=written is not None,
             extra=extra,
         )
-        return parse_select(sql, dialect="duckdb", path=test.file.path)
+        parsed = parse_select(sql, dialect="duckdb", path=test.file.path)
+        if not as_written:
+            return parsed
+        self._parsed[("data_test", test.name)] = parsed
+        return parsed.copy()
 
     def _validate_references(self) -> None:
         declared = {(s.name, t.name) for s, t in self.project.source_tables()}
@@ -569,12 +586,19 @@ class ModelGraph:
         with a ``deleted_flag`` keeps the flag in its increment (the build applies it); its
         whole query leaves the flagged rows and the flag out.
         """
-        node = self.nodes[name]
-        sql = self.rendered_sql(name, incremental=incremental, since=since)
-        query = parse_select(sql, dialect=node.dialect, path=node.model.path)
-        if node.deleted_flag and not incremental:
-            query = without_deleted(query, node.deleted_flag, node.model.path)
-        return query
+        one_build = incremental and since != SINCE_PLACEHOLDER  # reads from that build's time
+        key = ("model", name, "increment" if incremental else "whole")
+        parsed = None if one_build else self._parsed.get(key)
+        if parsed is None:
+            node = self.nodes[name]
+            sql = self.rendered_sql(name, incremental=incremental, since=since)
+            parsed = parse_select(sql, dialect=node.dialect, path=node.model.path)
+            if node.deleted_flag and not incremental:
+                parsed = without_deleted(parsed, node.deleted_flag, node.model.path)
+            if one_build:
+                return parsed
+            self._parsed[key] = parsed
+        return parsed.copy()
 
     def compile(
         self, name: str, dialect: str, *, incremental: bool = False, since: datetime | None = None

@@ -23,7 +23,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError
 
-from pipelines.modelling.graph import seed_relation, source_relation
+from pipelines.modelling.graph import SINCE_PLACEHOLDER, seed_relation, source_relation
 from pipelines.project import META_SCHEMA
 from pipelines.quality.checks import CheckReuse, latest_results
 from pipelines.warehouse.base import Relation
@@ -269,10 +269,6 @@ def check_reuse(warehouse: Warehouse, graph: ModelGraph, asset: str) -> CheckReu
     return CheckReuse(
         latest=latest_results(warehouse, asset), changed=changed, depends=view_inputs(graph)
     )
-
-
-#: the `since` an increment's SQL is rendered with to compare it between builds
-SINCE_PLACEHOLDER = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 def increment_sql(graph: ModelGraph, node: ModelNode, dialect: str) -> str:

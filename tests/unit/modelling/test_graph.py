@@ -267,3 +267,41 @@ def test_a_snapshot_needs_a_unique_key(make_project) -> None:
             make_project,
             {"models/staging/s.sql": "{{ config(materialized='snapshot') }} select 1 as id"},
         )
+
+
+def test_a_query_is_rendered_once_and_each_caller_gets_its_own_copy(
+    make_project, monkeypatch
+) -> None:
+    import pipelines.modelling.graph as graph_module
+    from pipelines.modelling.graph import SINCE_PLACEHOLDER
+
+    graph = graph_of(
+        make_project,
+        {
+            "models/staging/a.sql": "select 1 as id",
+            "models/marts/b.sql": "{{ config(materialized='incremental', unique_key='id') }}\n"
+            "select id from {{ ref('a') }}"
+            "{% if is_incremental() %} where id > (select max(id) from {{ this }}){% endif %}",
+        },
+    )
+    rendered: list[str] = []
+    real = graph_module.render_model
+
+    def counting(model, **kwargs):
+        rendered.append(model.name)
+        return real(model, **kwargs)
+
+    monkeypatch.setattr(graph_module, "render_model", counting)
+    graph.query("b")
+    graph.query("b")
+    graph.query("b", incremental=True, since=SINCE_PLACEHOLDER)
+    graph.query("b", incremental=True, since=SINCE_PLACEHOLDER)
+    assert rendered == ["b", "b"]  # the whole query once, the increment once
+    from datetime import UTC, datetime
+
+    graph.query("b", incremental=True, since=datetime(2026, 1, 1, tzinfo=UTC))
+    graph.query("b", incremental=True, since=datetime(2026, 1, 2, tzinfo=UTC))
+    assert rendered == ["b", "b", "b", "b"]  # a build's own increment is rendered for it
+    copy = graph.query("b")
+    copy.set("expressions", [])
+    assert graph.query("b").expressions  # the kept parse is untouched
