@@ -317,11 +317,15 @@ def _layer_order(key: str) -> tuple[int, str]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from pipelines.assets.keys import model_key, seed_key, source_key
     from pipelines.project import load_project
-    from pipelines.runner import project_instance, run_job
+    from pipelines.warehouse import read_ahead
 
     project = load_project()
+    read_ahead(project)  # the disk works while Dagster is imported and the project checked
+
+    from pipelines.assets.keys import model_key, seed_key, source_key
+    from pipelines.runner import project_instance, run_job
+
     graph = validate_project(project)
     _check_demo_data(project)
     keys = [source_key(s.name, t.name).to_user_string() for s, t in project.source_tables()]

@@ -10,10 +10,12 @@ affected as (
     select order_id from {{ changes('stg_shop__order_lines') }}
     union
     -- the orders of shop customers matched to another person (or gone)
+    -- (a shop record's id is its customer id as text: cast the few changed ids back rather
+    -- than every order's customer id to text)
     select order_id
     from {{ ref('stg_shop__orders') }}
-    where cast(customer_id as varchar) in (
-        select record_id
+    where customer_id in (
+        select cast(record_id as bigint)
         from {{ changed_keys('int_customer_records', 'source_system, record_id', ['customer_key']) }}
         where source_system = 'shop'
     )

@@ -173,6 +173,7 @@ def _apply_increment(
     relation, flag = spec.relation, spec.deleted_flag
     staged = Relation(META_SCHEMA, f"_increment__{relation.schema}__{relation.name}")
     warehouse.replace_with_select(staged, query, kind="TABLE")
+    replaced: Relation | None = None
     try:
         incoming = warehouse.columns(staged)
         if flag is not None:
@@ -192,19 +193,27 @@ def _apply_increment(
         if rows and spec.strategy == "merge":
             _require_unique(warehouse, spec, staged, "a merge")
         if rows:
-            if spec.change_feed is not None and spec.strategy != "append":
-                before = _matched(relation, staged, spec.unique_key)
-                everything = [name for name, _ in warehouse.columns(relation)]
-                _log_change(warehouse, spec, before, everything, at, "before")
+            everything = [name for name, _ in warehouse.columns(relation)]
             # A merge that writes every column of the table is done as delete + insert: the
             # same rows, and an UPDATE of keys spread over a big table rewrites every row
             # group it touches when DuckDB checkpoints (5 M rows, 50,000 keys: 2.2 s against
             # 0.2 s for delete + insert).
-            whole_rows = set(columns) >= {name for name, _ in warehouse.columns(relation)}
-            if spec.strategy == "merge" and not whole_rows:
+            whole_rows = set(columns) >= set(everything)
+            deleting = spec.strategy != "append" and (spec.strategy != "merge" or whole_rows)
+            if spec.change_feed is not None and spec.strategy != "append":
+                if deleting and warehouse.row_id_column is not None:
+                    # the rows replaced are found once, for the feed and for the delete
+                    replaced = _replaced_rows(warehouse, spec, staged, everything)
+                    before = exp.select(exp.Star()).from_(replaced.to_table())
+                else:
+                    before = _matched(relation, staged, spec.unique_key)
+                _log_change(warehouse, spec, before, everything, at, "before")
+            if not deleting and spec.strategy == "merge":
                 warehouse.execute(_merge(relation, staged, spec.unique_key, columns, flag))
             else:
-                if spec.strategy != "append":
+                if replaced is not None:
+                    warehouse.execute(_delete_rows(warehouse, relation, replaced))
+                elif deleting:
                     warehouse.execute(_delete_matching(relation, staged, spec.unique_key))
                 select = exp.select(*[exp.column(c, quoted=True) for c in columns]).from_(
                     live.subquery("s")
@@ -217,6 +226,8 @@ def _apply_increment(
         return rows
     finally:
         warehouse.drop(staged)
+        if replaced is not None:
+            warehouse.drop(replaced)
 
 
 def _require_flag(spec: BuildSpec, flag: str, columns: list[str]) -> None:
@@ -241,6 +252,45 @@ def _matched(relation: Relation, staged: Relation, keys: tuple[str, ...]) -> exp
         exp.select(exp.Star())
         .from_(exp.alias_(relation.to_table(), "t"))
         .where(_key_staged(staged, keys))
+    )
+
+
+#: the column of a replaced-rows table holding each row's id in the model's table
+REPLACED_ROW_ID = "_ssot_replaced_row_id"
+
+
+def _replaced_rows(
+    warehouse: Warehouse, spec: BuildSpec, staged: Relation, columns: list[str]
+) -> Relation:
+    """Keep, beside the model's table, the id and the fed ``columns`` of each of its rows whose
+    key ``staged`` holds: the rows an increment replaces, found by one join of the whole table
+    that both their change feed record and their delete use (on a 5 M-row table keyed by text,
+    finding them twice cost about 0.1 s more). Only for a warehouse with row ids, in the
+    transaction that deletes them (a row's id holds until its table is next rewritten)."""
+    assert warehouse.row_id_column is not None
+    relation = spec.relation
+    replaced = Relation(META_SCHEMA, f"_replaced__{relation.schema}__{relation.name}")
+    found = _matched(relation, staged, spec.unique_key)
+    found.set(
+        "expressions",
+        [
+            exp.alias_(exp.column(warehouse.row_id_column, table="t"), REPLACED_ROW_ID),
+            *[exp.column(c, table="t", quoted=True) for c in spec.fed(columns)],
+        ],
+    )
+    warehouse.replace_with_select(replaced, found, kind="TABLE")
+    return replaced
+
+
+def _delete_rows(warehouse: Warehouse, relation: Relation, replaced: Relation) -> exp.Expression:
+    """Delete the rows of ``relation`` that ``replaced`` (:func:`_replaced_rows`) names by id."""
+    assert warehouse.row_id_column is not None
+    ids = exp.select(exp.column(REPLACED_ROW_ID)).from_(replaced.to_table())
+    return exp.Delete(
+        this=relation.to_table(),
+        where=exp.Where(
+            this=exp.In(this=exp.column(warehouse.row_id_column), query=ids.subquery())
+        ),
     )
 
 
@@ -438,15 +488,15 @@ def _snapshot(
             exp.column(SNAPSHOT_HASH, table="t", quoted=True)
         )
         changed: exp.Expression
+        joined: exp.From | None = None
         if partial:
             # a current version changes when the increment holds its key with other values
-            # or as a deletion
-            changed = exp.Exists(
-                this=exp.select("1")
-                .from_(exp.alias_(staged.to_table(), "s"))
-                .where(
-                    exp.and_(_matches(keys, "s", "t"), exp.or_(_deleting("s"), exp.not_(same_hash)))
-                )
+            # or as a deletion. Joined (the staged keys are unique), not a correlated EXISTS:
+            # DuckDB planned that one about four times slower (20,000 keys in 1 M rows:
+            # 0.14 s against 0.03 s)
+            joined = exp.From(this=exp.alias_(staged.to_table(), "s"))
+            changed = exp.and_(
+                _matches(keys, "s", "t"), exp.or_(_deleting("s"), exp.not_(same_hash))
             )
         else:
             # ... when the query no longer holds that version
@@ -467,6 +517,8 @@ def _snapshot(
             ],
             where=exp.Where(this=exp.and_(current, changed)),
         )
+        if joined is not None:
+            close.set("from_", joined)
         closed = warehouse.execute_dml(close)
         still_current = (
             exp.select("1")

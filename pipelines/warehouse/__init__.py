@@ -47,6 +47,17 @@ def open_warehouse(project: Project, *, read_only: bool = False) -> Warehouse:
     raise AssertionError(f"unhandled target type {target.type!r}")
 
 
+def read_ahead(project: Project) -> None:
+    """Start reading what a run of the project's selected target will read, where that helps:
+    a DuckDB target's build file, into the page cache in the background (see
+    :func:`pipelines.warehouse.duckdb.read_ahead`). Nothing waits for it."""
+    target = project.target
+    if target.type == "duckdb":
+        from pipelines.warehouse.duckdb import read_ahead as read_file_ahead
+
+        read_file_ahead(project.resolve_path(target.build_file()))
+
+
 def backend_for(dialect: str) -> type[Warehouse] | None:
     """The backend class that speaks ``dialect`` (its SQL rules without a connection), if any."""
     if dialect == "duckdb":
@@ -60,4 +71,4 @@ def backend_for(dialect: str) -> type[Warehouse] | None:
     return None
 
 
-__all__ = ["Relation", "Warehouse", "backend_for", "open_warehouse"]
+__all__ = ["Relation", "Warehouse", "backend_for", "open_warehouse", "read_ahead"]

@@ -16,6 +16,7 @@ import os
 import re
 import shutil
 import struct
+import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -112,6 +113,61 @@ def _claim_writer(path: Path, session: DuckDBWarehouse) -> str:
 _SYNC_CHUNK = 4 << 20
 #: threads comparing stretches at once (memory bandwidth, not cores, bounds it)
 _SYNC_THREADS = 2
+
+#: the stretch of a build file asked for at a time by :func:`read_ahead`: the kernel reads
+#: little more than its own read-ahead window per request, so a request for the whole file at
+#: once brought in an eighth of it
+_READ_AHEAD_CHUNK = 4 << 20
+#: the largest share of the memory the kernel says is available that a build file may take
+#: and still be read ahead (a bigger one would push out what the run itself needs)
+READ_AHEAD_SHARE = 0.5
+
+
+def _available_memory() -> int | None:
+    """Bytes the kernel says are available for new work without swapping (Linux), or None."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def read_ahead(path: Path) -> threading.Thread | None:
+    """Have the kernel read the build file ``path`` into the page cache, in the background;
+    the thread asking for it, or None when it is not asked (no such file, no way to ask, or
+    the file would take more than ``READ_AHEAD_SHARE`` of the available memory).
+
+    A run reads much of its build file (the tables its models merge into and read), and its
+    publish hashes all of it. A day later the file has left the page cache; read on demand,
+    its pages came in one small read at a time while the run waited: 0.8-1.6 s of a 15 s
+    incremental run at scale 100 (1.9 GB, about 1 GB/s from disk here). Asked for at the
+    start of the command, the reads overlap the imports and the loads, which hardly touch
+    the disk. It is a hint: nothing waits for it and a failure is ignored.
+    """
+    advise = getattr(os, "posix_fadvise", None)
+    available = _available_memory()
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return None
+    if advise is None or available is None or not 0 < size <= READ_AHEAD_SHARE * available:
+        return None
+
+    def ask() -> None:
+        with contextlib.suppress(OSError):
+            descriptor = os.open(path, os.O_RDONLY)
+            try:
+                for offset in range(0, size, _READ_AHEAD_CHUNK):
+                    advise(descriptor, offset, _READ_AHEAD_CHUNK, os.POSIX_FADV_WILLNEED)
+            finally:
+                os.close(descriptor)
+
+    thread = threading.Thread(target=ask, name="ssot-read-ahead", daemon=True)
+    thread.start()
+    return thread
+
 
 #: A table is compacted (rewritten without its deleted rows) at the end of a run once at least
 #: this share of its stored rows are deleted ones, as PostgreSQL's autovacuum waits for a share

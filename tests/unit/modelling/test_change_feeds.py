@@ -125,6 +125,42 @@ def test_the_feed_holds_what_each_build_replaced_deleted_and_wrote(warehouse) ->
     assert feed_reset_at(warehouse, spec()) == DAY[2]
 
 
+@pytest.mark.parametrize("strategy", ["merge", "delete+insert"])
+@pytest.mark.parametrize("kept", [None, frozenset({"id", "name"})])
+def test_rows_replaced_are_fed_and_deleted_by_their_row_ids(warehouse, strategy, kept) -> None:
+    # the rows an increment replaces are found once (with their row ids) for the feed's
+    # before image and for the delete; nothing of that is left behind
+    build(
+        warehouse, whole(FIRST), incremental=False, at=DAY[0], strategy=strategy, feed_columns=kept
+    )
+    build(
+        warehouse,
+        values([(1, None, None, True), (3, "C", 31), (4, "d", 40)]),
+        incremental=True,
+        at=DAY[1],
+        strategy=strategy,
+        feed_columns=kept,
+    )
+    assert table(warehouse) == [(2, "b", 20), (3, "C", 31), (4, "d", 40)]
+    assert feed(warehouse) == [
+        ("reset", 1, None, None),
+        ("before", 2, 1, "a"),
+        ("before", 2, 3, "c"),
+        ("after", 2, 3, "C"),
+        ("after", 2, 4, "d"),
+    ]
+    fed = [name for name, _ in warehouse.columns(FEED)]
+    assert fed == (["id", "name", "amount"] if kept is None else ["id", "name"]) + [
+        "_ssot_change",
+        "_ssot_changed_at",
+    ]
+    left = warehouse.query(
+        "select table_name from information_schema.tables where table_schema = 'ssot_meta' "
+        "and table_name not like 'changes%'"
+    ).column(0)
+    assert left.to_pylist() == []
+
+
 def test_a_feed_missing_at_an_increment_starts_with_a_reset(warehouse) -> None:
     build(warehouse, whole(FIRST), incremental=False, at=DAY[0], change_feed=None)
     build(warehouse, values([(1, "A", 11)]), incremental=True, at=DAY[1])

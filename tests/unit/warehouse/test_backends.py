@@ -859,3 +859,43 @@ def test_every_builder_session_is_closed_even_when_one_close_fails(
         assert len(builders) == 3
     assert builders[1] in tried and builders[2] in tried  # the failure did not stop the rest
     session.close()
+
+
+def test_a_build_file_is_read_ahead_in_stretches_in_the_background(tmp_path, monkeypatch) -> None:
+    import os
+
+    import pipelines.warehouse.duckdb as backend
+
+    monkeypatch.setattr(backend, "_READ_AHEAD_CHUNK", 4096)
+    monkeypatch.setattr(backend, "_available_memory", lambda: 1 << 30)
+    asked: list[tuple[int, int, int]] = []
+    real = os.posix_fadvise
+
+    def advise(fd: int, offset: int, length: int, advice: int) -> None:
+        asked.append((offset, length, advice))
+        real(fd, offset, length, advice)
+
+    monkeypatch.setattr(os, "posix_fadvise", advise)
+    build = tmp_path / "ssot.build.duckdb"
+    build.write_bytes(os.urandom(4096 * 5 + 10))
+    thread = backend.read_ahead(build)
+    assert thread is not None and thread.daemon
+    thread.join(10)
+    assert asked == [(offset, 4096, os.POSIX_FADV_WILLNEED) for offset in range(0, 4096 * 6, 4096)]
+
+
+def test_a_build_file_is_not_read_ahead_when_it_would_crowd_memory(tmp_path, monkeypatch) -> None:
+    import pipelines.warehouse.duckdb as backend
+
+    build = tmp_path / "ssot.build.duckdb"
+    build.write_bytes(b"x" * 1000)
+    monkeypatch.setattr(backend, "_available_memory", lambda: 1999)  # more than half of it
+    assert backend.read_ahead(build) is None
+    monkeypatch.setattr(backend, "_available_memory", lambda: None)  # cannot tell
+    assert backend.read_ahead(build) is None
+    monkeypatch.setattr(backend, "_available_memory", lambda: 2000)
+    thread = backend.read_ahead(build)
+    assert thread is not None
+    thread.join(10)
+    assert backend.read_ahead(tmp_path / "missing.duckdb") is None
+    assert backend._available_memory() is None or backend._available_memory() > 0

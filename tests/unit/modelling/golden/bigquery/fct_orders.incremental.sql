@@ -25,13 +25,15 @@ WITH affected AS (
   )
   UNION DISTINCT
   /* the orders of shop customers matched to another person (or gone) */
+  /* (a shop record's id is its customer id as text: cast the few changed ids back rather */
+  /* than every order's customer id to text) */
   SELECT
     order_id
   FROM `staging`.`stg_shop__orders`
   WHERE
-    CAST(customer_id AS STRING) IN (
+    customer_id IN (
       SELECT
-        record_id
+        CAST(record_id AS INT64)
       FROM (
         SELECT
           source_system,
