@@ -487,7 +487,7 @@ def _snapshot(
         same_hash = exp.column(SNAPSHOT_HASH, table="s", quoted=True).eq(
             exp.column(SNAPSHOT_HASH, table="t", quoted=True)
         )
-        changed: exp.Expression
+        changed: exp.Condition
         joined: exp.From | None = None
         if partial:
             # a current version changes when the increment holds its key with other values
