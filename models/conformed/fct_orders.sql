@@ -15,7 +15,7 @@ affected as (
     select order_id
     from {{ ref('stg_shop__orders') }}
     where customer_id in (
-        select cast(record_id as bigint)
+        select try_cast(record_id as bigint)
         from {{ changed_keys('int_customer_records', 'source_system, record_id', ['customer_key']) }}
         where source_system = 'shop'
     )

@@ -33,7 +33,7 @@ WITH affected AS (
   WHERE
     customer_id IN (
       SELECT
-        CAST(record_id AS INT64)
+        SAFE_CAST(record_id AS INT64)
       FROM (
         SELECT
           source_system,

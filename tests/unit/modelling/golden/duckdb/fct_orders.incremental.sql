@@ -33,7 +33,7 @@ WITH affected AS (
   WHERE
     customer_id IN (
       SELECT
-        CAST(record_id AS BIGINT)
+        TRY_CAST(record_id AS BIGINT)
       FROM (
         SELECT
           source_system,
