@@ -201,7 +201,7 @@ def _apply_increment(
             whole_rows = set(columns) >= set(everything)
             deleting = spec.strategy != "append" and (spec.strategy != "merge" or whole_rows)
             if spec.change_feed is not None and spec.strategy != "append":
-                if deleting and warehouse.row_id_column is not None:
+                if deleting and _has_row_ids(warehouse, everything):
                     # the rows replaced are found once, for the feed and for the delete
                     replaced = _replaced_rows(warehouse, spec, staged, everything)
                     before = exp.select(exp.Star()).from_(replaced.to_table())
@@ -225,9 +225,11 @@ def _apply_increment(
             warehouse.replace_with_select(written, live)
         return rows
     finally:
-        warehouse.drop(staged)
-        if replaced is not None:
-            warehouse.drop(replaced)
+        try:
+            warehouse.drop(staged)
+        finally:
+            if replaced is not None:
+                warehouse.drop(replaced)
 
 
 def _require_flag(spec: BuildSpec, flag: str, columns: list[str]) -> None:
@@ -259,6 +261,13 @@ def _matched(relation: Relation, staged: Relation, keys: tuple[str, ...]) -> exp
 REPLACED_ROW_ID = "_ssot_replaced_row_id"
 
 
+def _has_row_ids(warehouse: Warehouse, columns: list[str]) -> bool:
+    """Whether the warehouse names each row of a table with these ``columns`` by an id: it has
+    row ids and no column hides them (a DuckDB column named ``rowid`` does)."""
+    row_id = warehouse.row_id_column
+    return row_id is not None and all(c.lower() != row_id.lower() for c in columns)
+
+
 def _replaced_rows(
     warehouse: Warehouse, spec: BuildSpec, staged: Relation, columns: list[str]
 ) -> Relation:
@@ -274,7 +283,9 @@ def _replaced_rows(
     found.set(
         "expressions",
         [
-            exp.alias_(exp.column(warehouse.row_id_column, table="t"), REPLACED_ROW_ID),
+            exp.alias_(
+                exp.column(warehouse.row_id_column, table="t"), REPLACED_ROW_ID, quoted=True
+            ),
             *[exp.column(c, table="t", quoted=True) for c in spec.fed(columns)],
         ],
     )
@@ -285,7 +296,7 @@ def _replaced_rows(
 def _delete_rows(warehouse: Warehouse, relation: Relation, replaced: Relation) -> exp.Expression:
     """Delete the rows of ``relation`` that ``replaced`` (:func:`_replaced_rows`) names by id."""
     assert warehouse.row_id_column is not None
-    ids = exp.select(exp.column(REPLACED_ROW_ID)).from_(replaced.to_table())
+    ids = exp.select(exp.column(REPLACED_ROW_ID, quoted=True)).from_(replaced.to_table())
     return exp.Delete(
         this=relation.to_table(),
         where=exp.Where(

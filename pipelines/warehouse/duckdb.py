@@ -134,10 +134,23 @@ def _available_memory() -> int | None:
     return None
 
 
+#: path -> (the thread reading it ahead, the event that stops it): a session opening that file
+#: stops and waits for it first (see :func:`read_ahead`)
+_READING_AHEAD: dict[str, tuple[threading.Thread, threading.Event]] = {}
+_READING_AHEAD_LOCK = threading.Lock()
+
+
 def read_ahead(path: Path) -> threading.Thread | None:
     """Have the kernel read the build file ``path`` into the page cache, in the background;
-    the thread asking for it, or None when it is not asked (no such file, no way to ask, or
-    the file would take more than ``READ_AHEAD_SHARE`` of the available memory).
+    the thread asking for it, or None when it is not asked (no such file, no way to ask, the
+    file would take more than ``READ_AHEAD_SHARE`` of the available memory, or a session of
+    this process writes it).
+
+    The thread has the file open while it asks. DuckDB keeps others out of a file with a POSIX
+    record lock, which a process loses when it closes *any* descriptor of that file; so a
+    session opening ``path`` first stops the thread and waits for it (it stops within one
+    request), and no file a session of this process writes is read ahead. Call it before
+    opening the file.
 
     A run reads much of its build file (the tables its models merge into and read), and its
     publish hashes all of it. A day later the file has left the page cache; read on demand,
@@ -150,23 +163,46 @@ def read_ahead(path: Path) -> threading.Thread | None:
     available = _available_memory()
     try:
         size = path.stat().st_size
+        key = str(path.resolve())
     except OSError:
         return None
     if advise is None or available is None or not 0 < size <= READ_AHEAD_SHARE * available:
         return None
+    stop = threading.Event()
 
     def ask() -> None:
         with contextlib.suppress(OSError):
             descriptor = os.open(path, os.O_RDONLY)
             try:
                 for offset in range(0, size, _READ_AHEAD_CHUNK):
+                    if stop.is_set():
+                        break
                     advise(descriptor, offset, _READ_AHEAD_CHUNK, os.POSIX_FADV_WILLNEED)
             finally:
                 os.close(descriptor)
 
-    thread = threading.Thread(target=ask, name="ssot-read-ahead", daemon=True)
-    thread.start()
+    with _READING_AHEAD_LOCK:
+        if key in _WRITERS or key in _READING_AHEAD:  # open for writing here, or being read
+            return None
+        thread = threading.Thread(target=ask, name="ssot-read-ahead", daemon=True)
+        _READING_AHEAD[key] = (thread, stop)
+        thread.start()
     return thread
+
+
+def _stop_reading_ahead(path: str) -> None:
+    """Stop reading ``path`` ahead and wait until that thread's descriptor is closed (before a
+    session opens it and takes DuckDB's lock, which closing a descriptor would release)."""
+    if path == ":memory:":
+        return
+    with contextlib.suppress(OSError):
+        path = str(Path(path).resolve())
+    with _READING_AHEAD_LOCK:
+        reading = _READING_AHEAD.pop(path, None)
+    if reading is not None:
+        thread, stop = reading
+        stop.set()
+        thread.join()
 
 
 #: A table is compacted (rewritten without its deleted rows) at the end of a run once at least
@@ -539,6 +575,7 @@ class DuckDBWarehouse(Warehouse):
         if self._path != ":memory:" and not read_only:
             self._writing = _claim_writer(Path(self._path), self)
         try:
+            _stop_reading_ahead(self._path)  # its descriptor's close would drop DuckDB's lock
             self._con = duckdb.connect(self._path, read_only=read_only, config=config)
         except BaseException as exc:
             self._release_writer()

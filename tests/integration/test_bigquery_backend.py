@@ -246,6 +246,30 @@ def test_a_snapshot_keeps_history_on_bigquery(bq, make_project) -> None:
     ]
 
 
+PARTIAL_SNAPSHOT = (
+    "{{ config(materialized='snapshot', unique_key='id', deleted_flag='gone') }} "
+    "{% if is_incremental() %} select * from (values (2, 25, false), (3, null, true)) "
+    "{% else %} select * from (values (1, 10, false), (2, 20, false), (3, 30, false)) "
+    "{% endif %} as t(id, amount, gone)"
+)
+
+
+def test_a_snapshot_increment_closes_what_it_changes_on_bigquery(bq, make_project) -> None:
+    # the changed and deleted keys' current versions are closed by an UPDATE ... FROM the
+    # staged increment; a key the increment lacks is left alone
+    graph = graph_for(make_project, PARTIAL_SNAPSHOT)
+    assert build(bq, graph).published
+    built = build(bq, graph, incremental=True)
+    assert built.published
+    history = bq.query("select id, amount, is_current from marts.m order by id, amount")
+    assert history.to_pylist() == [
+        {"id": 1, "amount": 10, "is_current": True},
+        {"id": 2, "amount": 20, "is_current": False},
+        {"id": 2, "amount": 25, "is_current": True},
+        {"id": 3, "amount": 30, "is_current": False},
+    ]
+
+
 def test_published_tables_carry_description_and_labels(bq) -> None:
     bq.replace_with_select(T, exp.select("1 AS id"))
     bq.annotate(

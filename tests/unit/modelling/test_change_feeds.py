@@ -231,3 +231,42 @@ def test_a_snapshot_increment_touches_only_its_keys_and_closes_flagged_ones(ware
     snap(warehouse, whole([(3, "C", 31)]), DAY[2], partial=False)
     assert [(i, n, c) for i, n, _, _, c in history(warehouse) if c] == [(3, "C", True)]
     assert ("before", 3, 1, "a") in feed(warehouse) and ("before", 3, 4, "d") in feed(warehouse)
+
+
+def test_a_model_column_named_rowid_is_not_taken_for_the_row_ids(warehouse) -> None:
+    # DuckDB's rowid is hidden by a column of that name: rows sharing its value must not go
+    rows = "select * from (values (1, 100), (2, 100), (3, 7)) as v(id, rowid)"
+    build(warehouse, rows, incremental=False, at=DAY[0], deleted_flag=None)
+    build(
+        warehouse,
+        "select 1 as id, 101 as rowid",
+        incremental=True,
+        at=DAY[1],
+        deleted_flag=None,
+        strategy="delete+insert",
+    )
+    assert table(warehouse, order="id") == [(1, 101), (2, 100), (3, 7)]
+    assert [
+        (r["_ssot_change"], r["id"])
+        for r in warehouse.query(
+            f"select * from {FEED} where _ssot_change <> 'reset' order by _ssot_change desc, id"
+        ).to_pylist()
+    ] == [("before", 1), ("after", 1)]
+
+
+def test_the_rows_replaced_are_deleted_by_their_ids_on_duckdb(warehouse, monkeypatch) -> None:
+    statements: list[str] = []
+    real = DuckDBWarehouse.execute
+
+    def execute(self, sql) -> None:
+        statements.append(self.render(sql))
+        real(self, sql)
+
+    monkeypatch.setattr(DuckDBWarehouse, "execute", execute)
+    build(warehouse, whole(FIRST), incremental=False, at=DAY[0], strategy="delete+insert")
+    build(warehouse, values([(3, "C", 31)]), incremental=True, at=DAY[1], strategy="delete+insert")
+    deletes = [s for s in statements if s.startswith("DELETE FROM")]
+    assert deletes == [
+        'DELETE FROM "conformed"."orders" WHERE rowid IN '
+        '(SELECT "_ssot_replaced_row_id" FROM "ssot_meta"."_replaced__conformed__orders")'
+    ]

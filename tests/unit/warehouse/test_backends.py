@@ -861,6 +861,7 @@ def test_every_builder_session_is_closed_even_when_one_close_fails(
     session.close()
 
 
+@pytest.mark.skipif(not hasattr(__import__("os"), "posix_fadvise"), reason="no posix_fadvise here")
 def test_a_build_file_is_read_ahead_in_stretches_in_the_background(tmp_path, monkeypatch) -> None:
     import os
 
@@ -898,4 +899,44 @@ def test_a_build_file_is_not_read_ahead_when_it_would_crowd_memory(tmp_path, mon
     assert thread is not None
     thread.join(10)
     assert backend.read_ahead(tmp_path / "missing.duckdb") is None
-    assert backend._available_memory() is None or backend._available_memory() > 0
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "posix_fadvise"), reason="no posix_fadvise here")
+def test_a_session_opening_a_file_read_ahead_keeps_its_lock(tmp_path, monkeypatch) -> None:
+    # the read-ahead's descriptor closing after DuckDB took its lock would release that lock
+    # (POSIX record locks go with any descriptor the process closes): a second process could
+    # then write the build file during the run. Opening a session stops the read-ahead first.
+    import os
+    import subprocess
+    import sys
+    import threading
+
+    import pipelines.warehouse.duckdb as backend
+
+    path = tmp_path / "ssot.build.duckdb"
+    with DuckDBWarehouse(path) as wh:
+        wh.execute("CREATE TABLE t AS SELECT range AS i FROM range(100000)")
+    monkeypatch.setattr(backend, "_READ_AHEAD_CHUNK", 4096)
+    monkeypatch.setattr(backend, "_available_memory", lambda: 1 << 40)
+    asking = threading.Event()
+    real = os.posix_fadvise
+
+    def slow(fd: int, offset: int, length: int, advice: int) -> None:
+        asking.set()
+        threading.Event().wait(0.01)  # still asking when the session opens
+        real(fd, offset, length, advice)
+
+    monkeypatch.setattr(os, "posix_fadvise", slow)
+    thread = backend.read_ahead(path)
+    assert thread is not None and asking.wait(10)
+    with DuckDBWarehouse(path) as wh:
+        assert not thread.is_alive()  # stopped and joined before DuckDB took the file
+        assert backend.read_ahead(path) is None  # a file written here is not read ahead
+        other = subprocess.run(
+            [sys.executable, "-c", f"import duckdb; duckdb.connect({str(path)!r})"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert other.returncode != 0 and "lock" in other.stderr.lower(), other.stderr
+        assert wh.scalar("SELECT count(*) FROM t") == 100000
