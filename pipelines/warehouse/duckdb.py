@@ -156,8 +156,10 @@ def read_ahead(path: Path) -> threading.Thread | None:
     publish hashes all of it. A day later the file has left the page cache; read on demand,
     its pages came in one small read at a time while the run waited: 0.8-1.6 s of a 15 s
     incremental run at scale 100 (1.9 GB, about 1 GB/s from disk here). Asked for at the
-    start of the command, the reads overlap the imports and the loads, which hardly touch
-    the disk. It is a hint: nothing waits for it and a failure is ignored.
+    start of the command, the reads overlap the imports and the project's checks (the
+    kernel reads at about the pace the requests are made, so a 1.9 GB file is asked for
+    within a second, before the run opens it). It is a hint: a failure is ignored, and only
+    a session opening the file waits, for the request in progress.
     """
     advise = getattr(os, "posix_fadvise", None)
     available = _available_memory()
