@@ -6,6 +6,7 @@ The only module (with the BigQuery backend) allowed to import an engine driver; 
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import errno
 import functools
@@ -1352,9 +1353,20 @@ def _scanner_extension(kind: str) -> Path:
     _, _, name = _SCANNERS[kind]
     if kind not in _installed:
         folder = Path(tempfile.mkdtemp(prefix="ssot-duckdb-ext-"))
-        shutil.copyfile(source_file, folder / f"{name}.duckdb_extension")
+        if not _installed:
+            atexit.register(remove_scanner_copies)
         _installed[kind] = folder
+        shutil.copyfile(source_file, folder / f"{name}.duckdb_extension")
     return _installed[kind] / f"{name}.duckdb_extension"
+
+
+def remove_scanner_copies() -> None:
+    """Remove the copies of the scanner extensions this process made (at its exit: each is
+    about 40 MB, and every run reading a server's tables natively left one in the temporary
+    folder). A connection that loaded one keeps it loaded; a later load copies it again."""
+    while _installed:
+        _, folder = _installed.popitem()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _attach_source(con: Any, kind: str, url: str, alias: str) -> None:

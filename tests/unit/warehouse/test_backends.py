@@ -940,3 +940,23 @@ def test_a_session_opening_a_file_read_ahead_keeps_its_lock(tmp_path, monkeypatc
         )
         assert other.returncode != 0 and "lock" in other.stderr.lower(), other.stderr
         assert wh.scalar("SELECT count(*) FROM t") == 100000
+
+
+def test_the_scanner_copies_of_a_process_are_removed_at_its_exit() -> None:
+    import atexit
+
+    import pipelines.warehouse.duckdb as backend
+
+    kind = next((k for k in ("sqlite", "postgres", "mysql") if backend.scanner_available(k)), None)
+    if kind is None:
+        pytest.skip("no DuckDB scanner extension installed here")
+    backend.remove_scanner_copies()
+    copy = backend._scanner_extension(kind)
+    assert copy.is_file() and copy.parent.name.startswith("ssot-duckdb-ext-")
+    backend.remove_scanner_copies()  # what the exit handler does
+    assert not copy.parent.exists()
+    again = backend._scanner_extension(kind)  # a later load copies it again
+    assert again.is_file() and again.parent != copy.parent
+    atexit.unregister(backend.remove_scanner_copies)
+    backend.remove_scanner_copies()
+    assert not again.parent.exists()
