@@ -50,7 +50,8 @@ def open_warehouse(project: Project, *, read_only: bool = False) -> Warehouse:
 def read_ahead(project: Project) -> None:
     """Start reading what a run of the project's selected target will read, where that helps:
     a DuckDB target's build file, into the page cache in the background (see
-    :func:`pipelines.warehouse.duckdb.read_ahead`). Nothing waits for it."""
+    :func:`pipelines.warehouse.duckdb.read_ahead`). The run does not wait for it; a session
+    opening that file stops it first, waiting at most for the request in progress."""
     target = project.target
     if target.type == "duckdb":
         from pipelines.warehouse.duckdb import read_ahead as read_file_ahead
