@@ -117,7 +117,7 @@ def materialize(
     """
     at = at or datetime.now(UTC)
     if spec.materialized == "snapshot":
-        return _snapshot(warehouse, spec, query, at, partial=incremental)
+        return _snapshot(warehouse, spec, query, at, partial=incremental, written=written)
     if spec.materialized == "view":
         _replace(warehouse, spec.relation, query, "VIEW")
         return None
@@ -435,11 +435,19 @@ def _log_change(
 
 
 def _snapshot(
-    warehouse: Warehouse, spec: BuildSpec, query: exp.Query, at: datetime, *, partial: bool
+    warehouse: Warehouse,
+    spec: BuildSpec,
+    query: exp.Query,
+    at: datetime,
+    *,
+    partial: bool,
+    written: Relation | None = None,
 ) -> int:
     """Apply ``query`` to the snapshot's history. ``partial``: the query holds only the keys an
     increment touches (and deletions flagged by ``deleted_flag``); keys it lacks are left
-    alone. Otherwise it holds every live key, and a current key it lacks is closed."""
+    alone. Otherwise it holds every live key, and a current key it lacks is closed.
+    ``written``: where the build keeps every version it wrote, as they are now: those it
+    opened and those it closed (the first build: every version)."""
     relation, keys, flag = spec.relation, spec.unique_key, spec.deleted_flag
     staged = Relation(META_SCHEMA, f"_snapshot__{relation.schema}__{relation.name}")
     shape = Relation(META_SCHEMA, f"_snapshot_shape__{relation.schema}__{relation.name}")
@@ -488,6 +496,8 @@ def _snapshot(
             _replace(
                 warehouse, relation, select.where(exp.not_(_deleting("")), copy=False), "TABLE"
             )
+            if written is not None:
+                warehouse.replace_with_select(written, exp.select("*").from_(relation.to_table()))
             if spec.change_feed is not None:
                 reset_feed(warehouse, spec, at)
             return warehouse.row_count(relation)
@@ -549,8 +559,18 @@ def _snapshot(
             .where(exp.not_(_deleting("s")))
             .where(exp.Not(this=exp.Exists(this=still_current))),
         )
-        if spec.change_feed is not None and (closed or opened):
-            _log_snapshot_change(warehouse, spec, at)
+        if written is not None or (spec.change_feed is not None and (closed or opened)):
+            # the versions this build opened or closed, in one scan, which the feed then reads
+            # (two scans of one condition each, which a zone map might narrow, took longer)
+            changed_now = exp.or_(
+                *(exp.column(c, quoted=True).eq(now.copy()) for c in (VALID_FROM, VALID_TO))
+            )
+            versions: exp.Query = exp.select("*").from_(relation.to_table()).where(changed_now)
+            if written is not None:
+                warehouse.replace_with_select(written, versions)
+                versions = exp.select("*").from_(written.to_table())
+            if spec.change_feed is not None and (closed or opened):
+                _log_snapshot_change(warehouse, spec, at, versions)
         return closed + opened
     finally:
         warehouse.drop(staged)
@@ -565,9 +585,12 @@ def _deleting(table: str) -> exp.Column:
     return exp.column(_DELETING, table=table or None, quoted=True)
 
 
-def _log_snapshot_change(warehouse: Warehouse, spec: BuildSpec, at: datetime) -> None:
+def _log_snapshot_change(
+    warehouse: Warehouse, spec: BuildSpec, at: datetime, versions: exp.Query
+) -> None:
     """A snapshot's feed: the versions this build closed, as they were while current
-    (before), and the versions it opened (after)."""
+    (before), and the versions it opened (after). ``versions``: a query of the versions it
+    opened or closed (and maybe others, which the feed leaves out)."""
     columns = [name for name, _ in warehouse.columns(spec.relation)]
     was_current = {
         VALID_TO: exp.cast(exp.null(), exp.DataType.build("TIMESTAMPTZ")),
@@ -583,7 +606,7 @@ def _log_snapshot_change(warehouse: Warehouse, spec: BuildSpec, at: datetime) ->
     )
     opened = exp.select(exp.Star())
     for kind, select, column in (("before", closed, VALID_TO), ("after", opened, VALID_FROM)):
-        rows = select.from_(spec.relation.to_table()).where(
+        rows = select.from_(versions.subquery("versions")).where(
             exp.column(column, quoted=True).eq(timestamp_literal(at))
         )
         _log_change(warehouse, spec, rows, columns, at, kind)

@@ -299,8 +299,9 @@ def _publish_feed(warehouse: Warehouse, candidate: Relation, feed: Relation) -> 
 
 
 def _written(node: ModelNode, incremental: bool) -> Relation | None:
-    """Where an incremental model's build keeps the rows it wrote, for its audit."""
-    if incremental and node.materialized == "incremental":
+    """Where an incremental model's (or a snapshot's) build keeps the rows it wrote, for its
+    audit."""
+    if incremental and node.materialized in ("incremental", "snapshot"):
         return written_relation(node.relation)
     return None
 

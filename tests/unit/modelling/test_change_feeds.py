@@ -194,23 +194,47 @@ def test_a_deleted_flag_the_increment_lacks_names_the_model(warehouse) -> None:
 # -- snapshots -------------------------------------------------------------------------------
 
 
-def snap(warehouse, sql: str, at: datetime, *, partial: bool) -> int | None:
+WRITTEN = Relation("ssot_meta", "_written__conformed__orders")
+
+
+def snap(
+    warehouse, sql: str, at: datetime, *, partial: bool, written: Relation | None = None
+) -> int | None:
     return materialize(
         warehouse,
         spec(materialized="snapshot", strategy="merge"),
         sqlglot.parse_one(sql, read="duckdb"),
         incremental=partial,
         at=at,
+        written=written,
     )
 
 
-def test_a_snapshot_increment_touches_only_its_keys_and_closes_flagged_ones(warehouse) -> None:
+@pytest.mark.parametrize("keep_written", [False, True])
+def test_a_snapshot_increment_touches_only_its_keys_and_closes_flagged_ones(
+    warehouse, keep_written: bool
+) -> None:
     snap(warehouse, whole(FIRST), DAY[0], partial=False)
     # key 1 is not in the increment: left alone; 2 is deleted; 3 changed; 4 is new
     changed = snap(
-        warehouse, values([(2, None, None, True), (3, "C", 31), (4, "d", 40)]), DAY[1], partial=True
+        warehouse,
+        values([(2, None, None, True), (3, "C", 31), (4, "d", 40)]),
+        DAY[1],
+        partial=True,
+        written=WRITTEN if keep_written else None,
     )
     assert changed == 4  # 2 and 3 closed, 3 and 4 opened
+    if keep_written:  # every version the build wrote, as it is now: closed (2, 3), opened (3, 4)
+        kept = warehouse.query(
+            "select id, name, valid_to is not null as closed, is_current "
+            f"from {WRITTEN} order by id, closed desc"
+        ).to_pylist()
+        assert [tuple(r.values()) for r in kept] == [
+            (2, "b", True, False),
+            (3, "c", True, False),
+            (3, "C", False, True),
+            (4, "d", False, True),
+        ]
     assert history(warehouse) == [
         (1, "a", 1, None, True),
         (2, "b", 1, 2, False),

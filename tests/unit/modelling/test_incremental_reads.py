@@ -502,3 +502,75 @@ def test_an_increment_audit_follows_a_whole_build_beside_the_table(make_project)
     (root / "seeds/people.csv").write_text("id,name\n1,ada\n2,bo\n3,cy\n")
     second = mart_checks(root, job.execute_in_process().run_id)
     assert second["data_test"] == (True, 0, WRITTEN)
+
+
+# a snapshot of stg that rebuilds only the ids in stg's feed (a partial snapshot)
+SNAP = """
+{{ config(materialized='snapshot', unique_key='id', deleted_flag='gone') }}
+{% if is_incremental() %}
+with touched as (select distinct id from {{ changes('stg') }})
+select t.id, s.name, s.id is null as gone
+from touched as t left join {{ ref('stg') }} as s on s.id = t.id
+{% else %}
+select id, name, false as gone from {{ ref('stg') }}
+{% endif %}
+"""
+SNAP_YML = """
+models:
+  - name: h
+    columns:
+      - name: id
+        tests:
+          - unique: {config: {where: is_current}}
+      - name: name
+        tests:
+          - unique: {config: {where: "is_current and name <> ''"}}
+          - unique: {config: {where: "is_current and valid_from <= now()"}}
+"""
+
+
+def snapshot_checks(root, run_id: str) -> dict[str, tuple]:
+    with duckdb.connect(str(root / "warehouse" / "t.duckdb"), read_only=True) as con:
+        rows = con.execute(
+            "select check_name, passed, failing_rows, observed, query from "
+            "ssot_meta.check_results where asset = 'marts/h' and run_id = ?",
+            [run_id],
+        ).fetchall()
+    return {name: tuple(rest) for name, *rest in rows}
+
+
+def test_a_snapshot_s_unique_tests_with_a_row_s_own_where_check_its_written_versions(
+    make_project,
+) -> None:
+    files = {**FILES, "models/marts/h.sql": SNAP, "models/marts/h.yml": SNAP_YML}
+    root = make_project(files, source=False)
+    run(root)
+    job = build_definitions(load_project(root)).resolve_implicit_global_asset_job_def()
+    # bob renamed: the snapshot closes his version and opens another
+    (root / "seeds/people.csv").write_text("id,name\n1,ada\n2,rob\n3,cy\n")
+    result = job.execute_in_process(raise_on_error=False)
+    assert result.success
+    checks = snapshot_checks(root, result.run_id)
+    (by_id,) = (c for n, c in checks.items() if n.startswith("unique__id"))
+    (by_name,) = (c for n, c in checks.items() if n.startswith("unique__name") and "''" in c[3])
+    (by_clock,) = (c for n, c in checks.items() if "now()" in c[3].lower())
+    for passed, failing, observed, _query in (by_id, by_name):
+        assert (passed, failing) == (True, 0)
+        assert "rows this build could have broken" in observed
+    # a `where` that reads the clock may admit rows no build wrote: the whole table is checked
+    assert by_clock[:2] == (True, 0)
+    assert "rows this build could have broken" not in (by_clock[2] or "")
+    # rob becomes ada: two current versions share a name, one of them written by this build
+    (root / "seeds/people.csv").write_text("id,name\n1,ada\n2,ada\n3,cy\n")
+    result = job.execute_in_process(raise_on_error=False)
+    assert not result.success  # the blocking check refused h
+    checks = snapshot_checks(root, result.run_id)
+    ((passed, failing, observed, _query),) = (
+        c for n, c in checks.items() if n.startswith("unique__name") and "''" in c[3]
+    )
+    assert (passed, failing) == (False, 1) and "rows this build could have broken" in observed
+    with duckdb.connect(str(root / "warehouse" / "t.duckdb"), read_only=True) as con:
+        current = con.execute(
+            "select id, name from marts.h where is_current order by id"
+        ).fetchall()
+    assert current == [(1, "ada"), (2, "rob"), (3, "cy")]  # refused: rolled back

@@ -15,7 +15,7 @@ from sqlglot import exp
 from pipelines.config import TestSpec
 from pipelines.errors import ConfigError
 from pipelines.quality import failing_rows, failure_count, failure_sample
-from pipelines.quality.builtin_tests import increment_failing_rows, parse_ref
+from pipelines.quality.builtin_tests import increment_failing_rows, parse_ref, where_is_row_local
 
 GOLDEN = Path(__file__).parent / "golden"
 ORDERS = exp.table_("orders", quoted=True)
@@ -268,3 +268,25 @@ def test_a_relationships_increment_counts_written_and_orphaned_rows_once(
     # order 2 (written, its customer gone) once; order 4 (not written, customer 2) too
     assert rows(db, increment) == [(2, 2, "PAID"), (4, 2, "PAID"), (5, 97, "PAID")]
     assert rows(db, failing_rows(RELATIONSHIP, exp.table_("kept"), resolve)) == rows(db, increment)
+
+
+@pytest.mark.parametrize(
+    ("where", "row_local"),
+    [
+        (None, True),
+        ("is_current", True),
+        ("is_current and amount > 0", True),
+        ("valid_to is null or status in ('A', 'B')", True),
+        ("cast(amount as integer) between 1 and 3 and not flag", True),
+        ("name like 'x%'", True),
+        ("valid_from <= now()", False),  # the clock
+        ("d < current_date", False),
+        ("id in (select id from other)", False),  # another table
+        ("t.id = 1", False),
+        ("lower(name) = 'x'", False),  # any function, to be safe
+        ("not a valid condition (", False),
+    ],
+)
+def test_a_where_is_row_local_only_when_a_row_s_own_values_decide_it(where, row_local) -> None:
+    test = TestSpec(name="unique", column="id", where=where)
+    assert where_is_row_local(test) is row_local
