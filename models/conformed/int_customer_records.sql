@@ -9,15 +9,7 @@
     unique_key=['source_system', 'record_id'],
     deleted_flag='_deleted',
 ) }}
-with records as (
-    select 'crm' as source_system, contact_id as record_id, email, phone,
-           first_name, last_name, country_code, created_at, updated_at
-    from {{ ref('stg_crm__contacts') }}
-    union all
-    select 'shop' as source_system, cast(customer_id as varchar) as record_id, email, phone,
-           first_name, last_name, cast(null as varchar) as country_code, created_at, updated_at
-    from {{ ref('stg_shop__customers') }}
-),
+with
 {% if is_incremental() %}
 -- the records changed since the last build, as they were and as they are
 changed as (
@@ -30,17 +22,32 @@ changed as (
 touched_phones as (
     select distinct phone from changed where phone is not null
 ),
+{% endif %}
+-- incrementally, only the records that can be matched again: those changed, and those
+-- sharing a phone with one (filtered here, so the query never holds every record)
+records as (
+    select 'crm' as source_system, contact_id as record_id, email, phone,
+           first_name, last_name, country_code, created_at, updated_at
+    from {{ ref('stg_crm__contacts') }}
+    {% if is_incremental() -%}
+    where phone in (select phone from touched_phones)
+        or contact_id in (select record_id from changed where source_system = 'crm')
+    {%- endif %}
+    union all
+    select 'shop' as source_system, cast(customer_id as varchar) as record_id, email, phone,
+           first_name, last_name, cast(null as varchar) as country_code, created_at, updated_at
+    from {{ ref('stg_shop__customers') }}
+    {% if is_incremental() -%}
+    where phone in (select phone from touched_phones)
+        or customer_id in (select customer_id from {{ changes('stg_shop__customers') }})
+    {%- endif %}
+),
+{% if is_incremental() %}
+-- a record gone from its source is only in its change feed
 affected as (
     select source_system, record_id from changed
     union
-    select source_system, record_id
-    from records
-    where phone in (select phone from touched_phones)
-),
-matched as (
-    select r.*
-    from records as r
-    join affected as a on a.source_system = r.source_system and a.record_id = r.record_id
+    select source_system, record_id from records
 ),
 {% endif %}
 email_by_phone as (
@@ -56,7 +63,7 @@ keyed as (
         coalesce(
             r.email, p.email, 'phone:' || r.phone, 'record:' || r.source_system || ':' || r.record_id
         ) as person_key
-    from {% if is_incremental() %}matched{% else %}records{% endif %} as r
+    from records as r
     -- an equi-join (one row per phone), so it is a hash join; coalesce prefers r.email anyway
     left join email_by_phone as p on p.phone = r.phone
 ),

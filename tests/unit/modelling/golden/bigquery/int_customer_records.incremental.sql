@@ -4,31 +4,7 @@
 /* record with neither stays a person of its own. */
 /* Incrementally, a record's key can change only when a record sharing its phone changed (its */
 /* email or phone, or it came or went), so only those records are matched again. */
-WITH records AS (
-  SELECT
-    'crm' AS source_system,
-    contact_id AS record_id,
-    email,
-    phone,
-    first_name,
-    last_name,
-    country_code,
-    created_at,
-    updated_at
-  FROM `staging`.`stg_crm__contacts`
-  UNION ALL
-  SELECT
-    'shop' AS source_system,
-    CAST(customer_id AS STRING) AS record_id,
-    email,
-    phone,
-    first_name,
-    last_name,
-    CAST(NULL AS STRING) AS country_code,
-    created_at,
-    updated_at
-  FROM `staging`.`stg_shop__customers`
-), changed /* the records changed since the last build, as they were and as they are */ AS (
+WITH changed /* the records changed since the last build, as they were and as they are */ AS (
   SELECT
     'crm' AS source_system,
     contact_id AS record_id,
@@ -60,7 +36,62 @@ WITH records AS (
   FROM changed
   WHERE
     NOT phone IS NULL
-), affected AS (
+), records /* incrementally, only the records that can be matched again: those changed, and those */ /* sharing a phone with one (filtered here, so the query never holds every record) */ AS (
+  SELECT
+    'crm' AS source_system,
+    contact_id AS record_id,
+    email,
+    phone,
+    first_name,
+    last_name,
+    country_code,
+    created_at,
+    updated_at
+  FROM `staging`.`stg_crm__contacts`
+  WHERE
+    phone IN (
+      SELECT
+        phone
+      FROM touched_phones
+    )
+    OR contact_id IN (
+      SELECT
+        record_id
+      FROM changed
+      WHERE
+        source_system = 'crm'
+    )
+  UNION ALL
+  SELECT
+    'shop' AS source_system,
+    CAST(customer_id AS STRING) AS record_id,
+    email,
+    phone,
+    first_name,
+    last_name,
+    CAST(NULL AS STRING) AS country_code,
+    created_at,
+    updated_at
+  FROM `staging`.`stg_shop__customers`
+  WHERE
+    phone IN (
+      SELECT
+        phone
+      FROM touched_phones
+    )
+    OR customer_id IN (
+      SELECT
+        customer_id
+      FROM (
+        SELECT
+          *
+        FROM `ssot_meta`.`changes__staging__stg_shop__customers`
+        WHERE
+          `_ssot_change` <> 'reset'
+          AND `_ssot_changed_at` > CAST('2026-01-01T00:00:00+00:00' AS TIMESTAMP)
+      )
+    )
+), affected /* a record gone from its source is only in its change feed */ AS (
   SELECT
     source_system,
     record_id
@@ -70,18 +101,6 @@ WITH records AS (
     source_system,
     record_id
   FROM records
-  WHERE
-    phone IN (
-      SELECT
-        phone
-      FROM touched_phones
-    )
-), matched AS (
-  SELECT
-    r.*
-  FROM records AS r
-  JOIN affected AS a
-    ON a.source_system = r.source_system AND a.record_id = r.record_id
 ), email_by_phone AS (
   SELECT
     phone,
@@ -106,7 +125,7 @@ WITH records AS (
       'phone:' || r.phone,
       'record:' || r.source_system || ':' || r.record_id
     ) AS person_key
-  FROM matched AS r
+  FROM records AS r
   /* an equi-join (one row per phone), so it is a hash join; coalesce prefers r.email anyway */
   LEFT JOIN email_by_phone AS p
     ON p.phone = r.phone

@@ -8,7 +8,7 @@ FROM (
   /* record with neither stays a person of its own. */
   /* Incrementally, a record's key can change only when a record sharing its phone changed (its */
   /* email or phone, or it came or went), so only those records are matched again. */
-  WITH records AS (
+  WITH records /* incrementally, only the records that can be matched again: those changed, and those */ /* sharing a phone with one (filtered here, so the query never holds every record) */ AS (
     SELECT
       'crm' AS source_system,
       contact_id AS record_id,
