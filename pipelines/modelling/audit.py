@@ -112,8 +112,11 @@ def evaluate_tests(
     failing rows are counted and sampled there, never all loaded. ``relation``: audit this
     relation as the model (a candidate) instead of the model's own.
 
-    ``written``: the rows an incremental build wrote into it. A `unique`, `not_null`,
-    `accepted_values` or `relationships` test whose last result on the published table passed
+    ``written``: the rows an incremental build wrote into it (a snapshot's: the versions it
+    opened or closed, as they are now). A `unique`, `not_null`, `accepted_values` or
+    `relationships` test (the first three also with a `where` made of the row's own values
+    alone, see :func:`~pipelines.quality.builtin_tests.where_is_row_local`) whose last
+    result on the published table passed
     (``passing``: check name -> the query it ran, so a test whose definition changed runs
     whole) then looks only at what those rows can have broken; for `relationships`, also at
     the rows whose parent changed since ``since`` (the model's last build), which only a
@@ -140,6 +143,7 @@ def evaluate_tests(
     written_columns = {name for name, _ in warehouse.columns(written)} if written else set()
     # the columns a relationships increment shows, of the written rows and the others alike
     shown = [n for n, _ in warehouse.columns(audited) if n in written_columns] if written else []
+    shown_columns = frozenset(shown)
 
     def passed_as_is(name: str, failing: Any) -> bool:
         """Whether the check passed last time, running this same query."""
@@ -161,10 +165,13 @@ def evaluate_tests(
         if written is None or not test.is_builtin or test.name not in INCREMENT_TESTS:
             return None
         # a `where` that reads the clock or other tables may bring rows in that no build
-        # touched (one made of a row's own values only admits or drops the rows written; a
-        # relationships increment shows only some of their columns, which it may not name);
-        # an increment that does not select the column cannot say what it wrote
-        if test.where and (test.name == "relationships" or not where_is_row_local(test)):
+        # touched (one made of a row's own values only admits or drops the rows written, and
+        # must name only columns those rows hold; a relationships increment shows only some
+        # of their columns); an increment that does not select the column cannot say what it
+        # wrote
+        if test.where and (
+            test.name == "relationships" or not where_is_row_local(test, shown_columns)
+        ):
             return None
         if test.column not in written_columns:
             return None

@@ -112,8 +112,8 @@ def materialize(
     ``incremental``: apply ``query`` (rendered with ``is_incremental()`` true) to the existing
     table instead of replacing it. Returns the rows an incremental build staged (for a snapshot:
     the versions opened or closed), else None. ``at``: the build's time (snapshots' validity,
-    the change feed's stamp). ``written``: where an incremental model's build keeps the rows
-    it wrote (for its audit; the caller drops it).
+    the change feed's stamp). ``written``: where an incremental model's (or a snapshot's)
+    build keeps the rows it wrote, as they are now (for its audit; the caller drops it).
     """
     at = at or datetime.now(UTC)
     if spec.materialized == "snapshot":
@@ -565,7 +565,11 @@ def _snapshot(
             changed_now = exp.or_(
                 *(exp.column(c, quoted=True).eq(now.copy()) for c in (VALID_FROM, VALID_TO))
             )
-            versions: exp.Query = exp.select("*").from_(relation.to_table()).where(changed_now)
+            versions: exp.Query = (
+                exp.select("*")
+                .from_(relation.to_table())
+                .where(changed_now if closed or opened else exp.false())  # none: no scan
+            )
             if written is not None:
                 warehouse.replace_with_select(written, versions)
                 versions = exp.select("*").from_(written.to_table())

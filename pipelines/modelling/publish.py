@@ -55,7 +55,7 @@ if TYPE_CHECKING:
     from pipelines.warehouse.base import Warehouse
 
 #: run every check on the relation given; the second one holds the rows an incremental build
-#: wrote (None for any other build)
+#: wrote (a snapshot's: the versions it opened or closed; None for any other build)
 Audit = Callable[["Relation", "Relation | None"], "list[CheckOutcome]"]
 OnPublish = Callable[[int, "int | None"], None]
 

@@ -12,7 +12,7 @@ when the query runs.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 from sqlglot import exp
@@ -136,7 +136,8 @@ def scoped_rows(test: TestSpec, relation: exp.Table) -> Any:
 
 
 #: what a `where` made only of a row's own values may hold: columns, constants, comparisons,
-#: logic, arithmetic and casts (no function, which may read the clock, and no subquery)
+#: logic, arithmetic and casts; an operator sqlglot reads as a binary expression (`~`, `glob`,
+#: `||`, ...) is deterministic. No call of a function (it may read the clock), no subquery.
 _ROW_LOCAL = (
     exp.Column,
     exp.Identifier,
@@ -156,9 +157,12 @@ _ROW_LOCAL = (
 )
 
 
-def where_is_row_local(test: TestSpec) -> bool:
+def where_is_row_local(test: TestSpec, columns: Collection[str]) -> bool:
     """Whether the test's `where` (none: True) decides each row by that row's own values
-    alone, so that only a row a build wrote can enter or leave the rows the test looks at."""
+    alone, so that only a row a build wrote can enter or leave the rows the test looks at.
+    Every name it reads must be one of ``columns`` (the columns both the table and the rows
+    written hold): a bare name can also be a function without parentheses (BigQuery's
+    `current_datetime`) or a pseudo-column (DuckDB's `rowid`), which no row holds."""
     if not test.where:
         return True
     import sqlglot
@@ -168,6 +172,7 @@ def where_is_row_local(test: TestSpec) -> bool:
         condition = sqlglot.condition(test.where, dialect="duckdb")
     except ParseError:
         return False
+    held = {name.casefold() for name in columns}
     for node in condition.walk():
         if isinstance(node, exp.In):
             if node.args.get("query") is not None or node.args.get("unnest") is not None:
@@ -175,8 +180,8 @@ def where_is_row_local(test: TestSpec) -> bool:
             continue
         if not isinstance(node, _ROW_LOCAL) or isinstance(node, exp.Dot):
             return False
-        if isinstance(node, exp.Column) and node.table:
-            return False  # another table's column
+        if isinstance(node, exp.Column) and (node.table or node.name.casefold() not in held):
+            return False  # another table's column, or a name no row holds
     return True
 
 

@@ -285,8 +285,13 @@ def test_a_relationships_increment_counts_written_and_orphaned_rows_once(
         ("t.id = 1", False),
         ("lower(name) = 'x'", False),  # any function, to be safe
         ("not a valid condition (", False),
+        ("valid_from <= current_datetime", False),  # BigQuery's clock, written as a name
+        ("rowid < 10", False),  # DuckDB's row number: not a value the rows hold
+        ("region = 'EU'", False),  # a column the written rows lack
+        ("IS_CURRENT", True),  # names are case-insensitive
     ],
 )
 def test_a_where_is_row_local_only_when_a_row_s_own_values_decide_it(where, row_local) -> None:
     test = TestSpec(name="unique", column="id", where=where)
-    assert where_is_row_local(test) is row_local
+    held = ["id", "is_current", "amount", "valid_to", "valid_from", "status", "flag", "name", "d"]
+    assert where_is_row_local(test, held) is row_local
