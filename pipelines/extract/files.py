@@ -12,6 +12,7 @@ import csv
 import gzip
 import io
 import json
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -25,6 +26,11 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from pipelines.config import SourceTableSpec
+
+# Python's csv module refuses a field over 128 KiB ("field larger than field limit"), which
+# would reject a valid line with a long text field whenever its chunk is read line by line
+# (Arrow, the fast path, has no such limit). The limit is a C long.
+csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
 
 
 def _open(path: Path) -> IO[bytes]:

@@ -189,3 +189,15 @@ def test_unknown_scheme_names_the_source_and_hides_the_password(tmp_path: Path) 
         connector_for("oracle://scott:tiger@db/x", source="erp", root=tmp_path)
     assert "sources/erp.yml" in str(info.value)
     assert "tiger" not in str(info.value)
+
+
+def test_a_long_field_is_kept_when_its_lines_are_read_one_by_one(tmp_path: Path) -> None:
+    # a broken line sends its chunk through Python's csv module, whose default field limit
+    # (128 KiB) would reject the valid line with a long text
+    long = "x" * 300_000
+    (tmp_path / "a.csv").write_text(f'id,v\n1,{long}\n2,"unterminated\n3,ok\n')
+    rows, rejects = read_all(tmp_path, table_spec("*.csv"))
+    assert [(r["id"], len(r["v"])) for r in rows] == [("1", 300_000), ("3", 2)]
+    assert [(r.location, r.reason.split(":")[0]) for r in rejects] == [
+        ("a.csv:3", "broken_csv_line")
+    ]

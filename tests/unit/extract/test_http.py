@@ -68,8 +68,11 @@ def _handler(api: Api) -> type[BaseHTTPRequestHandler]:
             for name, value in headers.items():
                 self.send_header(name, value)
             self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            try:
+                self.end_headers()
+                self.wfile.write(body)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client gave up on the reply (an error status it will not read)
 
         def log_message(self, format: str, *args: Any) -> None:
             pass
