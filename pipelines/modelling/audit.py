@@ -142,7 +142,8 @@ def evaluate_tests(
 
     written_columns = {name for name, _ in warehouse.columns(written)} if written else set()
     # the columns a relationships increment shows, of the written rows and the others alike
-    shown = [n for n, _ in warehouse.columns(audited) if n in written_columns] if written else []
+    audited_columns = [n for n, _ in warehouse.columns(audited)] if written else []
+    shown = [n for n in audited_columns if n in written_columns]
     shown_columns = frozenset(shown)
 
     def passed_as_is(name: str, failing: Any) -> bool:
@@ -182,7 +183,26 @@ def evaluate_tests(
             gone = parent_changes(warehouse, graph, test, since)
             if gone is None:
                 return None
-        return increment_failing_rows(test, table, written.to_table(), resolve, gone, columns=shown)
+        return increment_failing_rows(
+            test,
+            table,
+            written.to_table(),
+            resolve,
+            gone,
+            columns=shown,
+            keys_replaced=test.name == "unique" and keys_replaced(test.column),
+        )
+
+    def keys_replaced(column: str | None) -> bool:
+        """Whether the build deleted every row holding a key it wrote before writing it: an
+        incremental model's delete + insert on ``column`` alone (a merge writing every column
+        is applied that way, see materialize._apply_increment)."""
+        spec = node.build_spec
+        if spec.materialized != "incremental" or spec.unique_key != (column,):
+            return False
+        if spec.strategy == "delete+insert":
+            return True
+        return spec.strategy == "merge" and set(shown) >= set(audited_columns)
 
     where = node.model.properties_path or node.model.path
     outcomes = []

@@ -225,9 +225,15 @@ def increment_failing_rows(
     resolve_ref: ResolveRef | None = None,
     parent_gone: exp.Query | None = None,
     columns: Sequence[str] = (),
+    keys_replaced: bool = False,
 ) -> exp.Query:
     """The rows of `relation` failing `test` that the rows an increment wrote (`written`) can
     have caused, when `relation` passed `test` before the increment.
+
+    ``keys_replaced``: the build deleted every row holding a value of the test's column that a
+    written row holds before inserting the written rows (a delete + insert on that column
+    alone), so the rows of `relation` holding such a value are the written ones: a `unique`
+    test then reads the written rows alone instead of looking for their values in the table.
 
     `not_null` and `accepted_values` look at each row alone: only a written row can fail. A
     repeated value (`unique`) involves a written row, as the rows left alone were unique among
@@ -272,6 +278,8 @@ def increment_failing_rows(
             failing_rows(test, orphaned, resolve_ref),  # type: ignore[arg-type]
             distinct=False,
         )
+    if keys_replaced:
+        return failing_rows(test, written, lambda name: relation)
     values: exp.Query = exp.select(_column(column)).from_(scoped_rows(test, written))
     touched = (
         exp.select(exp.Star())

@@ -574,3 +574,76 @@ def test_a_snapshot_s_unique_tests_with_a_row_s_own_where_check_its_written_vers
             "select id, name from marts.h where is_current order by id"
         ).fetchall()
     assert current == [(1, "ada"), (2, "rob"), (3, "cy")]  # refused: rolled back
+
+
+EVERY_COLUMN = """
+{{ config(materialized='incremental', unique_key='id', on_schema_change='ignore') }}
+select id, upper(name) as name, 1 as source_rank from {{ ref('stg') }}
+{% if is_incremental() %}where id in (select id from {{ changes('stg') }}){% endif %}
+"""
+SOME_COLUMNS = """
+{{ config(materialized='incremental', unique_key='id', on_schema_change='ignore') }}
+{% if is_incremental() %}
+select id, upper(name) as name from {{ ref('stg') }}
+where id in (select id from {{ changes('stg') }})
+{% else %}
+select id, upper(name) as name, 1 as source_rank from {{ ref('stg') }}
+{% endif %}
+"""
+APPENDING = """
+{{ config(materialized='incremental') }}
+select id, name from {{ ref('stg') }}
+{% if is_incremental() %}where id not in (select id from {{ this }}){% endif %}
+"""
+UNIQUE_YML = """
+models:
+{% for name in ['stg', 'whole', 'partial', 'appended'] %}
+  - name: {{ name }}
+    columns:
+      - name: id
+        tests: [unique]
+      - name: name
+        tests: [unique]
+{% endfor %}
+"""
+
+
+def test_a_unique_key_test_reads_only_the_written_rows_where_the_build_replaced_their_keys(
+    make_project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import jinja2
+
+    import pipelines.modelling.audit as audit
+
+    files = {
+        **FILES,
+        "models/marts/whole.sql": EVERY_COLUMN,
+        "models/marts/partial.sql": SOME_COLUMNS,
+        "models/marts/appended.sql": APPENDING,
+        "models/marts/tests.yml": jinja2.Template(UNIQUE_YML).render(),
+    }
+    root = make_project(files, source=False)
+    run(root)
+    calls: dict[tuple[str, str], bool] = {}
+    real = audit.increment_failing_rows
+
+    def spy(test, relation, written, *args, **kwargs):
+        calls[(relation.name, test.column)] = kwargs.get("keys_replaced", False)
+        return real(test, relation, written, *args, **kwargs)
+
+    monkeypatch.setattr(audit, "increment_failing_rows", spy)
+    (root / "seeds/people.csv").write_text("id,name\n1,ada\n2,rob\n3,cy\n4,dee\n")
+    run(root)
+    # a merge writing every column is a delete + insert: the table's rows with a written id
+    # are the written rows; one writing some columns updates rows in place, and an append
+    # deletes nothing; a test on another column than the key looks in the table
+    assert calls == {
+        ("stg", "id"): True,
+        ("stg", "name"): False,
+        ("whole", "id"): True,
+        ("whole", "name"): False,
+        ("partial", "id"): False,
+        ("partial", "name"): False,
+        ("appended", "id"): False,
+        ("appended", "name"): False,
+    }

@@ -295,3 +295,22 @@ def test_a_where_is_row_local_only_when_a_row_s_own_values_decide_it(where, row_
     test = TestSpec(name="unique", column="id", where=where)
     held = ["id", "is_current", "amount", "valid_to", "valid_from", "status", "flag", "name", "d"]
     assert where_is_row_local(test, held) is row_local
+
+
+def test_a_unique_increment_on_replaced_keys_reads_the_written_rows_alone(db) -> None:
+    # a delete + insert on order_id: every row of the table holding a written key is written
+    db.execute("CREATE TABLE kept AS SELECT * FROM clean_orders")
+    db.execute("DELETE FROM kept WHERE order_id = 3")
+    db.execute("INSERT INTO kept VALUES (3, 7, 'PAID'), (3, 8, 'LOST'), (5, 1, 'PAID')")
+    db.execute("CREATE TABLE written AS SELECT * FROM kept WHERE order_id IN (3, 5)")
+    increment = increment_failing_rows(
+        UNIQUE, exp.table_("kept"), exp.table_("written"), keys_replaced=True
+    )
+    assert "kept" not in increment.sql(dialect="duckdb")  # the table is not read
+    assert rows(db, increment) == [(3, 2)] == rows(db, failing_rows(UNIQUE, ORDERS_KEPT, resolve))
+    # without the promise, the values are looked for in the table
+    searched = increment_failing_rows(UNIQUE, exp.table_("kept"), exp.table_("written"))
+    assert "kept" in searched.sql(dialect="duckdb") and rows(db, searched) == [(3, 2)]
+
+
+ORDERS_KEPT = exp.table_("kept", quoted=True)
