@@ -140,11 +140,16 @@ def evaluate_tests(
         model = referenced_model(name)
         return (audited if model == node.name else graph.nodes[model].relation).to_table()
 
-    written_columns = {name for name, _ in warehouse.columns(written)} if written else set()
+    written_types = dict(warehouse.columns(written)) if written else {}
+    written_columns = set(written_types)
+    audited_types = dict(warehouse.columns(audited)) if written else {}
+    audited_columns = list(audited_types)
     # the columns a relationships increment shows, of the written rows and the others alike
-    audited_columns = [n for n, _ in warehouse.columns(audited)] if written else []
     shown = [n for n in audited_columns if n in written_columns]
-    shown_columns = frozenset(shown)
+    # those whose written values are the values stored: the increment's rows were cast to the
+    # table's types when inserted, and a value compared before that cast (a DOUBLE key against
+    # a BIGINT one, say) may not be the value the table holds
+    stored_as_written = frozenset(n for n in shown if written_types[n] == audited_types[n])
 
     def passed_as_is(name: str, failing: Any) -> bool:
         """Whether the check passed last time, running this same query."""
@@ -171,7 +176,7 @@ def evaluate_tests(
         # of their columns); an increment that does not select the column cannot say what it
         # wrote
         if test.where and (
-            test.name == "relationships" or not where_is_row_local(test, shown_columns)
+            test.name == "relationships" or not where_is_row_local(test, stored_as_written)
         ):
             return None
         if test.column not in written_columns:
@@ -200,9 +205,13 @@ def evaluate_tests(
         spec = node.build_spec
         if spec.materialized != "incremental" or spec.unique_key != (column,):
             return False
+        if column not in stored_as_written:
+            return False
         if spec.strategy == "delete+insert":
             return True
-        return spec.strategy == "merge" and set(shown) >= set(audited_columns)
+        # the increment's columns but its deletion flag (never stored) hold every column
+        applied = set(shown) - {spec.deleted_flag}
+        return spec.strategy == "merge" and applied >= set(audited_columns)
 
     where = node.model.properties_path or node.model.path
     outcomes = []

@@ -595,9 +595,20 @@ APPENDING = """
 select id, name from {{ ref('stg') }}
 {% if is_incremental() %}where id not in (select id from {{ this }}){% endif %}
 """
+# a delete + insert whose increment holds its key as DOUBLE: the table stores it as INTEGER
+RETYPED = """
+{{ config(materialized='incremental', unique_key='id', incremental_strategy='delete+insert',
+          on_schema_change='ignore') }}
+{% if is_incremental() %}
+select cast(id as double) as id, name from {{ ref('stg') }}
+where id in (select id from {{ changes('stg') }})
+{% else %}
+select id, name from {{ ref('stg') }}
+{% endif %}
+"""
 UNIQUE_YML = """
 models:
-{% for name in ['stg', 'whole', 'partial', 'appended'] %}
+{% for name in ['stg', 'whole', 'partial', 'appended', 'retyped'] %}
   - name: {{ name }}
     columns:
       - name: id
@@ -620,6 +631,7 @@ def test_a_unique_key_test_reads_only_the_written_rows_where_the_build_replaced_
         "models/marts/whole.sql": EVERY_COLUMN,
         "models/marts/partial.sql": SOME_COLUMNS,
         "models/marts/appended.sql": APPENDING,
+        "models/marts/retyped.sql": RETYPED,
         "models/marts/tests.yml": jinja2.Template(UNIQUE_YML).render(),
     }
     root = make_project(files, source=False)
@@ -636,7 +648,8 @@ def test_a_unique_key_test_reads_only_the_written_rows_where_the_build_replaced_
     run(root)
     # a merge writing every column is a delete + insert: the table's rows with a written id
     # are the written rows; one writing some columns updates rows in place, and an append
-    # deletes nothing; a test on another column than the key looks in the table
+    # deletes nothing; a test on another column than the key looks in the table, and so
+    # does one whose written keys are not the values stored (the insert casts them)
     assert calls == {
         ("stg", "id"): True,
         ("stg", "name"): False,
@@ -646,4 +659,6 @@ def test_a_unique_key_test_reads_only_the_written_rows_where_the_build_replaced_
         ("partial", "name"): False,
         ("appended", "id"): False,
         ("appended", "name"): False,
+        ("retyped", "id"): False,
+        ("retyped", "name"): False,
     }
