@@ -173,13 +173,13 @@ def evaluate_tests(
         # a `where` that reads the clock or other tables may bring rows in that no build
         # touched (one made of a row's own values only admits or drops the rows written, and
         # must name only columns those rows hold; a relationships increment shows only some
-        # of their columns); an increment that does not select the column cannot say what it
-        # wrote
+        # of their columns); an increment that does not select the column, or holds it with
+        # another type than the table (the insert converted it), cannot say what it wrote
         if test.where and (
             test.name == "relationships" or not where_is_row_local(test, stored_as_written)
         ):
             return None
-        if test.column not in written_columns:
+        if test.column not in stored_as_written:
             return None
         if not passed_as_is(test.check_name, failing):
             return None
@@ -204,8 +204,6 @@ def evaluate_tests(
         is applied that way, see materialize._apply_increment)."""
         spec = node.build_spec
         if spec.materialized != "incremental" or spec.unique_key != (column,):
-            return False
-        if column not in stored_as_written:
             return False
         if spec.strategy == "delete+insert":
             return True

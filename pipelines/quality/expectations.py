@@ -516,8 +516,14 @@ def run_suite(
     whole table. ``reuse``: the latest results of a table that was not rebuilt, kept for
     each expectation whose query is the same and the table unchanged since.
     """
-    # an increment that does not select a column cannot say what it wrote there
-    selected = {name.lower() for name, _ in warehouse.columns(written)} if written else set()
+    # an increment that does not select a column, or holds it with another type than the
+    # table (the insert converted its values), cannot say what it wrote there
+    stored = {name.lower(): kind for name, kind in warehouse.columns(relation)} if written else {}
+    selected = (
+        {n.lower() for n, kind in warehouse.columns(written) if stored.get(n.lower()) == kind}
+        if written
+        else set()
+    )
     on_increment = {
         e.index
         for e in suite.expectations

@@ -648,8 +648,8 @@ def test_a_unique_key_test_reads_only_the_written_rows_where_the_build_replaced_
     run(root)
     # a merge writing every column is a delete + insert: the table's rows with a written id
     # are the written rows; one writing some columns updates rows in place, and an append
-    # deletes nothing; a test on another column than the key looks in the table, and so
-    # does one whose written keys are not the values stored (the insert casts them)
+    # deletes nothing; a test on another column than the key looks in the table. Written keys
+    # that are not the values stored (the insert casts them) are not checked on the increment
     assert calls == {
         ("stg", "id"): True,
         ("stg", "name"): False,
@@ -659,6 +659,41 @@ def test_a_unique_key_test_reads_only_the_written_rows_where_the_build_replaced_
         ("partial", "name"): False,
         ("appended", "id"): False,
         ("appended", "name"): False,
-        ("retyped", "id"): False,
         ("retyped", "name"): False,
+    }
+
+
+RETYPED_SUITE = """{"name": "retyped", "expectations": [
+  {"type": "expect_column_values_to_be_between", "kwargs": {"column": "id", "min_value": 0}},
+  {"type": "expect_column_values_to_match_regex", "kwargs": {"column": "name", "regex": "^[a-z]+$"}}
+]}"""
+
+
+def test_per_row_expectations_read_the_written_rows_only_where_they_hold_the_stored_types(
+    make_project,
+) -> None:
+    # the increment holds `id` as DOUBLE, which the insert stores as INTEGER: what it wrote
+    # there is not what the table holds, so that expectation reads the table
+    files = {
+        **FILES,
+        "models/marts/retyped.sql": RETYPED,
+        "expectations/retyped.json": RETYPED_SUITE,
+    }
+    root = make_project(files, source=False)
+    job = build_definitions(load_project(root)).resolve_implicit_global_asset_job_def()
+    job.execute_in_process()
+    (root / "seeds/people.csv").write_text("id,name\n1,ada\n2,bo\n3,cy\n")
+    run_id = job.execute_in_process().run_id
+    with duckdb.connect(str(root / "warehouse" / "t.duckdb"), read_only=True) as con:
+        checked = dict(
+            con.execute(
+                "select check_name, observed ->> 'checked' from ssot_meta.check_results "
+                "where asset = 'marts/retyped' and run_id = ?",
+                [run_id],
+            ).fetchall()
+        )
+    by_kind = {name.removeprefix("gx__").split("__")[0]: seen for name, seen in checked.items()}
+    assert by_kind == {
+        "column_values_to_be_between": None,
+        "column_values_to_match_regex": WRITTEN,
     }
