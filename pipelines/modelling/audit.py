@@ -141,11 +141,9 @@ def evaluate_tests(
         return (audited if model == node.name else graph.nodes[model].relation).to_table()
 
     written_types = dict(warehouse.columns(written)) if written else {}
-    written_columns = set(written_types)
     audited_types = dict(warehouse.columns(audited)) if written else {}
-    audited_columns = list(audited_types)
     # the columns a relationships increment shows, of the written rows and the others alike
-    shown = [n for n in audited_columns if n in written_columns]
+    shown = [n for n in audited_types if n in written_types]
     # those whose written values are the values stored: the increment's rows were cast to the
     # table's types when inserted, and a value compared before that cast (a DOUBLE key against
     # a BIGINT one, say) may not be the value the table holds
@@ -209,7 +207,7 @@ def evaluate_tests(
             return True
         # the increment's columns but its deletion flag (never stored) hold every column
         applied = set(shown) - {spec.deleted_flag}
-        return spec.strategy == "merge" and applied >= set(audited_columns)
+        return spec.strategy == "merge" and applied >= set(audited_types)
 
     where = node.model.properties_path or node.model.path
     outcomes = []
