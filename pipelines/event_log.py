@@ -14,6 +14,16 @@ nested use would get a connection of its own, closed when given back). Each conn
 consistent after a crash; what a power loss can cost is the last events written (a run's
 history may then lack its last events while the run storage, still synced each time, says it
 finished), never the warehouse, which is a separate file published by its own fsync'd rename.
+
+It also remembers what the schema has. For each asset or check event it stores or reads, Dagster
+asks whether a table, a column of the asset-key table or a finished data migration exists: a
+new engine and connection for each table probe (118 in a run of the demo), a query for each of
+the others. A schema only gains these (migrations add them; nothing in a run drops one), so a
+yes is kept until the storage is wiped; a no is asked again. With the engines kept, this took
+storing and reading a demo run's events at scale 100 from 1.8-1.9 s to 1.4-1.5 s, and the
+asset records read for its checks from 0.31-0.45 s to 0.22-0.28 s, on a machine where a loop
+of 10 M additions takes 1.48 s.
+
 Everything else (files, schema, the UI reading them) is Dagster's own. `dagster.yaml` of a
 project instance names this class, with the directory Dagster's own would use (see
 `runner.py`).
@@ -22,7 +32,7 @@ project instance names this class, with the directory Dagster's own would use (s
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +58,8 @@ class ProjectEventLogStorage(SqliteEventLogStorage):
     def __init__(self, base_dir: str, inst_data: ConfigurableClassData | None = None) -> None:
         self._engines: dict[str, Engine] = {}
         self._engines_lock = threading.Lock()
+        #: (kind, name) of the tables, asset-key columns and finished migrations seen to exist
+        self._present: set[tuple[str, str]] = set()
         super().__init__(base_dir, inst_data)
 
     @classmethod
@@ -96,6 +108,28 @@ class ProjectEventLogStorage(SqliteEventLogStorage):
             with engine.connect() as conn, conn.begin():
                 yield conn
 
+    def _present_or(self, kind: str, name: str, probe: Callable[[str], bool]) -> bool:
+        if (kind, name) in self._present:
+            return True
+        found = probe(name)
+        if found:
+            self._present.add((kind, name))
+        return found
+
+    def has_table(self, table_name: str) -> bool:
+        return self._present_or("table", table_name, super().has_table)
+
+    def has_asset_key_col(self, column_name: str) -> bool:
+        return self._present_or("asset key column", column_name, super().has_asset_key_col)
+
+    def _has_asset_key_col_on_connection(self, conn: Connection, column_name: str) -> bool:
+        # the same probe on a connection already open (each asset event stored asks it)
+        probe = super()._has_asset_key_col_on_connection
+        return self._present_or("asset key column", column_name, lambda name: probe(conn, name))
+
+    def has_secondary_index(self, name: str) -> bool:
+        return self._present_or("migration", name, super().has_secondary_index)
+
     def _dispose_engines(self) -> None:
         with self._engines_lock:
             for engine in self._engines.values():
@@ -105,7 +139,9 @@ class ProjectEventLogStorage(SqliteEventLogStorage):
     def wipe(self) -> None:
         # the run files go: no kept connection may hold the deleted ones open
         self._dispose_engines()
+        self._present.clear()
         super().wipe()
+        self._present.clear()
 
     def dispose(self) -> None:
         super().dispose()  # stops the watcher first: no write comes after

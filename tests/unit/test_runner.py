@@ -75,3 +75,61 @@ def test_runs_are_recorded_through_one_engine_per_file(make_project, monkeypatch
         assert event is not None and event.run_id == runs[-1]
     assert (home / "history" / "runs" / f"{runs[-1]}.db").is_file()
     assert not (home / "history" / "runs" / f"{runs[0]}.db").exists()  # wiped
+
+
+@dg.asset(check_specs=[dg.AssetCheckSpec("positive", asset="checked")])
+def checked() -> dg.MaterializeResult:
+    return dg.MaterializeResult(
+        metadata={"rows": 3},
+        check_results=[dg.AssetCheckResult(check_name="positive", passed=True)],
+    )
+
+
+def test_schema_probes_are_asked_until_the_answer_is_yes(make_project, monkeypatch) -> None:
+    """Dagster asks, per asset or check event, whether a table, an asset-key column or a
+    finished migration exists; a yes is kept (the schema only gains them), a no is asked
+    again, and a wipe forgets every answer."""
+    from dagster._core.storage.event_log import SqliteEventLogStorage
+    from dagster._core.storage.event_log.sql_event_log import SqlEventLogStorage
+
+    asked: list[tuple[str, str]] = []
+
+    def counted(cls: type, method: str) -> None:
+        original = getattr(cls, method)
+
+        def probe(self, *args):
+            asked.append((method, args[-1]))
+            return original(self, *args)
+
+        monkeypatch.setattr(cls, method, probe)
+
+    counted(SqliteEventLogStorage, "has_table")
+    counted(SqlEventLogStorage, "_has_asset_key_col_on_connection")
+    counted(SqlEventLogStorage, "has_secondary_index")
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    project = load_project(make_project())
+    with project_instance(project) as instance:
+        storage = instance.event_log_storage
+        assert isinstance(storage, ProjectEventLogStorage)
+        runs = [dg.materialize([checked], instance=instance).run_id]
+        settled = len(asked)
+        runs += [dg.materialize([checked], instance=instance).run_id for _ in range(2)]
+        # each run stored a planned and an evaluated check event, a materialization, and read
+        # the check's target materialization: after the first run, no probe reached the database
+        assert asked.count(("has_table", "asset_check_executions")) == 1
+        assert ("_has_asset_key_col_on_connection", "last_materialization_timestamp") in asked
+        assert len(asked) == settled
+        record = instance.event_log_storage.get_latest_asset_check_execution_by_key(
+            [dg.AssetCheckKey(dg.AssetKey("checked"), "positive")]
+        )
+        latest = record[dg.AssetCheckKey(dg.AssetKey("checked"), "positive")]
+        assert latest.run_id == runs[-1] and latest.status.value == "SUCCEEDED"
+        # a table that does not exist is asked for every time
+        assert not storage.has_table("no_such_table")
+        assert not storage.has_table("no_such_table")
+        assert asked.count(("has_table", "no_such_table")) == 2
+        # wiped: asked again
+        instance.wipe()
+        before = asked.count(("has_table", "asset_check_executions"))
+        dg.materialize([checked], instance=instance)
+        assert asked.count(("has_table", "asset_check_executions")) == before + 1
