@@ -24,16 +24,27 @@ storing and reading a demo run's events at scale 100 from 1.8-1.9 s to 1.4-1.5 s
 asset records read for its checks from 0.31-0.45 s to 0.22-0.28 s, on a machine where a loop
 of 10 M additions takes 1.48 s.
 
-Everything else (files, schema, the UI reading them) is Dagster's own. `dagster.yaml` of a
+And it makes a run's file without loading Dagster's migration scripts. Each run has a new file,
+which Dagster's own code creates and stamps with the schema's latest revision, loading all of
+its ~90 migration scripts twice to find that revision (and once more for every file it opens,
+to learn that it is stamped already). Here a run's new file is a copy of an empty one that
+Dagster's own code made once per Dagster version (`.empty-run-<version>.db` beside the run
+files), and a file already stamped is opened as it is. On the same machine, creating a run
+with its 82 planned events went from 0.60-0.86 s to 0.18-0.22 s.
+
+Everything else (the schema, the places of the files, the UI reading them) is Dagster's own; a
+hidden file is never taken for a run's (Dagster lists runs by `*.db`). `dagster.yaml` of a
 project instance names this class, with the directory Dagster's own would use (see
 `runner.py`).
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dagster._core.storage.event_log import SqliteEventLogStorage
@@ -100,6 +111,8 @@ class ProjectEventLogStorage(SqliteEventLogStorage):
         with self._db_lock:
             engine = self._engine(shard)
             if shard not in self._initialized_dbs:
+                if shard != INDEX_SHARD_NAME:
+                    self._new_run_file(shard)
                 self._initdb(engine)
                 self._initialized_dbs.add(shard)
                 # a connection opened before the file was in WAL mode kept the default
@@ -107,6 +120,41 @@ class ProjectEventLogStorage(SqliteEventLogStorage):
                 engine.dispose()
             with engine.connect() as conn, conn.begin():
                 yield conn
+
+    def _initdb(self, engine: Engine, for_index_shard: bool = False) -> None:
+        # Dagster's own creates the tables and stamps the schema's revision in a file that has
+        # no revision yet, and leaves any other file as it is; to find that out it loads every
+        # migration script of its schema (about 90 modules, each time). A stamped file is left
+        # as it is without that.
+        if not _stamped(engine):
+            super()._initdb(engine, for_index_shard)
+
+    def _new_run_file(self, shard: str) -> None:
+        """A run's new file, as a copy of an empty one Dagster made (tables created and stamped
+        by its own code, once per Dagster version): the copy is already stamped, so no
+        migration script is loaded for it. A file that exists is left as it is."""
+        import shutil
+
+        from dagster.version import __version__
+
+        path = Path(self.path_for_shard(shard))
+        if path.exists():
+            return
+        empty = path.with_name(f".empty-run-{__version__}.db")
+        if not empty.exists():
+            staged = empty.with_name(f"{empty.name}.{os.getpid()}-{threading.get_ident()}")
+            engine = _engine_for(staged)
+            try:
+                SqliteEventLogStorage._initdb(self, engine)
+            finally:
+                engine.dispose()  # the last connection gone, the WAL is merged into the file
+            if not _stamped_file(staged):
+                staged.unlink(missing_ok=True)
+                return  # Dagster's own makes this run's file then
+            staged.replace(empty)
+        staged = path.with_name(f".{path.name}.{os.getpid()}")
+        shutil.copyfile(empty, staged)
+        staged.replace(path)
 
     def _present_or(self, kind: str, name: str, probe: Callable[[str], bool]) -> bool:
         if (kind, name) in self._present:
@@ -146,6 +194,36 @@ class ProjectEventLogStorage(SqliteEventLogStorage):
     def dispose(self) -> None:
         super().dispose()  # stops the watcher first: no write comes after
         self._dispose_engines()
+
+
+def _engine_for(path: Path) -> Engine:
+    import sqlalchemy
+    from sqlalchemy.pool import NullPool
+
+    return sqlalchemy.create_engine(f"sqlite:///{path}", poolclass=NullPool)
+
+
+def _stamped(engine: Engine) -> bool:
+    """Whether the file has a schema revision (Dagster's own stamp): its tables exist."""
+    import sqlalchemy
+
+    try:
+        with engine.connect() as conn:
+            row = conn.execute(sqlalchemy.text("SELECT version_num FROM alembic_version")).first()
+    except sqlalchemy.exc.OperationalError:  # no such table: a new file
+        return False
+    return row is not None and bool(row[0])
+
+
+def _stamped_file(path: Path) -> bool:
+    """Whether ``path`` is a whole stamped file on its own (no write-ahead log beside it)."""
+    if Path(f"{path}-wal").exists() or not path.is_file():
+        return False
+    engine = _engine_for(path)
+    try:
+        return _stamped(engine)
+    finally:
+        engine.dispose()
 
 
 def _no_flush_per_commit(connection: Any, _record: Any) -> None:

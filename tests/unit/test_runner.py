@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import dagster as dg
@@ -133,3 +134,53 @@ def test_schema_probes_are_asked_until_the_answer_is_yes(make_project, monkeypat
         before = asked.count(("has_table", "asset_check_executions"))
         dg.materialize([checked], instance=instance)
         assert asked.count(("has_table", "asset_check_executions")) == before + 1
+
+
+def _schema(path: Path) -> tuple[set[tuple[str, str, str]], list[str]]:
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        objects = set(conn.execute("SELECT type, name, sql FROM sqlite_master").fetchall())
+        revisions = [row[0] for row in conn.execute("SELECT version_num FROM alembic_version")]
+        (mode,) = conn.execute("PRAGMA journal_mode").fetchone()
+    return objects, [*revisions, mode]
+
+
+def test_run_files_are_copies_of_an_empty_one_dagster_made(
+    make_project, monkeypatch, tmp_path
+) -> None:
+    """A run's new event file is a copy of an empty one Dagster's own code made and stamped
+    (once per Dagster version), and a stamped file is not checked again: no migration script
+    is loaded for either. The copy has exactly the schema and revision Dagster's own gives."""
+    from dagster._core.storage.event_log import SqliteEventLogStorage
+    from dagster._core.storage.event_log.sqlite import sqlite_event_log
+    from dagster.version import __version__
+
+    revisions_read: list[str] = []
+    original = sqlite_event_log.check_alembic_revision
+
+    def counted(config: object, conn: object) -> object:
+        revisions_read.append(str(getattr(conn, "engine", "")))
+        return original(config, conn)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sqlite_event_log, "check_alembic_revision", counted)
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    project = load_project(make_project())
+    with project_instance(project) as instance:
+        first = dg.materialize([checked], instance=instance).run_id
+        made = len(revisions_read)  # the index, and the empty run file made once
+        second = dg.materialize([checked], instance=instance).run_id
+        assert len(revisions_read) == made  # the second run's file: a copy, not checked
+        base = Path(instance.event_log_storage._base_dir)  # type: ignore[attr-defined]
+    assert (base / f".empty-run-{__version__}.db").is_file()
+    with project_instance(project) as instance:  # the stamped index is not checked again
+        third = dg.materialize([checked], instance=instance).run_id
+    assert len(revisions_read) == made
+    assert {first, second, third} <= {p.stem for p in base.glob("*.db")}
+    # Dagster's own storage, for comparison: the same tables, indexes, revision and WAL mode
+    monkeypatch.setattr(sqlite_event_log, "check_alembic_revision", original)
+    own = SqliteEventLogStorage(str(tmp_path / "own"))
+    with own.run_connection("a-run"):  # the run's file made by Dagster's own code
+        pass
+    own.dispose()
+    assert _schema(base / f"{second}.db") == _schema(tmp_path / "own" / "a-run.db")
