@@ -16,6 +16,7 @@ refs, sources and changes of either branch are its dependencies.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -84,6 +85,14 @@ def _environment() -> jinja2.Environment:
 _ENV = _environment()
 
 
+@functools.lru_cache(maxsize=1024)
+def _template(source: str) -> jinja2.Template:
+    """``source`` compiled, once per process: a model is rendered several times (each branch of
+    `is_incremental()`, its queries), and compiling is most of a render's cost. A template
+    holds no state of a render."""
+    return _ENV.from_string(source)
+
+
 class Macros:
     """The project's `macros/*.sql`, compiled once; bound to each model's context when rendered.
 
@@ -95,7 +104,7 @@ class Macros:
         self._templates: list[tuple[Path, jinja2.Template]] = []
         for path, text in (files or {}).items():
             try:
-                self._templates.append((path, _ENV.from_string(_generic_tests_as_macros(text))))
+                self._templates.append((path, _template(_generic_tests_as_macros(text))))
             except jinja2.TemplateSyntaxError as exc:
                 raise ModelError(
                     f"{path}:{exc.lineno}: Jinja syntax error: {exc.message}"
@@ -148,7 +157,7 @@ def quoted_relation(relation: Relation, dialect: str) -> str:
 
 def _render(model: ModelFile, context: dict[str, Any], macros: Macros) -> str:
     try:
-        template = _ENV.from_string(model.sql)
+        template = _template(model.sql)
         clashes = sorted(set(macros.names) & set(context))
         if clashes:
             name = clashes[0]

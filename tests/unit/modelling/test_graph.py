@@ -305,3 +305,32 @@ def test_a_query_is_rendered_once_and_each_caller_gets_its_own_copy(
     copy = graph.query("b")
     copy.set("expressions", [])
     assert graph.query("b").expressions  # the kept parse is untouched
+
+
+def test_each_template_text_is_compiled_once(make_project, monkeypatch) -> None:
+    """A model is rendered several times (both branches of is_incremental(), its queries):
+    its Jinja text is compiled once per process, and a model rendering another text gets its
+    own template."""
+    from pipelines.modelling import render
+
+    compiled: list[str] = []
+    original = render._ENV.from_string
+
+    def counted(source: str) -> object:
+        compiled.append(source)
+        return original(source)
+
+    render._template.cache_clear()
+    monkeypatch.setattr(render._ENV, "from_string", counted)
+    incremental = (
+        "{{ config(materialized='incremental', unique_key='id') }}\n"
+        "select id from {{ source('app', 'users') }}\n"
+        "{% if is_incremental() %}where id > 0{% endif %}"
+    )
+    files = {"models/staging/a.sql": incremental, "models/staging/b.sql": "select 2 as id"}
+    graph = graph_of(make_project, files)
+    graph.query("a")
+    again = graph_of(make_project, files)  # another load of the same project
+    assert again.query("a").sql() == graph.query("a").sql()
+    assert sorted(compiled) == sorted({incremental, "select 2 as id"})
+    render._template.cache_clear()
