@@ -172,7 +172,9 @@ def test_run_files_are_copies_of_an_empty_one_dagster_made(
         second = dg.materialize([checked], instance=instance).run_id
         assert len(revisions_read) == made  # the second run's file: a copy, not checked
         base = Path(instance.event_log_storage._base_dir)  # type: ignore[attr-defined]
-    assert (base / f".empty-run-{__version__}.db").is_file()
+    (empty,) = base.glob(f".empty-run-{__version__}-*.db")  # hidden: not taken for a run
+    assert instance.get_run_by_id(empty.stem) is None
+    assert not [p for p in base.iterdir() if ".db." in p.name]  # no staged copy left
     with project_instance(project) as instance:  # the stamped index is not checked again
         third = dg.materialize([checked], instance=instance).run_id
     assert len(revisions_read) == made
@@ -184,3 +186,28 @@ def test_run_files_are_copies_of_an_empty_one_dagster_made(
         pass
     own.dispose()
     assert _schema(base / f"{second}.db") == _schema(tmp_path / "own" / "a-run.db")
+
+
+def test_a_run_file_made_meanwhile_elsewhere_is_kept(tmp_path, monkeypatch) -> None:
+    """Another process (the UI) may make a run's file between the check and the copy: the copy
+    is linked only where no file is, so that file and what it holds stay."""
+    from pipelines import event_log
+
+    storage = ProjectEventLogStorage(str(tmp_path))
+    path = Path(storage.path_for_shard("a-run"))
+    copy = event_log._durable_copy
+
+    def copy_while_another_makes_it(source: Path, target: Path) -> None:
+        copy(source, target)
+        path.write_bytes(b"")  # made meanwhile (an empty file stands for it here)
+
+    monkeypatch.setattr(event_log, "_durable_copy", copy_while_another_makes_it)
+    storage._new_run_file("a-run")
+    assert path.read_bytes() == b""  # not replaced by the copy
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".a-run")] == []
+    monkeypatch.setattr(event_log, "_durable_copy", copy)
+    path.unlink()
+    with storage.run_connection("a-run"):  # made here: a copy of the empty one, stamped
+        pass
+    assert _schema(path)[1][-1] == "wal"
+    storage.dispose()
