@@ -150,7 +150,7 @@ def test_run_files_are_copies_of_an_empty_one_dagster_made(
     make_project, monkeypatch, tmp_path
 ) -> None:
     """A run's new event file is a copy of an empty one Dagster's own code made and stamped
-    (once per Dagster version), and a stamped file is not checked again: no migration script
+    (once per schema), and a stamped file is not checked again: no migration script
     is loaded for either. The copy has exactly the schema and revision Dagster's own gives."""
     from dagster._core.storage.event_log import SqliteEventLogStorage
     from dagster._core.storage.event_log.sqlite import sqlite_event_log
@@ -172,13 +172,13 @@ def test_run_files_are_copies_of_an_empty_one_dagster_made(
         second = dg.materialize([checked], instance=instance).run_id
         assert len(revisions_read) == made  # the second run's file: a copy, not checked
         base = Path(instance.event_log_storage._base_dir)  # type: ignore[attr-defined]
-    (empty,) = base.glob(f".empty-run-{__version__}-*.db")  # hidden: not taken for a run
-    assert instance.get_run_by_id(empty.stem) is None
+    assert len(list(base.glob(f".empty-run-{__version__}-?*.db"))) == 1
     assert not [p for p in base.iterdir() if ".db." in p.name]  # no staged copy left
     with project_instance(project) as instance:  # the stamped index is not checked again
         third = dg.materialize([checked], instance=instance).run_id
+        runs = set(instance.event_log_storage.get_all_run_ids())
     assert len(revisions_read) == made
-    assert {first, second, third} <= {p.stem for p in base.glob("*.db")}
+    assert runs == {first, second, third}  # the hidden empty file is not taken for a run
     # Dagster's own storage, for comparison: the same tables, indexes, revision and WAL mode
     monkeypatch.setattr(sqlite_event_log, "check_alembic_revision", original)
     own = SqliteEventLogStorage(str(tmp_path / "own"))
@@ -207,7 +207,31 @@ def test_a_run_file_made_meanwhile_elsewhere_is_kept(tmp_path, monkeypatch) -> N
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".a-run")] == []
     monkeypatch.setattr(event_log, "_durable_copy", copy)
     path.unlink()
+    (empty,) = tmp_path.glob(".empty-run-*.db")
     with storage.run_connection("a-run"):  # made here: a copy of the empty one, stamped
         pass
+    assert path.read_bytes() == empty.read_bytes()  # nothing written to it yet
     assert _schema(path)[1][-1] == "wal"
+    storage.dispose()
+
+
+def test_the_empty_run_file_follows_the_schema(tmp_path, monkeypatch) -> None:
+    """Another schema (Dagster gained a migration) makes its own empty file and removes the
+    earlier one; an empty file deleted under a running process is made again, not given up."""
+    from pipelines import event_log
+
+    storage = ProjectEventLogStorage(str(tmp_path))
+    with storage.run_connection("first"):
+        pass
+    (before,) = tmp_path.glob(".empty-run-*.db")
+    monkeypatch.setattr(event_log, "_schema_mark", lambda: "another")
+    with storage.run_connection("second"):
+        pass
+    (after,) = tmp_path.glob(".empty-run-*.db")
+    assert after != before and after.name.endswith("-another.db")
+    after.unlink()  # deleted by hand while this process runs
+    with storage.run_connection("third"):
+        pass
+    assert after.is_file()
+    assert Path(storage.path_for_shard("third")).read_bytes() == after.read_bytes()
     storage.dispose()
