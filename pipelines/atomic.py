@@ -23,3 +23,12 @@ def write_text_atomically(path: Path, text: str, *, durable: bool = False) -> No
         staged.replace(path)
     finally:
         staged.unlink(missing_ok=True)
+
+
+def fsync_directory(folder: Path) -> None:
+    """Make the renames, links and removals in ``folder`` durable."""
+    directory = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)

@@ -58,6 +58,8 @@ from dagster._core.storage.event_log import SqliteEventLogStorage
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import INDEX_SHARD_NAME
 from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS
 
+from pipelines.atomic import fsync_directory
+
 if TYPE_CHECKING:
     from dagster._serdes import ConfigurableClassData
     from sqlalchemy.engine import Connection, Engine
@@ -162,7 +164,7 @@ class ProjectEventLogStorage(SqliteEventLogStorage):
             _durable_copy(empty, staged)
             with contextlib.suppress(FileExistsError):  # made meanwhile: that one stays
                 os.link(staged, path)
-                _fsync_folder(path.parent)
+                fsync_directory(path.parent)
         except OSError as exc:  # Dagster's own makes the file
             self._empty_checked = None  # gone (deleted by hand, say): made again next time
             if isinstance(exc, PermissionError) or exc.errno in _NO_LINKS:
@@ -193,7 +195,7 @@ class ProjectEventLogStorage(SqliteEventLogStorage):
             with staged.open("rb+") as made:
                 os.fsync(made.fileno())
             staged.replace(empty)
-            _fsync_folder(folder)
+            fsync_directory(folder)
         except Exception:  # any failure: Dagster's own code makes each run's file
             _log.debug("no empty run file made in %s", folder, exc_info=True)
             return None
@@ -281,14 +283,6 @@ def _schema_mark() -> str:
         names = []
     names.append(f"sqlalchemy {sqlalchemy.__version__}")
     return hashlib.sha256("\n".join(names).encode()).hexdigest()[:12]
-
-
-def _fsync_folder(folder: Path) -> None:
-    descriptor = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
 
 
 def _engine_for(path: Path) -> Engine:

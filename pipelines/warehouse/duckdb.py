@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from sqlglot import exp
 
-from pipelines.atomic import write_text_atomically
+from pipelines.atomic import fsync_directory, write_text_atomically
 from pipelines.errors import (
     TerminalWarehouseError,
     TransientWarehouseError,
@@ -490,15 +490,6 @@ def _libc_memcmp() -> Any:
     return memcmp
 
 
-def _fsync_directory(folder: Path) -> None:
-    """Make the renames and removals in ``folder`` durable."""
-    directory = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
-
-
 def _whole_file_lock(kind: int) -> bytes:
     """A ``struct flock`` (l_type, l_whence, l_start, l_len, l_pid) over the whole file; an
     open-file-description lock needs l_pid 0."""
@@ -725,7 +716,7 @@ class DuckDBWarehouse(Warehouse):
                 # the spare is about to change: the record goes first, for good (a power loss
                 # while it is rewritten must not leave a record that no longer describes it)
                 store.unlink(missing_ok=True)
-                _fsync_directory(target.parent)
+                fsync_directory(target.parent)
             existed = target.exists()
             target_record = _digests_of(recorded, target) if existed else None
             refreshed = _refresh_spare(
@@ -783,7 +774,7 @@ class DuckDBWarehouse(Warehouse):
         if files:
             with contextlib.suppress(OSError):
                 _write_digests(store, files)
-        _fsync_directory(target.parent)
+        fsync_directory(target.parent)
         return str(target)
 
     def dead_rows(self) -> dict[Relation, tuple[int, int]]:
