@@ -279,6 +279,8 @@ def _build_models(
     alone: set[str] = set()  # models built again with no other build running
     overlapped: set[str] = set()  # models that were building while another was
     with (
+        # a bounded buffer pool for increments; a whole build lifts it while it runs
+        session.memory_for_increments(),
         session.builders() as idle,
         ThreadPoolExecutor(max_workers=len(idle), thread_name_prefix="ssot-model") as pool,
     ):
@@ -322,7 +324,14 @@ def _build_models(
                         overlapped.update({node.name, *(n.name for n, _ in running.values())})
                     builder = idle.pop(0)
                     build = pool.submit(
-                        _build_guarded, run_id, builder, graph, node, config, states
+                        _build_guarded,
+                        run_id,
+                        builder,
+                        graph,
+                        node,
+                        config,
+                        states,
+                        whole_memory=node.name in alone,
                     )
                     running[build] = (node, builder)
                     moved = True
@@ -335,16 +344,27 @@ def _build_models(
                 node, builder = running.pop(build)
                 idle.append(builder)
                 built = build.result()
-                if built.out_of_memory and node.name in overlapped and node.name not in alone:
-                    # it may fit with the memory to itself: built again, nothing beside it,
-                    # from what it committed (a failure after its publish keeps the publish)
+                if (
+                    built.out_of_memory
+                    and node.name not in alone
+                    and (node.name in overlapped or built.bounded)
+                ):
+                    # it may fit with the memory to itself: built again, nothing beside it and
+                    # no bound on it, from what it committed (a failure after its publish keeps
+                    # the publish). `bounded` is as the build started: a whole build that ran
+                    # out of memory alone gets one retry it did not need.
                     alone.add(node.name)
                     waiting.insert(0, node)
                     states.update(read_states(builder, node.name))
+                    why = (
+                        "while other models were building"
+                        if node.name in overlapped
+                        else "within the bounded memory of increments"
+                    )
                     yield _Log(
                         "warning",
                         f"{model_key(node.layer, node.name).to_user_string()}: out of memory "
-                        "while other models were building; it is built again alone",
+                        f"{why}; it is built again alone, with the whole memory",
                     )
                     continue
                 finished.add(node.name)
@@ -378,6 +398,8 @@ class _Built:
     failure: str = ""
     #: it failed for want of memory (another build may have held it)
     out_of_memory: bool = False
+    #: the session's memory was bounded for increments when the build started
+    bounded: bool = False
 
 
 def _build_guarded(
@@ -387,14 +409,21 @@ def _build_guarded(
     node: ModelNode,
     config: ModelConfig,
     states: Mapping[str, ModelState],
+    *,
+    whole_memory: bool = False,
 ) -> _Built:
     """Build one model on ``session`` (a builder's thread); a refusal or an error is kept in
-    what it returns, with the events before it."""
+    what it returns, with the events before it. ``whole_memory``: lift the bound of
+    increments while it builds (a retry after running out of memory)."""
     key = model_key(node.layer, node.name)
     events: list[Any] = []
+    bounded = session.memory_bounded() and not whole_memory
     # the whole build holds the session (the end-of-run publish waits for it), and its events
     # are handed over once it is done
-    with session.exclusive:
+    with (
+        session.exclusive,
+        session.memory_for_whole_build() if whole_memory else contextlib.nullcontext(),
+    ):
         try:
             for event in _build_model(  # events before a refusal are kept
                 run_id,
@@ -417,6 +446,7 @@ def _build_guarded(
                 "failed",
                 f"{key.to_user_string()}: {message}",
                 out_of_memory=_out_of_memory(exc),
+                bounded=bounded,
             )
     return _Built(events)
 
@@ -626,9 +656,11 @@ def _build_model(
             )
             return audited
 
-        built = write_audit_publish(
-            session, node, query, incremental=incremental, audit=audit, on_publish=on_publish
-        )
+        # a whole build gets the warehouse's whole memory (increments share a bounded pool)
+        with contextlib.nullcontext() if incremental else session.memory_for_whole_build():
+            built = write_audit_publish(
+                session, node, query, incremental=incremental, audit=audit, on_publish=on_publish
+            )
         rows, staged, built_s, outcomes = built.rows, built.staged, built.build_s, built.outcomes
         candidate = built.candidate
         if built.keep_error:

@@ -257,6 +257,28 @@ class Warehouse(ABC):
         """Let the engine drop what it caches of committed data (a long load calls this between
         its commits). The default does nothing."""
 
+    @contextmanager
+    def memory_for_increments(self) -> Iterator[None]:
+        """Work inside builds increments: each reads a few rows of big tables once, so an
+        engine that caches what it reads may keep little (a bounded buffer pool, whose memory
+        is used again, rather than fresh memory for every page read). A build inside
+        :meth:`memory_for_whole_build` lifts the bound while it runs. Called on the session
+        that opened the builders, with no build running; the default does nothing."""
+        yield
+
+    @contextmanager
+    def memory_for_whole_build(self) -> Iterator[None]:
+        """A whole build (or a retry after running out of memory) gets the engine's whole
+        memory while it runs, whatever bound :meth:`memory_for_increments` set (on this
+        session or the one it was opened from). The default does nothing."""
+        yield
+
+    def memory_bounded(self) -> bool:
+        """Whether work on this session now runs under the bound of
+        :meth:`memory_for_increments` (an out-of-memory error there is worth a retry with the
+        whole memory). The default: never."""
+        return False
+
     @abstractmethod
     def row_hash(self, columns: Sequence[exp.Expression]) -> exp.Expression:
         """A 64-bit fingerprint of a row's values (NULL-safe), to tell changed rows from unchanged."""

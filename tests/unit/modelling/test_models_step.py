@@ -285,6 +285,48 @@ def test_a_model_out_of_memory_beside_another_is_built_again_alone(
     assert any("out of memory" in m and "built again alone" in m for m in warnings)
 
 
+def test_an_increment_out_of_memory_within_the_bound_is_built_again_with_the_whole_memory(
+    make_project, monkeypatch
+) -> None:
+    root = make_project(MODELS)  # a -> b: b builds alone
+    import pipelines.assets.models as step
+
+    real = step._build_model
+    attempts: list[tuple[str, bool]] = []
+
+    def tight(run_id, session, graph, node, **kwargs):
+        attempts.append((node.name, session.memory_bounded()))
+        if node.name == "b" and len(attempts) == 2:
+            raise WarehouseMemoryError("DuckDB: Out of Memory Error: could not allocate")
+        yield from real(run_id, session, graph, node, **kwargs)
+
+    monkeypatch.setattr(step, "_build_model", tight)
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = run(root, instance)
+        warnings = [e.user_message for e in instance.all_logs(result.run_id) if e.level == 30]
+    assert result.success
+    # bounded as each starts; the retry runs with the bound lifted
+    assert attempts == [("a", True), ("b", True), ("b", False)]
+    assert any("within the bounded memory of increments" in m for m in warnings)
+
+
+def test_whole_builds_run_with_the_whole_memory(make_project, monkeypatch) -> None:
+    root = make_project(MODELS)
+    import pipelines.assets.models as step
+
+    real = step.write_audit_publish
+    bounded: list[bool] = []
+
+    def watched(session, node, *args, **kwargs):
+        bounded.append(session.memory_bounded())
+        return real(session, node, *args, **kwargs)
+
+    monkeypatch.setattr(step, "write_audit_publish", watched)
+    with dg.DagsterInstance.ephemeral() as instance:
+        assert run(root, instance).success
+    assert bounded == [False, False]  # first builds: whole
+
+
 def test_the_longest_chain_of_builds_starts_first(make_project) -> None:
     root = make_project(
         {
@@ -380,7 +422,7 @@ def test_a_build_out_of_memory_after_its_publish_is_retried_from_what_it_committ
     assert other["rebuilt"].value is False
 
 
-def test_a_build_out_of_memory_with_nothing_beside_it_is_not_retried(
+def test_a_build_out_of_memory_with_nothing_beside_it_and_no_bound_is_not_retried(
     make_project, monkeypatch
 ) -> None:
     root = make_project({**MODELS, "models/staging/other.sql": "select 3 as id"})
@@ -389,6 +431,11 @@ def test_a_build_out_of_memory_with_nothing_beside_it_is_not_retried(
         pyproject.read_text().replace('type = "duckdb"', 'type = "duckdb"\nbuilders = 1', 1)
     )
     import pipelines.assets.models as step
+    from pipelines.warehouse.base import Warehouse
+    from pipelines.warehouse.duckdb import DuckDBWarehouse
+
+    # a backend that bounds nothing: a retry would meet the same memory
+    monkeypatch.setattr(DuckDBWarehouse, "memory_for_increments", Warehouse.memory_for_increments)
 
     real = step._build_model
     attempts: list[str] = []

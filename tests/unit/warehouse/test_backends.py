@@ -12,7 +12,12 @@ from sqlglot import exp
 
 from pipelines.errors import TerminalWarehouseError, TransientSourceError
 from pipelines.warehouse.base import Relation, Warehouse
-from pipelines.warehouse.duckdb import DuckDBWarehouse
+from pipelines.warehouse.duckdb import (
+    INCREMENT_MEMORY_MIN_MB,
+    INCREMENT_MEMORY_PER_THREAD_MB,
+    DuckDBWarehouse,
+    _megabytes,
+)
 
 BACKENDS = ["duckdb"]
 
@@ -240,6 +245,46 @@ def test_release_cache_keeps_the_configured_memory_limit(tmp_path) -> None:
         default = warehouse.scalar("select current_setting('memory_limit')")
         warehouse.release_cache()
         assert warehouse.scalar("select current_setting('memory_limit')") == default
+
+
+def test_increments_get_a_bounded_buffer_pool_that_whole_builds_lift(tmp_path) -> None:
+    setting = "select current_setting('memory_limit')"
+    with DuckDBWarehouse(
+        tmp_path / "w.duckdb", memory_limit="4GB", threads=2, builders=2
+    ) as warehouse:
+        configured = warehouse.scalar(setting)
+        assert not warehouse.memory_bounded()
+        with warehouse.memory_for_increments(), warehouse.builders() as (first, second):
+            bounded = warehouse.scalar(setting)
+            # 2 threads: the least pool (DuckDB shows it in MiB, rounded)
+            assert _megabytes(str(bounded)) == pytest.approx(INCREMENT_MEMORY_MIN_MB, rel=0.01)
+            assert first.memory_bounded() and second.memory_bounded()
+            with second.memory_for_whole_build():
+                assert first.scalar(setting) == configured  # the database's one setting
+                assert not first.memory_bounded()
+                with first.memory_for_whole_build():
+                    assert warehouse.scalar(setting) == configured
+                # lifted until the last whole build ends
+                assert warehouse.scalar(setting) == configured
+            assert warehouse.scalar(setting) == bounded
+            assert first.memory_bounded()
+        assert warehouse.scalar(setting) == configured
+        assert not warehouse.memory_bounded()
+        with warehouse.memory_for_whole_build():  # no bound: nothing to lift
+            assert warehouse.scalar(setting) == configured
+        assert warehouse.scalar(setting) == configured
+    # more threads, a bigger pool; never more than the session's own limit
+    with DuckDBWarehouse(tmp_path / "v.duckdb", memory_limit="4GB", threads=8) as warehouse:
+        with warehouse.memory_for_increments():
+            bounded = warehouse.scalar(setting)
+            assert _megabytes(str(bounded)) == pytest.approx(
+                8 * INCREMENT_MEMORY_PER_THREAD_MB, rel=0.01
+            )
+    with DuckDBWarehouse(tmp_path / "x.duckdb", memory_limit="300MB") as warehouse:
+        configured = warehouse.scalar(setting)
+        with warehouse.memory_for_increments():
+            assert warehouse.scalar(setting) == configured
+            assert not warehouse.memory_bounded()  # a retry would get no more
 
 
 def test_one_writing_session_per_file_in_a_process(tmp_path) -> None:
