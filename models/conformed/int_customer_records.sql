@@ -71,8 +71,8 @@ built as (
     select
         -- the person's surrogate key: 60 bits of the matching key's MD5 as a BIGINT (the same
         -- value on DuckDB and BigQuery). Joins, scans and hashes on an integer cost a fraction
-        -- of those on 32-character text; 60 bits keep a collision unlikely (about 1 in 2.3 M
-        -- for 1 M persons) and dim_customer's unique test would refuse one.
+        -- of those on 32-character text. Two persons with one key would be merged; with 60
+        -- bits the chance is about 1 in 2.3 M for a million persons.
         cast('0x' || substr(md5(person_key), 1, 15) as bigint) as customer_key,
         source_system,
         record_id,
