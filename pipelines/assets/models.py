@@ -359,7 +359,7 @@ def _build_models(
                     why = (
                         "while other models were building"
                         if node.name in overlapped
-                        else "within the bounded memory of increments"
+                        else "in a step whose memory is bounded for increments"
                     )
                     yield _Log(
                         "warning",

@@ -501,9 +501,9 @@ def _snapshot(
             if spec.change_feed is not None:
                 reset_feed(warehouse, spec, at)
             return warehouse.row_count(relation)
-        add_missing_columns(
-            warehouse, relation, [c for c in warehouse.columns(staged) if c[0] != _DELETING]
-        )
+        produced_types = [c for c in warehouse.columns(staged) if c[0] != _DELETING]
+        _require_history_types(warehouse, spec, produced_types)
+        add_missing_columns(warehouse, relation, produced_types)
         current = exp.column(IS_CURRENT, table="t", quoted=True)
         same_hash = exp.column(SNAPSHOT_HASH, table="s", quoted=True).eq(
             exp.column(SNAPSHOT_HASH, table="t", quoted=True)
@@ -583,6 +583,30 @@ def _snapshot(
 
 #: a snapshot's staged rows: whether the row deletes its key
 _DELETING = "_ssot_deleting"
+
+
+def _require_history_types(
+    warehouse: Warehouse, spec: BuildSpec, produced: list[tuple[str, str]]
+) -> None:
+    """Refuse, before anything is written, a snapshot query whose column now has a type its
+    history's column does not hold unchanged (a key once text, now an integer): its rows would
+    be compared with and written beside versions of the other type. A snapshot keeps its
+    history, so it is not rebuilt; the message says how to start it over."""
+    history = dict(warehouse.columns(spec.relation))
+    changed = [
+        f"{name} ({history[name]} in the history, {type_sql} now)"
+        for name, type_sql in produced
+        if name in history
+        and history[name].upper() != type_sql.upper()
+        and not warehouse.widens_losslessly(type_sql, history[name])
+    ]
+    if changed:
+        raise ModelError(
+            f"{spec.path}: the snapshot's query changed the type of {', '.join(changed)}. "
+            f"A snapshot keeps its history and is not rebuilt: to start it over with the new "
+            f"types, drop {spec.relation} by hand (its earlier versions are lost), or cast the "
+            "column back in the model"
+        )
 
 
 def _deleting(table: str) -> exp.Column:

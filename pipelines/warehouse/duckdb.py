@@ -1028,9 +1028,9 @@ class DuckDBWarehouse(Warehouse):
     def memory_for_whole_build(self) -> Iterator[None]:
         root = self._parent or self
         with root._memory_lock:
+            if not root._whole_builds and root._memory_bound is not None:
+                self._restore_memory_limit()  # counted only once lifted
             root._whole_builds += 1
-            if root._whole_builds == 1 and root._memory_bound is not None:
-                self._restore_memory_limit()
         try:
             yield
         finally:

@@ -225,6 +225,20 @@ def test_a_snapshot_whose_key_repeats_writes_nothing(warehouse) -> None:
     assert history(warehouse) == [(1, "a", 1, None, True)]
 
 
+def test_a_snapshot_whose_column_changes_type_is_refused_with_what_to_do(warehouse) -> None:
+    snap(warehouse, [("'k1'", "a", 9_999_999_999)], DAY[0])  # a text key, BIGINT amounts
+    with pytest.raises(
+        ModelError,
+        match=r"models/s\.sql: the snapshot's query changed the type of id \(VARCHAR in the "
+        r"history, INTEGER now\)\. .*drop conformed\.orders by hand",
+    ):
+        snap(warehouse, [(1, "a", 1)], DAY[1])
+    assert history(warehouse) == [("k1", "a", 1, None, True)]
+    # a type whose every value the history's column holds is not a change: INTEGER amounts
+    snap(warehouse, [("'k1'", "b", 1)], DAY[2])
+    assert history(warehouse) == [("k1", "a", 1, 3, False), ("k1", "b", 3, None, True)]
+
+
 def test_a_snapshot_column_named_like_a_validity_column_is_an_error(warehouse) -> None:
     query = sqlglot.parse_one("select 1 as id, true as is_current", read="duckdb")
     with pytest.raises(ModelError, match="snapshot columns is_current are added by the snapshot"):

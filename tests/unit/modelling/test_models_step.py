@@ -307,7 +307,7 @@ def test_an_increment_out_of_memory_within_the_bound_is_built_again_with_the_who
     assert result.success
     # bounded as each starts; the retry runs with the bound lifted
     assert attempts == [("a", True), ("b", True), ("b", False)]
-    assert any("within the bounded memory of increments" in m for m in warnings)
+    assert any("in a step whose memory is bounded for increments" in m for m in warnings)
 
 
 def test_whole_builds_run_with_the_whole_memory(make_project, monkeypatch) -> None:
