@@ -6,6 +6,7 @@ import threading
 import time
 
 import dagster as dg
+import pytest
 
 from pipelines.assets.models import _longest_chains_first, _waits, build_models_asset
 from pipelines.assets.resources import WarehouseResource
@@ -308,6 +309,34 @@ def test_an_increment_out_of_memory_within_the_bound_is_built_again_with_the_who
     # bounded as each starts; the retry runs with the bound lifted
     assert attempts == [("a", True), ("b", True), ("b", False)]
     assert any("in a step whose memory is bounded for increments" in m for m in warnings)
+
+
+def test_the_bound_holds_while_the_models_step_runs_and_ends_with_it(
+    make_project, monkeypatch
+) -> None:
+    root = make_project(MODELS)
+    import pipelines.assets.models as step
+    from pipelines.warehouse.duckdb import INCREMENT_MEMORY_MIN_MB, DuckDBWarehouse, _megabytes
+
+    setting = "select current_setting('memory_limit')"
+    during: list[str] = []
+    at_publish: list[str] = []
+    real_build, real_publish = step._build_model, DuckDBWarehouse.publish
+
+    def watched(run_id, session, graph, node, **kwargs):
+        during.append(str(session.scalar(setting)))
+        yield from real_build(run_id, session, graph, node, **kwargs)
+
+    def publish(self):
+        at_publish.append(str(self.scalar(setting)))
+        return real_publish(self)
+
+    monkeypatch.setattr(step, "_build_model", watched)
+    monkeypatch.setattr(DuckDBWarehouse, "publish", publish)
+    with dg.DagsterInstance.ephemeral() as instance:
+        assert run(root, instance).success
+    assert [_megabytes(v) for v in during] == [pytest.approx(INCREMENT_MEMORY_MIN_MB, rel=0.01)] * 2
+    assert at_publish and _megabytes(at_publish[0]) > 2 * INCREMENT_MEMORY_MIN_MB
 
 
 def test_whole_builds_run_with_the_whole_memory(make_project, monkeypatch) -> None:
