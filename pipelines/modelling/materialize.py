@@ -588,17 +588,17 @@ _DELETING = "_ssot_deleting"
 def _require_history_types(
     warehouse: Warehouse, spec: BuildSpec, produced: list[tuple[str, str]]
 ) -> None:
-    """Refuse, before anything is written, a snapshot query whose column now has a type its
-    history's column does not hold unchanged (a key once text, now an integer): its rows would
-    be compared with and written beside versions of the other type. A snapshot keeps its
-    history, so it is not rebuilt; the message says how to start it over."""
-    history = dict(warehouse.columns(spec.relation))
+    """Refuse, before anything is written, a snapshot query whose column now has another type
+    than its history's (a key once text, now an integer): its rows would be compared with
+    versions of the other type, and even a widening changes the row hash of every unchanged
+    row (DuckDB hashes an INTEGER and a BIGINT of one value differently), which would version
+    them all again. A snapshot keeps its history, so it is not rebuilt; the message says how
+    to start it over."""
+    history = {name.lower(): type_sql for name, type_sql in warehouse.columns(spec.relation)}
     changed = [
-        f"{name} ({history[name]} in the history, {type_sql} now)"
+        f"{name} ({history[name.lower()]} in the history, {type_sql} now)"
         for name, type_sql in produced
-        if name in history
-        and history[name].upper() != type_sql.upper()
-        and not warehouse.widens_losslessly(type_sql, history[name])
+        if name.lower() in history and history[name.lower()].upper() != type_sql.upper()
     ]
     if changed:
         raise ModelError(

@@ -230,13 +230,19 @@ def test_a_snapshot_whose_column_changes_type_is_refused_with_what_to_do(warehou
     with pytest.raises(
         ModelError,
         match=r"models/s\.sql: the snapshot's query changed the type of id \(VARCHAR in the "
-        r"history, INTEGER now\)\. .*drop conformed\.orders by hand",
+        r"history, INTEGER now\), amount \(BIGINT in the history, INTEGER now\)\. "
+        r".*drop conformed\.orders by hand",
     ):
         snap(warehouse, [(1, "a", 1)], DAY[1])
     assert history(warehouse) == [("k1", "a", 1, None, True)]
-    # a type whose every value the history's column holds is not a change: INTEGER amounts
-    snap(warehouse, [("'k1'", "b", 1)], DAY[2])
-    assert history(warehouse) == [("k1", "a", 1, 3, False), ("k1", "b", 3, None, True)]
+    # even a widening: an INTEGER hashes unlike the BIGINT of one value, which would version
+    # every unchanged row again
+    with pytest.raises(ModelError, match=r"type of amount \(BIGINT in the history, INTEGER now\)"):
+        snap(warehouse, [("'k1'", "a", -1)], DAY[1])
+    # the column cast back in the model: an unchanged row is not versioned again
+    assert snap(warehouse, [("'k1'", "a", "cast(9999999999 as bigint)")], DAY[2]) == 0
+    snap(warehouse, [("'k1'", "b", "cast(1 as bigint)")], DAY[3])
+    assert history(warehouse) == [("k1", "a", 1, 4, False), ("k1", "b", 4, None, True)]
 
 
 def test_a_snapshot_column_named_like_a_validity_column_is_an_error(warehouse) -> None:

@@ -22,6 +22,20 @@ MODELS = {
 }
 
 
+def with_memory(root, *, threads: int = 2, memory_limit: str = "4GB"):
+    """The project's DuckDB target with a set thread count and memory limit, so that the
+    bound of increments (which both size) is the same on every machine."""
+    pyproject = root / "pyproject.toml"
+    pyproject.write_text(
+        pyproject.read_text().replace(
+            'type = "duckdb"',
+            f'type = "duckdb"\nthreads = {threads}\nmemory_limit = "{memory_limit}"',
+            1,
+        )
+    )
+    return root
+
+
 def run(root, instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
     graph = ModelGraph(load_project(root))
     return dg.materialize(
@@ -289,7 +303,7 @@ def test_a_model_out_of_memory_beside_another_is_built_again_alone(
 def test_an_increment_out_of_memory_within_the_bound_is_built_again_with_the_whole_memory(
     make_project, monkeypatch
 ) -> None:
-    root = make_project(MODELS)  # a -> b: b builds alone
+    root = with_memory(make_project(MODELS))  # a -> b: b builds alone
     import pipelines.assets.models as step
 
     real = step._build_model
@@ -314,7 +328,7 @@ def test_an_increment_out_of_memory_within_the_bound_is_built_again_with_the_who
 def test_the_bound_holds_while_the_models_step_runs_and_ends_with_it(
     make_project, monkeypatch
 ) -> None:
-    root = make_project(MODELS)
+    root = with_memory(make_project(MODELS))
     import pipelines.assets.models as step
     from pipelines.warehouse.duckdb import INCREMENT_MEMORY_MIN_MB, DuckDBWarehouse, _megabytes
 
@@ -336,11 +350,11 @@ def test_the_bound_holds_while_the_models_step_runs_and_ends_with_it(
     with dg.DagsterInstance.ephemeral() as instance:
         assert run(root, instance).success
     assert [_megabytes(v) for v in during] == [pytest.approx(INCREMENT_MEMORY_MIN_MB, rel=0.01)] * 2
-    assert at_publish and _megabytes(at_publish[0]) > 2 * INCREMENT_MEMORY_MIN_MB
+    assert at_publish and _megabytes(at_publish[0]) == pytest.approx(4000, rel=0.01)  # 4GB
 
 
 def test_whole_builds_run_with_the_whole_memory(make_project, monkeypatch) -> None:
-    root = make_project(MODELS)
+    root = with_memory(make_project(MODELS))
     import pipelines.assets.models as step
 
     real = step.write_audit_publish
