@@ -306,13 +306,16 @@ def _delete_rows(warehouse: Warehouse, relation: Relation, replaced: Relation) -
 
 
 def add_missing_columns(
-    warehouse: Warehouse, relation: Relation, columns: list[tuple[str, str]]
+    warehouse: Warehouse,
+    relation: Relation,
+    columns: list[tuple[str, str]],
+    present: list[tuple[str, str]] | None = None,
 ) -> None:
     """Add to ``relation`` those of ``columns`` (name, type as :meth:`Warehouse.columns`
-    reports it) it lacks."""
-    present = {name for name, _ in warehouse.columns(relation)}
+    reports it) it lacks. ``present``: ``relation``'s columns, when the caller has read them."""
+    have = {name for name, _ in (warehouse.columns(relation) if present is None else present)}
     for name, type_sql in columns:
-        if name not in present:
+        if name not in have:
             warehouse.add_column(relation, name, type_sql)
 
 
@@ -502,8 +505,9 @@ def _snapshot(
                 reset_feed(warehouse, spec, at)
             return warehouse.row_count(relation)
         produced_types = [c for c in warehouse.columns(staged) if c[0] != _DELETING]
-        _require_history_types(warehouse, spec, produced_types)
-        add_missing_columns(warehouse, relation, produced_types)
+        history_types = warehouse.columns(relation)
+        _require_history_types(spec, history_types, produced_types)
+        add_missing_columns(warehouse, relation, produced_types, present=history_types)
         current = exp.column(IS_CURRENT, table="t", quoted=True)
         same_hash = exp.column(SNAPSHOT_HASH, table="s", quoted=True).eq(
             exp.column(SNAPSHOT_HASH, table="t", quoted=True)
@@ -586,7 +590,7 @@ _DELETING = "_ssot_deleting"
 
 
 def _require_history_types(
-    warehouse: Warehouse, spec: BuildSpec, produced: list[tuple[str, str]]
+    spec: BuildSpec, history_types: list[tuple[str, str]], produced: list[tuple[str, str]]
 ) -> None:
     """Refuse, before anything is written, a snapshot query whose column now has another type
     than its history's (a key once text, now an integer): its rows would be compared with
@@ -594,7 +598,7 @@ def _require_history_types(
     row (DuckDB hashes an INTEGER and a BIGINT of one value differently), which would version
     them all again. A snapshot keeps its history, so it is not rebuilt; the message says how
     to start it over."""
-    history = {name.lower(): type_sql for name, type_sql in warehouse.columns(spec.relation)}
+    history = {name.lower(): type_sql for name, type_sql in history_types}
     changed = [
         f"{name} ({history[name.lower()]} in the history, {type_sql} now)"
         for name, type_sql in produced
