@@ -990,10 +990,7 @@ class DuckDBWarehouse(Warehouse):
         # DuckDB keeps the pages a load wrote in its buffer pool (up to memory_limit, 80 % of
         # RAM by default), so a load of millions of rows would hold them all. Lowering the
         # limit for a moment evicts them (they are on disk); the limit then goes back.
-        import duckdb
-
-        with contextlib.suppress(duckdb.Error):  # nothing evictable enough: keep going
-            self._con.execute("SET memory_limit = '32MB'")
+        self._limit_memory(32)  # nothing evictable enough: it keeps going
         self._restore_memory_limit()
 
     @contextmanager
