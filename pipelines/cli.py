@@ -329,17 +329,19 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     graph = validate_project(project)
     _check_demo_data(project)
-    keys = [source_key(s.name, t.name).to_user_string() for s, t in project.source_tables()]
-    keys += [seed_key(name).to_user_string() for name in project.seeds]
-    keys += [model_key(m.layer, m.name).to_user_string() for m in project.models.values()]
+    sources = [source_key(s.name, t.name).to_user_string() for s, t in project.source_tables()]
+    seeds = [seed_key(name).to_user_string() for name in project.seeds]
+    models = [model_key(m.layer, m.name).to_user_string() for m in project.models.values()]
+    keys = [*sources, *seeds, *models]
     console.print(
         f"[bold]ssot run[/bold]: {len(keys)} assets, target [bold]{project.target_name}[/bold] "
         f"({project.target.type})"
     )
     from pipelines.assets.models import MODELS_STEP
 
-    model_keys = [model_key(m.layer, m.name).to_user_string() for m in project.models.values()]
-    reporter = RunReporter(keys, {MODELS_STEP: model_keys} if model_keys else {})
+    # the source tables are landed and the models built in one step (each seed is a step)
+    stepped = [*sources, *models]
+    reporter = RunReporter(keys, {MODELS_STEP: stepped} if stepped else {})
     started = time.perf_counter()
     stop = threading.Event()
 

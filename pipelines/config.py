@@ -512,8 +512,8 @@ class DuckDBTarget(_Strict):
         default=2,
         ge=1,
         le=16,
-        description="Models a run builds at the same time, each on its own connection, once "
-        "what they read is built (1: one after another).",
+        description="Loads and models a run runs at the same time, each on its own "
+        "connection, a model once what it reads is landed and built (1: one after another).",
     )
 
     def build_file(self) -> str:

@@ -60,6 +60,8 @@ if TYPE_CHECKING:
 
 _log = logging.getLogger(__name__)
 
+#: what the audit entry of a load that pulled the whole table says
+FULL_PULL = "full pull"
 BATCH_ID_COLUMN = "_ssot_batch_id"
 LOADED_AT_COLUMN = "_ssot_loaded_at"
 OP_COLUMN = "_ssot_op"
@@ -715,7 +717,9 @@ class _Load:
         if landed or deleted:  # models reading this table have something new to build from
             record_change(warehouse, self.relation, self.run_id, at=self.loaded_at)
         if self.quarantine:
-            _append_new_quarantine(warehouse, pa.concat_tables(self.quarantine))
+            _append_new_quarantine(
+                warehouse, pa.concat_tables(self.quarantine), f"{source.name}__{table.name}"
+            )
         if self.read != self.valid + self.quarantined:
             raise SsotError(
                 f"load of {source.name}.{table.name} does not reconcile: read {self.read}, "
@@ -798,7 +802,7 @@ def _first_shape(
 
 def _detail(unchanged: int, deleted: int, extras: tuple[str, ...], pull: Pull, path: str) -> str:
     parts = [f"unchanged {unchanged}", f"deleted {deleted}"]
-    parts.append("incremental" if not pull.is_full else "full pull")
+    parts.append("incremental" if not pull.is_full else FULL_PULL)
     parts.append(path)
     if extras:
         parts.append(f"new columns: {', '.join(extras)}")
@@ -1100,9 +1104,11 @@ def _land_tombstones(
     return deleted
 
 
-def _append_new_quarantine(warehouse: Warehouse, rows: pa.Table) -> None:
-    """Quarantine each bad record once: a record already held (same source row) is not added again."""
-    staged = Relation(META_SCHEMA, "_quarantine_incoming")
+def _append_new_quarantine(warehouse: Warehouse, rows: pa.Table, name: str) -> None:
+    """Quarantine each bad record once: a record already held (same source row) is not added
+    again. ``name``: the load's own (``<source>__<table>``), which its scratch table is named
+    after (loads run side by side)."""
+    staged = Relation(META_SCHEMA, f"_quarantine_incoming__{name}")
     warehouse.replace_from_arrow(staged, rows.schema, rows.to_batches())
     if not warehouse.exists(QUARANTINE):
         warehouse.replace_with_select(

@@ -96,11 +96,20 @@ def recent_runs(warehouse: Warehouse, limit: int = 10) -> pa.Table:
     return warehouse.query(query.limit(limit))
 
 
-def last_durations(warehouse: Warehouse, kind: str, assets: list[str]) -> dict[str, float]:
+def last_durations(
+    warehouse: Warehouse, kind: str, assets: list[str], *, unlike: str | None = None
+) -> dict[str, float]:
     """asset -> seconds its latest successful ``kind`` step took (those of ``assets`` that have
-    one)."""
+    one); ``unlike``: of the steps whose detail does not hold this text."""
     if not assets or not warehouse.exists(AUDIT):
         return {}
+    where: list[exp.Expr] = [
+        exp.column("kind").eq(exp.Literal.string(kind)),
+        exp.column("outcome").eq(exp.Literal.string("success")),
+        exp.column("asset").isin(*[exp.Literal.string(a) for a in assets]),
+    ]
+    if unlike is not None:
+        where.append(exp.Not(this=exp.column("detail").like(exp.Literal.string(f"%{unlike}%"))))
     latest = exp.Window(
         this=exp.RowNumber(),
         partition_by=[exp.column("asset")],
@@ -109,13 +118,7 @@ def last_durations(warehouse: Warehouse, kind: str, assets: list[str]) -> dict[s
     query = (
         exp.select("asset", "duration_s")
         .from_(AUDIT.to_table())
-        .where(
-            exp.and_(
-                exp.column("kind").eq(exp.Literal.string(kind)),
-                exp.column("outcome").eq(exp.Literal.string("success")),
-                exp.column("asset").isin(*[exp.Literal.string(a) for a in assets]),
-            )
-        )
+        .where(exp.and_(*where))
         .qualify(latest.eq(1))
     )
     return {row["asset"]: float(row["duration_s"]) for row in warehouse.query(query).to_pylist()}

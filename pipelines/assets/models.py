@@ -1,14 +1,16 @@
 """The models as Dagster assets: one asset per model (its own lineage, checks and history in the
-UI), all built by one multi-asset step, each model once what it reads is built.
+UI), all built by one multi-asset step, each model once what it reads is built. The source
+tables are assets of the same step (`pipelines.assets.raw`): a model starts once the tables it
+reads are landed, while other loads go on.
 
 One step for every model keeps Dagster's bookkeeping per model to its events (materialization,
 check results) instead of a whole step each. A model is logged as an AssetMaterialization (no
 step output: its rows are in the warehouse), and a worker thread builds the models, as many at
 once as the warehouse has builders (`Warehouse.builders`), while the step's thread hands the
 finished ones' events to Dagster (`pipelines.threads.work_ahead`). Any
-subset of models can still be materialized (the step is subsettable); a model whose blocking
-check fails is not published and the models that depend on it are not run, while the others
-go on.
+subset of models and tables can still be materialized (the step is subsettable); a model whose
+blocking check fails, or a table whose load fails, is not published and the models that depend
+on it are not run, while the others go on.
 """
 
 # No `from __future__ import annotations` here: Dagster reads the asset functions'
@@ -18,7 +20,7 @@ import contextlib
 import threading
 import time
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence, Set
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +32,13 @@ from sqlglot import exp
 
 from pipelines.assets.checks import check_result
 from pipelines.assets.keys import model_key, seed_key, source_key
+from pipelines.assets.raw import (
+    Landing,
+    land_source,
+    pulls_everything,
+    source_check_specs,
+    source_spec,
+)
 from pipelines.assets.resources import WarehouseResource
 from pipelines.assets.schema import table_schema_for_model, table_schema_from_warehouse
 from pipelines.errors import (
@@ -39,7 +48,17 @@ from pipelines.errors import (
     WarehouseError,
     WarehouseMemoryError,
 )
-from pipelines.meta import AUDIT, AuditEntry, audit_schema, last_durations, record_audit
+from pipelines.landing import FULL_PULL
+from pipelines.meta import (
+    AUDIT,
+    LOAD_STATE,
+    QUARANTINE,
+    AuditEntry,
+    audit_schema,
+    last_durations,
+    load_state_schema,
+    record_audit,
+)
 from pipelines.modelling import (
     ModelGraph,
     ModelNode,
@@ -76,10 +95,12 @@ from pipelines.quality.checks import (
     passing_checks,
     record_outcomes,
 )
+from pipelines.quality.contracts import QUARANTINE_SCHEMA
 from pipelines.threads import work_ahead
 from pipelines.warehouse.base import Relation, Warehouse
 
-#: the name of the multi-asset (its op and step) that builds the models
+#: the name of the multi-asset (its op and step) that lands the source tables and builds the
+#: models
 MODELS_STEP = "models"
 #: in a ModelConfig list: every model
 ALL = "*"
@@ -88,8 +109,9 @@ ALL = "*"
 class ModelConfig(dg.Config):
     """Run-time options of the models' build (set by `ssot run --full-refresh ... / --all`)."""
 
-    #: incremental models rebuilt from their whole query instead of applying an increment
-    #: (model names, or "*")
+    #: incremental models rebuilt from their whole query instead of applying an increment,
+    #: and source tables pulled again from scratch, ignoring their stored cursor and file
+    #: state (model names, `<source>.<table>`, or "*")
     full_refresh: list[str] = []
     #: models built even when their SQL and everything they read are unchanged (names, or "*")
     rebuild: list[str] = []
@@ -200,15 +222,21 @@ def model_spec(graph: ModelGraph, node: ModelNode) -> dg.AssetSpec:
     )
 
 
-def build_models_asset(graph: ModelGraph, names: list[str] | None = None) -> dg.AssetsDefinition:
-    """The multi-asset of the models (all of them, or those ``names``), in graph order."""
+def build_models_asset(
+    graph: ModelGraph, names: list[str] | None = None, *, landings: Sequence[Landing] = ()
+) -> dg.AssetsDefinition:
+    """The multi-asset of the models (all of them, or those ``names``), in graph order, and
+    of the source tables ``landings`` (the project's definitions give it every one)."""
     order = [name for name in graph.order if names is None or name in names]
     nodes = [graph.nodes[name] for name in order]
+    project = graph.project
 
     @dg.multi_asset(
         name=MODELS_STEP,
-        specs=[model_spec(graph, node) for node in nodes],
-        check_specs=[spec for node in nodes for spec in check_specs(node)],
+        specs=[source_spec(project, landing) for landing in landings]
+        + [model_spec(graph, node) for node in nodes],
+        check_specs=[spec for landing in landings for spec in source_check_specs(landing)]
+        + [spec for node in nodes for spec in check_specs(node)],
         can_subset=True,
     )
     def _models(
@@ -216,10 +244,18 @@ def build_models_asset(graph: ModelGraph, names: list[str] | None = None) -> dg.
     ) -> Iterator[Any]:
         selected = context.selected_asset_keys
         todo = [node for node in nodes if model_key(node.layer, node.name) in selected]
+        lands = [landing for landing in landings if landing.key in selected]
         failures: list[str] = []
         stopping = threading.Event()
         builds = _build_models(
-            warehouse.session, graph, todo, config, context.run.run_id, failures, stopping
+            warehouse.session,
+            graph,
+            todo,
+            config,
+            context.run.run_id,
+            failures,
+            stopping,
+            landings=lands,
         )
         # a cancelled run closes this generator: the worker finishes the models it is
         # building (commit or rollback) and starts no more
@@ -234,7 +270,7 @@ def build_models_asset(graph: ModelGraph, names: list[str] | None = None) -> dg.
                 stopping.set()
         if failures:
             raise ModelsNotPublishedError(
-                f"{len(failures)} model(s) not published:\n" + "\n".join(failures)
+                f"{len(failures)} asset(s) not published:\n" + "\n".join(failures)
             )
 
     return _models
@@ -257,24 +293,43 @@ def _build_models(
     run_id: str,
     failures: list[str],
     stopping: threading.Event | None = None,
+    *,
+    landings: Sequence[Landing] = (),
 ) -> Iterator[Any]:
-    """Build ``nodes``, each once everything it reads is built, on as many sessions at once as
-    the warehouse's builders (``Warehouse.builders``); the events and log messages of each
-    model, as it finishes. A model whose upstream model did not publish is not run; every
-    model not published is added to ``failures``. Once ``stopping`` is set, or this generator
-    is closed, the models being built finish (commit or rollback) and no other starts."""
-    stopped: dict[str, str] = {}  # model -> why it did not publish
-    for node in graph.nodes.values():  # before any reader reads a feed
-        if node.change_feed and widen_feed(session, node.build_spec):
+    """Land ``landings`` and build ``nodes``, each model once everything it reads is landed
+    and built, on as many sessions at once as the warehouse's builders
+    (``Warehouse.builders``); the events and log messages of each, as it finishes. A model
+    whose upstream model or source table did not publish is not run; every asset not
+    published is added to ``failures``. Once ``stopping`` is set, or this generator is
+    closed, what is being built finishes (commit or rollback) and nothing else starts.
+
+    The loads go first, those the longest chains of models wait for first, and a model
+    starts as soon as its own sources are landed: the loads' Python work (reading, the
+    contracts) overlaps the models' SQL, which runs outside the interpreter's lock."""
+    stopped: dict[str, str] = {}  # model or source table -> why it did not publish
+    for fed in graph.nodes.values():  # before any reader reads a feed
+        if fed.change_feed and widen_feed(session, fed.build_spec):
             yield _Log(
                 "info",
-                f"{node.name}: its change feed started again, with the columns its readers "
+                f"{fed.name}: its change feed started again, with the columns its readers "
                 "now read; they build whole once",
             )
     states = read_states(session)  # as the last builds left them; each model is built once
-    waits = _waits(graph, nodes)
-    waiting = _longest_chains_first(session, nodes, waits)
-    selected = {node.name for node in nodes}
+    waits = _waits(graph, nodes, landings)
+    full_pulls = {
+        landing.name
+        for landing in landings
+        if pulls_everything(
+            session, landing, full_refresh=config.says(config.full_refresh, landing.option)
+        )
+    }
+    waiting: list[ModelNode | Landing] = _longest_chains_first(
+        session, nodes, waits, landings, full_pulls
+    )
+    selected = {item.name for item in waiting}
+    in_order: list[ModelNode | Landing] = [*landings, *nodes]
+    rank = {item.name: i for i, item in enumerate(in_order)}
+    landed = {landing.name for landing in landings}
     finished: set[str] = set()
     alone: set[str] = set()  # models built again with no other build running
     overlapped: set[str] = set()  # models that were building while another was
@@ -285,10 +340,10 @@ def _build_models(
         ThreadPoolExecutor(max_workers=len(idle), thread_name_prefix="ssot-model") as pool,
     ):
         if len(idle) > 1:
-            _shared_objects_ready(session, nodes)
-        running: dict[Future[_Built], tuple[ModelNode, Warehouse]] = {}
+            _shared_objects_ready(session, nodes, landings)
+        running: dict[Future[_Built], tuple[ModelNode | Landing, Warehouse]] = {}
 
-        def ready(node: ModelNode) -> bool:
+        def ready(node: ModelNode | Landing) -> bool:
             return all(up in finished or up not in selected for up in waits[node.name])
 
         while waiting or running:
@@ -301,12 +356,20 @@ def _build_models(
                 for node in list(waiting):
                     if not ready(node):
                         continue
-                    held = [ref for ref in node.upstream if ref in stopped]
-                    if held:
+                    # a model is not run when a model it reads, or a table it reads from a
+                    # source, did not publish
+                    if isinstance(node, ModelNode) and (
+                        held := [
+                            up
+                            for up in (*node.upstream, *sorted(waits[node.name] & landed))
+                            if up in stopped
+                        ]
+                    ):
                         waiting.remove(node)
                         finished.add(node.name)
                         stopped[node.name] = "not run"
-                        why = f"upstream model {held[0]} {stopped[held[0]]}"
+                        what = "source table" if held[0] in landed else "model"
+                        why = f"upstream {what} {held[0]} {stopped[held[0]]}"
                         key = model_key(node.layer, node.name)
                         yield _Log("warning", f"{key.to_user_string()}: not run: {why}")
                         yield dg.AssetObservation(asset_key=key, metadata={"not_run": why})
@@ -323,16 +386,19 @@ def _build_models(
                     if running:  # each may now lack memory the other holds
                         overlapped.update({node.name, *(n.name for n, _ in running.values())})
                     builder = idle.pop(0)
-                    build = pool.submit(
-                        _build_guarded,
-                        run_id,
-                        builder,
-                        graph,
-                        node,
-                        config,
-                        states,
-                        whole_memory=node.name in alone,
-                    )
+                    if isinstance(node, Landing):
+                        build = pool.submit(_land_guarded, run_id, builder, graph, node, config)
+                    else:
+                        build = pool.submit(
+                            _build_guarded,
+                            run_id,
+                            builder,
+                            graph,
+                            node,
+                            config,
+                            states,
+                            whole_memory=node.name in alone,
+                        )
                     running[build] = (node, builder)
                     moved = True
             if not running:
@@ -340,12 +406,13 @@ def _build_models(
                     raise AssertionError(f"models left unbuildable: {[n.name for n in waiting]}")
                 break
             done, _ = wait(running, return_when=FIRST_COMPLETED)
-            for build in sorted(done, key=lambda b: graph.order.index(running[b][0].name)):
+            for build in sorted(done, key=lambda b: rank[running[b][0].name]):
                 node, builder = running.pop(build)
                 idle.append(builder)
                 built = build.result()
                 if (
-                    built.out_of_memory
+                    isinstance(node, ModelNode)
+                    and built.out_of_memory
                     and node.name not in alone
                     and (node.name in overlapped or built.bounded)
                 ):
@@ -374,18 +441,22 @@ def _build_models(
                 yield from built.events
 
 
-def _shared_objects_ready(session: Warehouse, nodes: list[ModelNode]) -> None:
+def _shared_objects_ready(
+    session: Warehouse, nodes: list[ModelNode], landings: Sequence[Landing] = ()
+) -> None:
     """Create what builders running side by side would otherwise both create: the models'
-    schemas and the bookkeeping tables every build writes a row into, with their current
-    columns (two transactions creating or altering one catalog entry conflict)."""
+    and raw's schemas and the bookkeeping tables every build or load writes a row into, with
+    their current columns (two transactions creating or altering one catalog entry
+    conflict)."""
+    schemas = {node.relation.schema for node in nodes} | {META_SCHEMA}
+    schemas |= {landing.relation.schema for landing in landings}
+    tables = [(AUDIT, audit_schema()), (CHECK_RESULTS, check_results_schema()), *state_tables()]
+    if landings:
+        tables += [(LOAD_STATE, load_state_schema()), (QUARANTINE, QUARANTINE_SCHEMA)]
     with session.transaction():
-        for schema in sorted({node.relation.schema for node in nodes} | {META_SCHEMA}):
+        for schema in sorted(schemas):
             session.ensure_schema(schema)
-        for relation, schema in (
-            (AUDIT, audit_schema()),
-            (CHECK_RESULTS, check_results_schema()),
-            *state_tables(),
-        ):
+        for relation, schema in tables:
             session.append_arrow(relation, schema.empty_table(), add_columns=True)
 
 
@@ -451,6 +522,40 @@ def _build_guarded(
     return _Built(events)
 
 
+def _land_guarded(
+    run_id: str, session: Warehouse, graph: ModelGraph, landing: Landing, config: ModelConfig
+) -> _Built:
+    """Land one source table on ``session`` (a builder's thread); a failure is kept in what
+    it returns. A load that pulls the whole table lifts the bound of increments while it
+    runs; an incremental one lands within it."""
+    started = time.perf_counter()
+    full_refresh = config.says(config.full_refresh, landing.option)
+    try:
+        with session.exclusive:
+            whole = pulls_everything(session, landing, full_refresh=full_refresh)
+            with session.memory_for_whole_build() if whole else contextlib.nullcontext():
+                warnings, events = land_source(
+                    graph.project, session, landing, run_id=run_id, full_refresh=full_refresh
+                )
+    except Exception as exc:
+        message = f"{type(exc).__name__}: {exc}"
+        return _Built(
+            [
+                _Log("error", f"{landing.name}: {message}"),
+                dg.AssetObservation(
+                    asset_key=landing.key,
+                    metadata={
+                        "error": message[:4000],
+                        "duration_s": round(time.perf_counter() - started, 3),
+                    },
+                ),
+            ],
+            "failed",
+            f"{landing.name}: {message}",
+        )
+    return _Built([*(_Log("warning", w) for w in warnings), *events])
+
+
 def _out_of_memory(error: BaseException | None) -> bool:
     """Whether ``error``, or an error it was raised from or during (its context is followed
     even when it was raised ``from None``), is the warehouse running out of memory."""
@@ -462,23 +567,35 @@ def _out_of_memory(error: BaseException | None) -> bool:
     return False
 
 
-def _waits(graph: ModelGraph, nodes: list[ModelNode]) -> dict[str, set[str]]:
-    """model -> the models built before it: its upstream models (refs, relationships
-    targets); and where one model's SQL (whole or increment), data tests or tests (a generic
-    test's SQL, a `where` filter) name another model's table by hand, the one earlier in
-    graph order is built first, as when models were built one after another. A model whose
-    SQL cannot be read here waits for every model before it (its build reports the error).
-    Every wait points to a model earlier in graph order, so none goes round in a circle."""
+def _waits(
+    graph: ModelGraph, nodes: list[ModelNode], landings: Sequence[Landing] = ()
+) -> dict[str, set[str]]:
+    """model -> the models built and the source tables landed before it: its upstream models
+    (refs, relationships targets) and the tables of ``landings`` it reads (`source()`); and
+    where one model's SQL (whole or increment), data tests or tests (a generic test's SQL, a
+    `where` filter) name another model's table or a raw table by hand, the model earlier in
+    graph order is built first (as when models were built one after another), the table
+    landed first. A model whose SQL cannot be read here waits for every model before it and
+    every load (its build reports the error). A load waits for nothing. Every wait points to
+    a load or a model earlier in graph order, so none goes round in a circle."""
     place = {name: i for i, name in enumerate(graph.order)}
     by_relation = {node.relation: node.name for node in nodes}
-    waits = {node.name: set(node.upstream) for node in nodes}
+    loads = {landing.relation: landing.name for landing in landings}
+    by_table = {(landing.source.name, landing.table.name): landing.name for landing in landings}
+    waits: dict[str, set[str]] = {landing.name: set() for landing in landings}
+    for node in nodes:
+        waits[node.name] = set(node.upstream)
+        waits[node.name] |= {by_table[s] for s in node.parsed.sources if s in by_table}
     for node in nodes:
         try:
             named = _named_relations(graph, node)
         except Exception:  # its own build tells what is wrong with it
             waits[node.name] |= {n.name for n in nodes if place[n.name] < place[node.name]}
+            waits[node.name] |= set(loads.values())
             continue
         for relation in named:
+            if relation in loads:
+                waits[node.name].add(loads[relation])
             other = by_relation.get(relation)
             if other is None or other == node.name:
                 continue
@@ -508,25 +625,39 @@ _UNKNOWN_BUILD_S = 1.0
 
 
 def _longest_chains_first(
-    session: Warehouse, nodes: list[ModelNode], waits: Mapping[str, set[str]]
-) -> list[ModelNode]:
-    """``nodes`` (in graph order) by the time of the longest chain of builds each starts, its
-    own build and those of the models that wait for it (the latest builds' durations),
-    longest first; ties keep graph order. Builders taking the next ready model from this list
-    start the chain that ends last first."""
+    session: Warehouse,
+    nodes: list[ModelNode],
+    waits: Mapping[str, set[str]],
+    landings: Sequence[Landing] = (),
+    full_pulls: Set[str] = frozenset(),
+) -> list[ModelNode | Landing]:
+    """``landings`` and ``nodes`` (in graph order) by the time of the longest chain of work
+    each starts, its own load or build and the builds of the models that wait for it (the
+    latest builds' durations; a load pulling everything, those of ``full_pulls``, takes what
+    the table's latest load took, an incremental one what its latest incremental load
+    took), longest first; ties keep loads before models, and graph order. Builders taking
+    the next ready item from this list start the chain that ends last first."""
     keys = {node.name: model_key(node.layer, node.name).to_user_string() for node in nodes}
     took = last_durations(session, "build", list(keys.values()))
-    readers: dict[str, list[str]] = {node.name: [] for node in nodes}
-    for node in nodes:
-        for up in waits[node.name]:
+    full = [landing.name for landing in landings if landing.name in full_pulls]
+    increments = [landing.name for landing in landings if landing.name not in full_pulls]
+    took.update(last_durations(session, "load", full))
+    # a day's pull takes a fraction of a first one's: a table whose loads were all full
+    # pulls counts as unknown, like the others, so the models' chains decide the order
+    took.update(last_durations(session, "load", increments, unlike=FULL_PULL))
+    keys.update({landing.name: landing.name for landing in landings})
+    items: list[ModelNode | Landing] = [*landings, *nodes]
+    readers: dict[str, list[str]] = {item.name: [] for item in items}
+    for item in items:
+        for up in waits[item.name]:
             if up in readers:
-                readers[up].append(node.name)
+                readers[up].append(item.name)
     chain: dict[str, float] = {}
-    for node in reversed(nodes):
-        after = max((chain[r] for r in readers[node.name]), default=0.0)
-        chain[node.name] = took.get(keys[node.name], _UNKNOWN_BUILD_S) + after
-    place = {node.name: i for i, node in enumerate(nodes)}
-    return sorted(nodes, key=lambda n: (-chain[n.name], place[n.name]))
+    for item in reversed(items):
+        after = max((chain[r] for r in readers[item.name]), default=0.0)
+        chain[item.name] = took.get(keys[item.name], _UNKNOWN_BUILD_S) + after
+    place = {item.name: i for i, item in enumerate(items)}
+    return sorted(items, key=lambda n: (-chain[n.name], place[n.name]))
 
 
 def _build_model(

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import importlib
 import re
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
@@ -32,6 +33,12 @@ from pipelines.errors import ConfigError
 from pipelines.quality.coercion import arrow_type, preview
 
 _NUMERIC = ("integer", "bigint", "float")
+
+#: held while pandera builds or runs a schema. Loads run side by side, and pandera imports its
+#: backends on first use: two threads doing so at once deadlocked on Python's import locks
+#: (pandera.backends.base.builtin_checks). Validation holds the interpreter's lock anyway,
+#: so taking turns costs nothing.
+_PANDERA = threading.RLock()
 
 
 @dataclass(frozen=True)
@@ -96,29 +103,30 @@ class RowValidator:
     @property
     def schema(self) -> Any:
         """The `pandera.pandas.DataFrameSchema` (built, and pandera imported, on first use)."""
-        if self._schema is None:
-            self._schema = _build_schema(
-                f"{self._source}.{self._table.name}", self.checked, self._keys, self._checks
-            )
+        with _PANDERA:
+            if self._schema is None:
+                self._schema = _build_schema(
+                    f"{self._source}.{self._table.name}", self.checked, self._keys, self._checks
+                )
         return self._schema
 
     def failures(self, columns: Mapping[str, pa.Array]) -> list[RowFailure]:
         """Every failed check of the coerced `columns` (nulls from failed coercion included)."""
         if not self.checked:
             return []
-        from pandera.errors import SchemaErrors
+        with _PANDERA:
+            from pandera.errors import SchemaErrors
 
-        pd = _pandas()
-
-        frame = pa.table({c.name: columns[c.name] for c in self.checked}).to_pandas(
-            types_mapper=pd.ArrowDtype
-        )
-        try:
-            self.schema.validate(frame, lazy=True)
-        except SchemaErrors as exc:
-            cases = exc.failure_cases
-        else:
-            return []
+            pd = _pandas()
+            frame = pa.table({c.name: columns[c.name] for c in self.checked}).to_pandas(
+                types_mapper=pd.ArrowDtype
+            )
+            try:
+                self.schema.validate(frame, lazy=True)
+            except SchemaErrors as exc:
+                cases = exc.failure_cases
+            else:
+                return []
         out = []
         for column, check, value, index in cases[
             ["column", "check", "failure_case", "index"]

@@ -439,14 +439,19 @@ def test_duplicate_rows_in_a_source_without_a_key_land_once(
 def test_the_asset_says_how_its_table_was_landed(pg_things, pg_url) -> None:
     import dagster as dg
 
-    from pipelines.assets.raw import build_source_asset
+    from pipelines.assets.models import build_models_asset
+    from pipelines.assets.raw import Landing
     from pipelines.assets.resources import WarehouseResource
+    from pipelines.modelling import ModelGraph
 
     project, _ = pg_things
     source = project.sources["pgsrc"]
 
     def materialized() -> dict[str, Any]:
-        asset = build_source_asset(project, source, source.table("things"))
+        # the build step with this table alone to land, and no model
+        asset = build_models_asset(
+            ModelGraph.of(project), [], landings=[Landing(source, source.table("things"))]
+        )
         resource = WarehouseResource(project_dir=str(project.root))
         result = dg.materialize([asset], resources={"warehouse": resource})
         event = result.get_asset_materialization_events()[0]

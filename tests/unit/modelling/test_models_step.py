@@ -114,7 +114,7 @@ def test_a_model_failing_in_the_worker_stops_its_dependents_and_fails_the_step(
     assert "upstream model broken failed" in observations["marts/after_broken"]["not_run"].value
     assert any("staging/broken" in m and "bad row" in m for m in errors)
     failure = str(result.get_step_failure_events()[0].step_failure_data.error)
-    assert "1 model(s) not published" in failure and "staging/broken" in failure
+    assert "1 asset(s) not published" in failure and "staging/broken" in failure
 
 
 def test_models_that_do_not_wait_for_each_other_are_built_at_the_same_time(
@@ -236,7 +236,7 @@ def test_a_model_failing_stops_what_waits_for_it_whatever_the_order_of_the_waits
     assert not result.success
     assert materialized == {"staging/w", "staging/y", "staging/z"}
     failure = str(result.get_step_failure_events()[0].step_failure_data.error)
-    assert "1 model(s) not published" in failure and "staging/f" in failure
+    assert "1 asset(s) not published" in failure and "staging/f" in failure
 
 
 def test_a_model_whose_sql_does_not_parse_fails_alone(make_project) -> None:

@@ -1,0 +1,201 @@
+"""The build step lands the source tables and builds the models: loads side by side, a model
+as soon as what it reads is in, and a failed load stops only the models that read it."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+
+import dagster as dg
+import pytest
+
+import pipelines.assets.raw as raw
+from pipelines.assets.models import _longest_chains_first, _waits, build_models_asset
+from pipelines.assets.raw import landings
+from pipelines.assets.resources import WarehouseResource
+from pipelines.meta import AuditEntry, record_audit
+from pipelines.modelling import ModelGraph
+from pipelines.project import load_project
+from pipelines.runner import run_config_for
+from pipelines.warehouse import Relation, open_warehouse
+
+SOURCE = """
+name: app
+owner: team@example.com
+connection: {url_env: SSOT_TEST_APP_URL, default: 'sqlite:///data/app.sqlite'}
+tables:
+  - name: users
+    primary_key: [id]
+    cursor: id
+    columns:
+      - {name: id, type: integer, nullable: false}
+      - {name: email, type: string, nullable: false}
+  - name: orders
+    primary_key: [id]
+    cursor: id
+    columns:
+      - {name: id, type: integer, nullable: false}
+      - {name: user_id, type: integer, nullable: false}
+"""
+
+MODELS = {
+    "sources/app.yml": SOURCE,
+    "models/staging/stg_users.sql": "select id, email from {{ source('app', 'users') }}",
+    "models/staging/stg_orders.sql": "select id, user_id from {{ source('app', 'orders') }}",
+    "models/marts/user_orders.sql": (
+        "select u.id, count(o.id) as orders from {{ ref('stg_users') }} as u "
+        "left join {{ ref('stg_orders') }} as o on o.user_id = u.id group by u.id"
+    ),
+}
+
+
+def write_app(root, *, orders: bool = True) -> None:
+    (root / "data").mkdir(exist_ok=True)
+    with sqlite3.connect(root / "data" / "app.sqlite") as con:
+        con.execute("create table users (id integer, email text)")
+        # the last row fails the contract (email is required): it is quarantined
+        con.executemany(
+            "insert into users values (?, ?)", [(1, "a@x.io"), (2, "b@x.io"), (3, None)]
+        )
+        if orders:
+            con.execute("create table orders (id integer, user_id integer)")
+            con.executemany("insert into orders values (?, ?)", [(10, 1), (11, 1), (12, None)])
+
+
+def project_root(make_project, *, orders: bool = True):
+    root = make_project(MODELS, source=False)
+    write_app(root, orders=orders)
+    return root
+
+
+def materialize(root, instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
+    project = load_project(root)
+    asset = build_models_asset(ModelGraph(project), landings=landings(project))
+    return dg.materialize(
+        [asset],
+        resources={"warehouse": WarehouseResource(project_dir=str(root))},
+        instance=instance,
+        raise_on_error=False,
+    )
+
+
+def test_loads_run_side_by_side_each_with_its_own_scratch_tables(make_project, monkeypatch):
+    root = project_root(make_project)
+    both_in = threading.Barrier(2, timeout=30)
+    land = raw.land_table
+
+    def land_once_both_have_started(*args, **kwargs):
+        both_in.wait()  # broken (an error) unless the other load is running too
+        return land(*args, **kwargs)
+
+    monkeypatch.setattr(raw, "land_table", land_once_both_have_started)
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = materialize(root, instance)
+    assert result.success, [str(e.event_specific_data) for e in result.all_events if e.is_failure]
+    landed = {
+        e.asset_key.to_user_string(): e.event_specific_data.materialization.metadata
+        for e in result.get_asset_materialization_events()
+    }
+    assert landed["raw/app/users"]["rows_quarantined"].value == 1
+    assert landed["raw/app/orders"]["rows_quarantined"].value == 1
+    assert set(landed) == {
+        "raw/app/users",
+        "raw/app/orders",
+        "staging/stg_users",
+        "staging/stg_orders",
+        "marts/user_orders",
+    }
+    project = load_project(root)
+    with open_warehouse(project) as warehouse:
+        assert warehouse.row_count(Relation("ssot_meta", "quarantine")) == 2
+        assert warehouse.row_count(Relation("marts", "user_orders")) == 2
+
+
+def test_a_failed_load_stops_only_the_models_that_read_it(make_project) -> None:
+    root = project_root(make_project, orders=False)  # no orders table in the source
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = materialize(root, instance)
+    assert not result.success
+    published = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert published == {"raw/app/users", "staging/stg_users"}
+    observed = {
+        e.asset_key.to_user_string(): {
+            k: v.value for k, v in e.event_specific_data.asset_observation.metadata.items()
+        }
+        for e in result.all_events
+        if e.event_type_value == "ASSET_OBSERVATION"
+    }
+    assert "orders" in observed["raw/app/orders"]["error"]
+    assert (
+        observed["staging/stg_orders"]["not_run"] == "upstream source table raw/app/orders failed"
+    )
+    assert observed["marts/user_orders"]["not_run"] == "upstream model stg_orders not run"
+    (failure,) = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    error = failure.event_specific_data.error
+    message = str(error.cause.message if error.cause else error.message)
+    assert "1 asset(s) not published" in message and "raw/app/orders" in message
+
+
+def test_a_model_waits_for_the_tables_it_reads_and_the_longest_chain_lands_first(
+    make_project,
+) -> None:
+    root = project_root(make_project)
+    project = load_project(root)
+    graph = ModelGraph(project)
+    lands = landings(project)
+    nodes = [graph.nodes[name] for name in graph.order]
+    waits = _waits(graph, nodes, lands)
+    assert waits["stg_users"] == {"raw/app/users"}
+    assert waits["stg_orders"] == {"raw/app/orders"}
+    assert waits["user_orders"] == {"stg_users", "stg_orders"}
+    assert waits["raw/app/users"] == waits["raw/app/orders"] == set()
+
+    def entry(asset: str, kind: str, seconds: float, detail: str = "") -> AuditEntry:
+        return AuditEntry("r", asset, kind, 0, 0, 0, seconds, "success", detail)
+
+    with open_warehouse(project) as warehouse:
+        record_audit(
+            warehouse,
+            entry("staging/stg_users", "build", 5.0),
+            entry("staging/stg_orders", "build", 1.0),
+            # a first, full pull of orders took long; a day's pull of users took a little
+            entry("raw/app/orders", "load", 60.0, "unchanged 0; deleted 0; full pull; streamed"),
+            entry("raw/app/users", "load", 0.5, "unchanged 0; deleted 0; incremental; streamed"),
+        )
+
+        def order(full_pulls: set[str]) -> list[str]:
+            return [
+                i.name for i in _longest_chains_first(warehouse, nodes, waits, lands, full_pulls)
+            ]
+
+        # a day's pull of orders is not expected to take what its first one took: the chain
+        # through the slower model goes first
+        assert order(set())[:2] == ["raw/app/users", "stg_users"]
+        assert order(set()).index("raw/app/users") < order(set()).index("raw/app/orders")
+        # pulled whole again, orders takes what its last full pull took
+        assert order({"raw/app/orders"})[0] == "raw/app/orders"
+
+
+def test_a_source_table_full_refresh_is_an_option_of_the_build_step() -> None:
+    config = run_config_for([dg.AssetKey(["raw", "app", "users"]), dg.AssetKey(["staging", "a"])])
+    assert config["ops"] == {"models": {"config": {"full_refresh": ["app.users", "a"]}}}
+
+
+@pytest.mark.parametrize("refresh", [False, True])
+def test_a_full_refresh_pulls_the_table_again(make_project, refresh: bool) -> None:
+    root = project_root(make_project)
+    project = load_project(root)
+    asset = build_models_asset(ModelGraph(project), [], landings=landings(project))
+    resources = {"warehouse": WarehouseResource(project_dir=str(root))}
+    with dg.DagsterInstance.ephemeral() as instance:
+        assert dg.materialize([asset], resources=resources, instance=instance).success
+        config = {"ops": {"models": {"config": {"full_refresh": ["app.users"] if refresh else []}}}}
+        again = dg.materialize([asset], resources=resources, instance=instance, run_config=config)
+    pulls = {
+        e.asset_key.to_user_string(): e.event_specific_data.materialization.metadata["pull"].value
+        for e in again.get_asset_materialization_events()
+    }
+    assert pulls == {
+        "raw/app/users": "full" if refresh else "incremental",
+        "raw/app/orders": "incremental",
+    }
