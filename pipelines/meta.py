@@ -224,6 +224,18 @@ def read_load_state(warehouse: Warehouse, source: str, table: str) -> LoadState:
     )
 
 
+def landed_tables(warehouse: Warehouse) -> set[tuple[str, str]]:
+    """(source, table) of every source table with a load on record, in one query."""
+    if not warehouse.exists(LOAD_STATE):
+        return set()
+    rows = warehouse.query(
+        exp.select("source", "table")
+        .from_(LOAD_STATE.to_table())
+        .where(exp.column("batch_id").is_(exp.null()).not_())
+    ).to_pylist()
+    return {(row["source"], row["table"]) for row in rows}
+
+
 def write_load_state(warehouse: Warehouse, source: str, table: str, state: LoadState) -> None:
     """Replace the table's state row; call inside the load's transaction."""
 

@@ -38,6 +38,7 @@ from pipelines.assets.raw import (
     pulls_everything,
     source_check_specs,
     source_spec,
+    writes_first_load,
 )
 from pipelines.assets.resources import WarehouseResource
 from pipelines.assets.schema import table_schema_for_model, table_schema_from_warehouse
@@ -55,6 +56,7 @@ from pipelines.meta import (
     QUARANTINE,
     AuditEntry,
     audit_schema,
+    landed_tables,
     last_durations,
     load_state_schema,
     record_audit,
@@ -316,11 +318,12 @@ def _build_models(
             )
     states = read_states(session)  # as the last builds left them; each model is built once
     waits = _waits(graph, nodes, landings)
+    landed_before = landed_tables(session) if landings else set()
     full_pulls = {
         landing.name
         for landing in landings
         if pulls_everything(
-            session, landing, full_refresh=config.says(config.full_refresh, landing.option)
+            landing, landed_before, full_refresh=config.says(config.full_refresh, landing.option)
         )
     }
     waiting: list[ModelNode | Landing] = _longest_chains_first(
@@ -331,7 +334,7 @@ def _build_models(
     rank = {item.name: i for i, item in enumerate(in_order)}
     landed = {landing.name for landing in landings}
     finished: set[str] = set()
-    alone: set[str] = set()  # models built again with no other build running
+    alone: set[str] = set()  # what runs with nothing beside it: models built again, whole loads
     overlapped: set[str] = set()  # models that were building while another was
     with (
         # a bounded buffer pool for increments; a whole build lifts it while it runs
@@ -341,6 +344,13 @@ def _build_models(
     ):
         if len(idle) > 1:
             _shared_objects_ready(session, nodes, landings)
+            # a whole load, or a first one, runs with nothing beside it, as it ran before
+            # loads ran side by side: it moves the warehouse's memory limit as it goes
+            alone |= {
+                landing.name
+                for landing in landings
+                if landing.name in full_pulls or writes_first_load(session, landing)
+            }
         running: dict[Future[_Built], tuple[ModelNode | Landing, Warehouse]] = {}
 
         def ready(node: ModelNode | Landing) -> bool:
@@ -387,7 +397,15 @@ def _build_models(
                         overlapped.update({node.name, *(n.name for n, _ in running.values())})
                     builder = idle.pop(0)
                     if isinstance(node, Landing):
-                        build = pool.submit(_land_guarded, run_id, builder, graph, node, config)
+                        build = pool.submit(
+                            _land_guarded,
+                            run_id,
+                            builder,
+                            graph,
+                            node,
+                            config,
+                            whole_memory=node.name in full_pulls or node.name in alone,
+                        )
                     else:
                         build = pool.submit(
                             _build_guarded,
@@ -523,20 +541,28 @@ def _build_guarded(
 
 
 def _land_guarded(
-    run_id: str, session: Warehouse, graph: ModelGraph, landing: Landing, config: ModelConfig
+    run_id: str,
+    session: Warehouse,
+    graph: ModelGraph,
+    landing: Landing,
+    config: ModelConfig,
+    *,
+    whole_memory: bool = False,
 ) -> _Built:
     """Land one source table on ``session`` (a builder's thread); a failure is kept in what
-    it returns. A load that pulls the whole table lifts the bound of increments while it
-    runs; an incremental one lands within it."""
+    it returns. ``whole_memory``: lift the bound of increments while it runs (a load that
+    pulls the whole table, or writes raw as a first load; an incremental one lands within
+    the bound)."""
     started = time.perf_counter()
     full_refresh = config.says(config.full_refresh, landing.option)
     try:
-        with session.exclusive:
-            whole = pulls_everything(session, landing, full_refresh=full_refresh)
-            with session.memory_for_whole_build() if whole else contextlib.nullcontext():
-                warnings, events = land_source(
-                    graph.project, session, landing, run_id=run_id, full_refresh=full_refresh
-                )
+        with (
+            session.exclusive,
+            session.memory_for_whole_build() if whole_memory else contextlib.nullcontext(),
+        ):
+            warnings, events = land_source(
+                graph.project, session, landing, run_id=run_id, full_refresh=full_refresh
+            )
     except Exception as exc:
         message = f"{type(exc).__name__}: {exc}"
         return _Built(

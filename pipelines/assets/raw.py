@@ -4,6 +4,7 @@ with the models whose sources are already landed."""
 
 from __future__ import annotations
 
+from collections.abc import Set
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -13,7 +14,7 @@ from pipelines.assets.checks import check_result
 from pipelines.assets.keys import source_key
 from pipelines.assets.schema import table_schema_for_source
 from pipelines.landing import BATCH_ID_COLUMN, LOADED_AT_COLUMN, land_table
-from pipelines.meta import AuditEntry, read_load_state, record_audit
+from pipelines.meta import AuditEntry, record_audit
 from pipelines.modelling.graph import source_relation
 from pipelines.quality.checks import record_outcomes
 from pipelines.quality.freshness import CHECK_NAME as FRESHNESS
@@ -102,11 +103,18 @@ def source_check_specs(landing: Landing) -> list[dg.AssetCheckSpec]:
     ]
 
 
-def pulls_everything(session: Warehouse, landing: Landing, *, full_refresh: bool) -> bool:
-    """Whether the load reads the whole source table (asked to, or never landed before)."""
-    if full_refresh:
-        return True
-    return read_load_state(session, landing.source.name, landing.table.name).batch_id is None
+def pulls_everything(landing: Landing, landed: Set[tuple[str, str]], *, full_refresh: bool) -> bool:
+    """Whether the load reads the whole source table: asked to, or never landed before
+    (``landed``: the tables with a load on record, `meta.landed_tables`)."""
+    return full_refresh or (landing.source.name, landing.table.name) not in landed
+
+
+def writes_first_load(session: Warehouse, landing: Landing) -> bool:
+    """Whether the load writes raw as a first load (raw missing or empty): through a fresh
+    table whose engine cache is released as it goes, which changes the warehouse's memory
+    limit for everything running (`Warehouse.release_cache`, `native_table`)."""
+    relation = landing.relation
+    return not session.exists(relation) or session.row_count(relation) == 0
 
 
 def land_source(
