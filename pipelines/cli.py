@@ -63,10 +63,10 @@ class AssetLine:
 class RunReporter:
     """Turns Dagster events into progress lines while the run goes, and a summary at the end.
 
-    A single-asset step (a source table, a seed) is one line from its start to its end. The
-    models' step builds many assets: each model's line ends with its materialization (or an
-    observation saying it failed or did not run); a refused model has failed checks and no
-    materialization.
+    A single-asset step is one line from its start to its end. The project's step loads the
+    seeds, lands the source tables and builds the models: each asset's line ends with its
+    materialization (or an observation saying it failed or did not run); a refused model has
+    failed checks and no materialization.
     """
 
     def __init__(
@@ -329,19 +329,17 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     graph = validate_project(project)
     _check_demo_data(project)
-    sources = [source_key(s.name, t.name).to_user_string() for s, t in project.source_tables()]
-    seeds = [seed_key(name).to_user_string() for name in project.seeds]
-    models = [model_key(m.layer, m.name).to_user_string() for m in project.models.values()]
-    keys = [*sources, *seeds, *models]
+    keys = [source_key(s.name, t.name).to_user_string() for s, t in project.source_tables()]
+    keys += [seed_key(name).to_user_string() for name in project.seeds]
+    keys += [model_key(m.layer, m.name).to_user_string() for m in project.models.values()]
     console.print(
         f"[bold]ssot run[/bold]: {len(keys)} assets, target [bold]{project.target_name}[/bold] "
         f"({project.target.type})"
     )
     from pipelines.assets.models import MODELS_STEP
 
-    # the source tables are landed and the models built in one step (each seed is a step)
-    stepped = [*sources, *models]
-    reporter = RunReporter(keys, {MODELS_STEP: stepped} if stepped else {})
+    # the seeds loaded, the source tables landed and the models built in one step
+    reporter = RunReporter(keys, {MODELS_STEP: keys} if keys else {})
     started = time.perf_counter()
     stop = threading.Event()
 

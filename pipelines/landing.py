@@ -809,6 +809,12 @@ def _detail(unchanged: int, deleted: int, extras: tuple[str, ...], pull: Pull, p
     return "; ".join(parts)
 
 
+def pulls_whole_table(table: SourceTableSpec, state: LoadState) -> bool:
+    """Whether a load from ``state`` reads the whole source table: the first one, or a table
+    with neither a cursor nor landed files to skip (its every load reads every row)."""
+    return _pull_for(table, state).is_full
+
+
 def _pull_for(table: SourceTableSpec, state: LoadState) -> Pull:
     cursor = state.cursor()
     if isinstance(cursor, datetime):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlglot import exp
 
@@ -97,10 +97,15 @@ def recent_runs(warehouse: Warehouse, limit: int = 10) -> pa.Table:
 
 
 def last_durations(
-    warehouse: Warehouse, kind: str, assets: list[str], *, unlike: str | None = None
+    warehouse: Warehouse,
+    kind: str,
+    assets: list[str],
+    *,
+    like: str | None = None,
+    unlike: str | None = None,
 ) -> dict[str, float]:
     """asset -> seconds its latest successful ``kind`` step took (those of ``assets`` that have
-    one); ``unlike``: of the steps whose detail does not hold this text."""
+    one); ``like``/``unlike``: of the steps whose detail holds / does not hold this text."""
     if not assets or not warehouse.exists(AUDIT):
         return {}
     where: list[exp.Expr] = [
@@ -108,6 +113,8 @@ def last_durations(
         exp.column("outcome").eq(exp.Literal.string("success")),
         exp.column("asset").isin(*[exp.Literal.string(a) for a in assets]),
     ]
+    if like is not None:
+        where.append(exp.column("detail").like(exp.Literal.string(f"%{like}%")))
     if unlike is not None:
         where.append(exp.Not(this=exp.column("detail").like(exp.Literal.string(f"%{unlike}%"))))
     latest = exp.Window(
@@ -213,9 +220,10 @@ def read_load_state(warehouse: Warehouse, source: str, table: str) -> LoadState:
         .from_(LOAD_STATE.to_table())
         .where(_state_filter(source, table))
     ).to_pylist()
-    if not rows:
-        return LoadState()
-    row = rows[0]
+    return _load_state(rows[0]) if rows else LoadState()
+
+
+def _load_state(row: dict[str, Any]) -> LoadState:
     return LoadState(
         cursor_type=row["cursor_type"],
         cursor_value=row["cursor_value"],
@@ -224,16 +232,16 @@ def read_load_state(warehouse: Warehouse, source: str, table: str) -> LoadState:
     )
 
 
-def landed_tables(warehouse: Warehouse) -> set[tuple[str, str]]:
-    """(source, table) of every source table with a load on record, in one query."""
+def load_states(warehouse: Warehouse) -> dict[tuple[str, str], LoadState]:
+    """(source, table) -> its load state, for every table with one, in one query."""
     if not warehouse.exists(LOAD_STATE):
-        return set()
+        return {}
     rows = warehouse.query(
-        exp.select("source", "table")
-        .from_(LOAD_STATE.to_table())
-        .where(exp.column("batch_id").is_(exp.null()).not_())
+        exp.select("source", "table", "cursor_type", "cursor_value", "files", "batch_id").from_(
+            LOAD_STATE.to_table()
+        )
     ).to_pylist()
-    return {(row["source"], row["table"]) for row in rows}
+    return {(row["source"], row["table"]): _load_state(row) for row in rows}
 
 
 def write_load_state(warehouse: Warehouse, source: str, table: str, state: LoadState) -> None:

@@ -101,10 +101,10 @@ def location_name(project: Project) -> str:
 def run_config_for(
     full_refresh: Sequence[dg.AssetKey], rebuild: Sequence[dg.AssetKey] = ()
 ) -> dict[str, Any]:
-    """The run config of `ssot run`: quiet console log; and for the step that lands the
-    source tables and builds the models, the source tables pulled from scratch
+    """The run config of `ssot run`: quiet console log; and for the step that loads the seeds,
+    lands the source tables and builds the models, the source tables pulled from scratch
     (`source.table`), the incremental models rebuilt from their whole query, and the models
-    built even when up to date."""
+    built (the seeds loaded, `seeds/<name>`) even when up to date."""
     from pipelines.assets.models import MODELS_STEP
     from pipelines.project import RAW_SCHEMA, SEEDS_SCHEMA
 
@@ -112,10 +112,9 @@ def run_config_for(
     models: dict[str, list[str]] = {}
     for option, keys in (("full_refresh", full_refresh), ("rebuild", rebuild)):
         for key in keys:
-            if key.path[0] == SEEDS_SCHEMA:
-                config = ops.setdefault(key.to_python_identifier(), {"config": {}})["config"]
-                config[option] = True
-            elif key.path[0] == RAW_SCHEMA:  # landed in the models' step: `source.table`
+            if key.path[0] == SEEDS_SCHEMA:  # `seeds/<name>`
+                models.setdefault(option, []).append(key.to_user_string())
+            elif key.path[0] == RAW_SCHEMA:  # `source.table`
                 models.setdefault(option, []).append(".".join(key.path[1:]))
             else:
                 models.setdefault(option, []).append(key.path[-1])

@@ -9,7 +9,6 @@ from pipelines.assets.keys import JOB_NAME, model_key, source_key
 from pipelines.assets.models import build_models_asset
 from pipelines.assets.raw import landings
 from pipelines.assets.resources import WarehouseResource
-from pipelines.assets.seeds import build_seed_asset
 from pipelines.modelling import ModelGraph
 from pipelines.project import Project
 
@@ -17,11 +16,15 @@ from pipelines.project import Project
 def build_definitions(project: Project) -> dg.Definitions:
     """Everything Dagster needs for one project: assets by layer, checks, the job, the schedule."""
     graph = ModelGraph.of(project)
-    assets = [build_seed_asset(project, seed) for seed in project.seeds.values()]
-    # the source tables and the models in one step: a model starts once what it reads is in
+    # the seeds, the source tables and the models in one step: a model starts once what it
+    # reads is in
     lands = landings(project)
-    if graph.order or lands:
-        assets.append(build_models_asset(graph, landings=lands))
+    seeds = list(project.seeds.values())
+    assets = (
+        [build_models_asset(graph, landings=lands, seeds=seeds)]
+        if graph.order or lands or seeds
+        else []
+    )
     job = build_job()
     return dg.Definitions(
         assets=assets,

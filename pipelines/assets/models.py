@@ -42,6 +42,7 @@ from pipelines.assets.raw import (
 )
 from pipelines.assets.resources import WarehouseResource
 from pipelines.assets.schema import table_schema_for_model, table_schema_from_warehouse
+from pipelines.assets.seeds import load_seed_asset, seed_spec
 from pipelines.errors import (
     CheckFailedError,
     ModelError,
@@ -56,9 +57,9 @@ from pipelines.meta import (
     QUARANTINE,
     AuditEntry,
     audit_schema,
-    landed_tables,
     last_durations,
     load_state_schema,
+    load_states,
     record_audit,
 )
 from pipelines.modelling import (
@@ -89,7 +90,7 @@ from pipelines.modelling.state import (
     state_tables,
     upstream_relations,
 )
-from pipelines.project import META_SCHEMA
+from pipelines.project import META_SCHEMA, RAW_SCHEMA, SeedFile
 from pipelines.quality.checks import (
     CHECK_RESULTS,
     CheckOutcome,
@@ -99,6 +100,7 @@ from pipelines.quality.checks import (
 )
 from pipelines.quality.contracts import QUARANTINE_SCHEMA
 from pipelines.threads import work_ahead
+from pipelines.urls import scrub
 from pipelines.warehouse.base import Relation, Warehouse
 
 #: the name of the multi-asset (its op and step) that lands the source tables and builds the
@@ -225,17 +227,23 @@ def model_spec(graph: ModelGraph, node: ModelNode) -> dg.AssetSpec:
 
 
 def build_models_asset(
-    graph: ModelGraph, names: list[str] | None = None, *, landings: Sequence[Landing] = ()
+    graph: ModelGraph,
+    names: list[str] | None = None,
+    *,
+    landings: Sequence[Landing] = (),
+    seeds: Sequence[SeedFile] = (),
 ) -> dg.AssetsDefinition:
     """The multi-asset of the models (all of them, or those ``names``), in graph order, and
-    of the source tables ``landings`` (the project's definitions give it every one)."""
+    of the source tables ``landings`` and the ``seeds`` (the project's definitions give it
+    every one)."""
     order = [name for name in graph.order if names is None or name in names]
     nodes = [graph.nodes[name] for name in order]
     project = graph.project
 
     @dg.multi_asset(
         name=MODELS_STEP,
-        specs=[source_spec(project, landing) for landing in landings]
+        specs=[seed_spec(project, seed) for seed in seeds]
+        + [source_spec(project, landing) for landing in landings]
         + [model_spec(graph, node) for node in nodes],
         check_specs=[spec for landing in landings for spec in source_check_specs(landing)]
         + [spec for node in nodes for spec in check_specs(node)],
@@ -247,6 +255,7 @@ def build_models_asset(
         selected = context.selected_asset_keys
         todo = [node for node in nodes if model_key(node.layer, node.name) in selected]
         lands = [landing for landing in landings if landing.key in selected]
+        seeding = [seed for seed in seeds if seed_key(seed.name) in selected]
         failures: list[str] = []
         stopping = threading.Event()
         builds = _build_models(
@@ -258,6 +267,7 @@ def build_models_asset(
             failures,
             stopping,
             landings=lands,
+            seeds=seeding,
         )
         # a cancelled run closes this generator: the worker finishes the models it is
         # building (commit or rollback) and starts no more
@@ -297,11 +307,12 @@ def _build_models(
     stopping: threading.Event | None = None,
     *,
     landings: Sequence[Landing] = (),
+    seeds: Sequence[SeedFile] = (),
 ) -> Iterator[Any]:
-    """Land ``landings`` and build ``nodes``, each model once everything it reads is landed
-    and built, on as many sessions at once as the warehouse's builders
+    """Load ``seeds`` (first, one after another: small files), land ``landings`` and build
+    ``nodes``, each model once everything it reads is loaded, landed and built, on as many sessions at once as the warehouse's builders
     (``Warehouse.builders``); the events and log messages of each, as it finishes. A model
-    whose upstream model or source table did not publish is not run; every asset not
+    whose upstream model, source table or seed did not publish is not run; every asset not
     published is added to ``failures``. Once ``stopping`` is set, or this generator is
     closed, what is being built finishes (commit or rollback) and nothing else starts.
 
@@ -316,14 +327,33 @@ def _build_models(
                 f"{fed.name}: its change feed started again, with the columns its readers "
                 "now read; they build whole once",
             )
+    seeded: set[str] = set()
+    for seed in seeds:
+        name = seed_key(seed.name).to_user_string()
+        seeded.add(name)
+        try:
+            notes, events = load_seed_asset(
+                session, seed, run_id=run_id, reload=config.says(config.rebuild, name)
+            )
+        except Exception as exc:
+            message = f"{type(exc).__name__}: {exc}"
+            stopped[name] = "failed"
+            failures.append(f"{name}: {message}")
+            yield _Log("error", f"{name}: {message}")
+            yield dg.AssetObservation(
+                asset_key=seed_key(seed.name), metadata={"error": message[:4000]}
+            )
+            continue
+        yield from (_Log("info", f"{name}: {note}") for note in notes)
+        yield from events
     states = read_states(session)  # as the last builds left them; each model is built once
     waits = _waits(graph, nodes, landings)
-    landed_before = landed_tables(session) if landings else set()
+    states_before = load_states(session) if landings else {}
     full_pulls = {
         landing.name
         for landing in landings
         if pulls_everything(
-            landing, landed_before, full_refresh=config.says(config.full_refresh, landing.option)
+            landing, states_before, full_refresh=config.says(config.full_refresh, landing.option)
         )
     }
     waiting: list[ModelNode | Landing] = _longest_chains_first(
@@ -342,15 +372,19 @@ def _build_models(
         session.builders() as idle,
         ThreadPoolExecutor(max_workers=len(idle), thread_name_prefix="ssot-model") as pool,
     ):
-        if len(idle) > 1:
-            _shared_objects_ready(session, nodes, landings)
-            # a whole load, or a first one, runs with nothing beside it, as it ran before
-            # loads ran side by side: it moves the warehouse's memory limit as it goes
-            alone |= {
+        # a whole load, or a first one (which moves the warehouse's memory limit as it goes),
+        # runs with the bound lifted and, beside other work, with nothing beside it, as loads
+        # ran before they ran side by side
+        whole_loads = set(full_pulls)
+        if len(idle) > 1 or session.memory_bounded():
+            whole_loads |= {
                 landing.name
                 for landing in landings
-                if landing.name in full_pulls or writes_first_load(session, landing)
+                if landing.name not in full_pulls and writes_first_load(session, landing)
             }
+        if len(idle) > 1:
+            _shared_objects_ready(session, nodes, landings)
+            alone |= whole_loads
         running: dict[Future[_Built], tuple[ModelNode | Landing, Warehouse]] = {}
 
         def ready(node: ModelNode | Landing) -> bool:
@@ -366,19 +400,29 @@ def _build_models(
                 for node in list(waiting):
                     if not ready(node):
                         continue
-                    # a model is not run when a model it reads, or a table it reads from a
-                    # source, did not publish
+                    # a model is not run when a model, a source table or a seed it reads did
+                    # not publish
                     if isinstance(node, ModelNode) and (
                         held := [
                             up
-                            for up in (*node.upstream, *sorted(waits[node.name] & landed))
+                            for up in (
+                                *node.upstream,
+                                *sorted(waits[node.name] & landed),
+                                *(seed_key(name).to_user_string() for name in node.seeds),
+                            )
                             if up in stopped
                         ]
                     ):
                         waiting.remove(node)
                         finished.add(node.name)
                         stopped[node.name] = "not run"
-                        what = "source table" if held[0] in landed else "model"
+                        what = (
+                            "source table"
+                            if held[0] in landed
+                            else "seed"
+                            if held[0] in seeded
+                            else "model"
+                        )
                         why = f"upstream {what} {held[0]} {stopped[held[0]]}"
                         key = model_key(node.layer, node.name)
                         yield _Log("warning", f"{key.to_user_string()}: not run: {why}")
@@ -404,7 +448,7 @@ def _build_models(
                             graph,
                             node,
                             config,
-                            whole_memory=node.name in full_pulls or node.name in alone,
+                            whole_memory=node.name in whole_loads or node.name in alone,
                         )
                     else:
                         build = pool.submit(
@@ -429,8 +473,7 @@ def _build_models(
                 idle.append(builder)
                 built = build.result()
                 if (
-                    isinstance(node, ModelNode)
-                    and built.out_of_memory
+                    built.out_of_memory
                     and node.name not in alone
                     and (node.name in overlapped or built.bounded)
                 ):
@@ -440,16 +483,20 @@ def _build_models(
                     # out of memory alone gets one retry it did not need.
                     alone.add(node.name)
                     waiting.insert(0, node)
-                    states.update(read_states(builder, node.name))
+                    if isinstance(node, ModelNode):
+                        states.update(read_states(builder, node.name))
+                        key = model_key(node.layer, node.name)
+                    else:  # a load rolls back whole: landed again from where it was
+                        key = node.key
                     why = (
-                        "while other models were building"
+                        "while other work was running"
                         if node.name in overlapped
                         else "in a step whose memory is bounded for increments"
                     )
                     yield _Log(
                         "warning",
-                        f"{model_key(node.layer, node.name).to_user_string()}: out of memory "
-                        f"{why}; it is built again alone, with the whole memory",
+                        f"{key.to_user_string()}: out of memory {why}; it runs again alone, "
+                        "with the whole memory",
                     )
                     continue
                 finished.add(node.name)
@@ -555,6 +602,7 @@ def _land_guarded(
     the bound)."""
     started = time.perf_counter()
     full_refresh = config.says(config.full_refresh, landing.option)
+    bounded = session.memory_bounded() and not whole_memory
     try:
         with (
             session.exclusive,
@@ -564,7 +612,8 @@ def _land_guarded(
                 graph.project, session, landing, run_id=run_id, full_refresh=full_refresh
             )
     except Exception as exc:
-        message = f"{type(exc).__name__}: {exc}"
+        # the source's URL (a password, say) stays out of the run's history
+        message = scrub(f"{type(exc).__name__}: {exc}", graph.project.source_url(landing.source))
         return _Built(
             [
                 _Log("error", f"{landing.name}: {message}"),
@@ -578,6 +627,8 @@ def _land_guarded(
             ],
             "failed",
             f"{landing.name}: {message}",
+            out_of_memory=_out_of_memory(exc),
+            bounded=bounded,
         )
     return _Built([*(_Log("warning", w) for w in warnings), *events])
 
@@ -606,7 +657,7 @@ def _waits(
     a load or a model earlier in graph order, so none goes round in a circle."""
     place = {name: i for i, name in enumerate(graph.order)}
     by_relation = {node.relation: node.name for node in nodes}
-    loads = {landing.relation: landing.name for landing in landings}
+    loads = {_folded(landing.relation): landing.name for landing in landings}
     by_table = {(landing.source.name, landing.table.name): landing.name for landing in landings}
     waits: dict[str, set[str]] = {landing.name: set() for landing in landings}
     for node in nodes:
@@ -620,8 +671,12 @@ def _waits(
             waits[node.name] |= set(loads.values())
             continue
         for relation in named:
-            if relation in loads:
-                waits[node.name].add(loads[relation])
+            if _folded(relation) in loads:
+                waits[node.name].add(loads[_folded(relation)])
+            elif loads and relation.schema.lower() == RAW_SCHEMA:
+                # a raw table no load of the step is known to write (another spelling, a
+                # table made by hand): whatever it is, it is read once every load is done
+                waits[node.name] |= set(loads.values())
             other = by_relation.get(relation)
             if other is None or other == node.name:
                 continue
@@ -630,6 +685,11 @@ def _waits(
             else:
                 waits[other].add(node.name)
     return waits
+
+
+def _folded(relation: Relation) -> tuple[str, str]:
+    """How the warehouses compare unquoted names: without case."""
+    return relation.schema.lower(), relation.name.lower()
 
 
 def _named_relations(graph: ModelGraph, node: ModelNode) -> set[Relation]:
@@ -660,14 +720,14 @@ def _longest_chains_first(
     """``landings`` and ``nodes`` (in graph order) by the time of the longest chain of work
     each starts, its own load or build and the builds of the models that wait for it (the
     latest builds' durations; a load pulling everything, those of ``full_pulls``, takes what
-    the table's latest load took, an incremental one what its latest incremental load
+    the table's latest full pull took, an incremental one what its latest incremental load
     took), longest first; ties keep loads before models, and graph order. Builders taking
     the next ready item from this list start the chain that ends last first."""
     keys = {node.name: model_key(node.layer, node.name).to_user_string() for node in nodes}
     took = last_durations(session, "build", list(keys.values()))
     full = [landing.name for landing in landings if landing.name in full_pulls]
     increments = [landing.name for landing in landings if landing.name not in full_pulls]
-    took.update(last_durations(session, "load", full))
+    took.update(last_durations(session, "load", full, like=FULL_PULL))
     # a day's pull takes a fraction of a first one's: a table whose loads were all full
     # pulls counts as unknown, like the others, so the models' chains decide the order
     took.update(last_durations(session, "load", increments, unlike=FULL_PULL))

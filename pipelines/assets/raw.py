@@ -4,7 +4,7 @@ with the models whose sources are already landed."""
 
 from __future__ import annotations
 
-from collections.abc import Set
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -13,8 +13,8 @@ import dagster as dg
 from pipelines.assets.checks import check_result
 from pipelines.assets.keys import source_key
 from pipelines.assets.schema import table_schema_for_source
-from pipelines.landing import BATCH_ID_COLUMN, LOADED_AT_COLUMN, land_table
-from pipelines.meta import AuditEntry, record_audit
+from pipelines.landing import BATCH_ID_COLUMN, LOADED_AT_COLUMN, land_table, pulls_whole_table
+from pipelines.meta import AuditEntry, LoadState, record_audit
 from pipelines.modelling.graph import source_relation
 from pipelines.quality.checks import record_outcomes
 from pipelines.quality.freshness import CHECK_NAME as FRESHNESS
@@ -103,10 +103,13 @@ def source_check_specs(landing: Landing) -> list[dg.AssetCheckSpec]:
     ]
 
 
-def pulls_everything(landing: Landing, landed: Set[tuple[str, str]], *, full_refresh: bool) -> bool:
-    """Whether the load reads the whole source table: asked to, or never landed before
-    (``landed``: the tables with a load on record, `meta.landed_tables`)."""
-    return full_refresh or (landing.source.name, landing.table.name) not in landed
+def pulls_everything(
+    landing: Landing, states: Mapping[tuple[str, str], LoadState], *, full_refresh: bool
+) -> bool:
+    """Whether the load reads the whole source table: asked to, never landed before, or a
+    table every load of which reads it whole (``states``: `meta.load_states`)."""
+    state = states.get((landing.source.name, landing.table.name), LoadState())
+    return full_refresh or pulls_whole_table(landing.table, state)
 
 
 def writes_first_load(session: Warehouse, landing: Landing) -> bool:

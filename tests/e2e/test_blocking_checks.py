@@ -122,8 +122,8 @@ def test_blocking_check_stops_the_run_and_the_ui_reexecutes_from_failure(project
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=60)
     assert status == "SUCCESS"
-    # only the models' step runs again (the sources had landed), and in it only the refused
-    # model and what depends on it are built; the models published before are kept
+    # the step runs again (its loads find nothing new), and in it only the refused model and
+    # what depends on it are built; the models published before are kept
     assert steps == ["models"]
     with duckdb.connect(str(ws.warehouse), read_only=True) as con:
         rebuilt = con.execute(

@@ -9,7 +9,9 @@ import threading
 import dagster as dg
 import pytest
 
+import pipelines.assets.models as step
 import pipelines.assets.raw as raw
+import pipelines.landing as landing
 from pipelines.assets.models import _longest_chains_first, _waits, build_models_asset
 from pipelines.assets.raw import landings
 from pipelines.assets.resources import WarehouseResource
@@ -99,7 +101,16 @@ def test_loads_run_side_by_side_each_with_its_own_scratch_tables(make_project, m
             with lock:
                 running.remove(table.name)
 
+    quarantine = landing._append_new_quarantine
+    both_quarantining: threading.Barrier | None = None
+
+    def quarantine_together(*args, **kwargs):
+        if both_quarantining is not None:
+            both_quarantining.wait()  # both loads' transactions are open, each quarantining
+        return quarantine(*args, **kwargs)
+
     monkeypatch.setattr(raw, "land_table", land_counting)
+    monkeypatch.setattr(landing, "_append_new_quarantine", quarantine_together)
     with dg.DagsterInstance.ephemeral() as instance:
         first = materialize(root, instance)
         assert first.success
@@ -109,6 +120,7 @@ def test_loads_run_side_by_side_each_with_its_own_scratch_tables(make_project, m
             con.executemany("insert into users values (?, ?)", [(4, "d@x.io"), (5, None)])
             con.executemany("insert into orders values (?, ?)", [(13, 4), (14, None)])
         both_in = threading.Barrier(2, timeout=30)
+        both_quarantining = threading.Barrier(2, timeout=30)
         result = materialize(root, instance)
     failures = [str(e.event_specific_data) for e in result.all_events if e.is_failure]
     assert result.success, failures
@@ -184,6 +196,7 @@ def test_a_model_waits_for_the_tables_it_reads_and_the_longest_chain_lands_first
             entry("staging/stg_orders", "build", 1.0),
             # a first, full pull of orders took long; a day's pull of users took a little
             entry("raw/app/orders", "load", 60.0, "unchanged 0; deleted 0; full pull; streamed"),
+            entry("raw/app/orders", "load", 0.1, "unchanged 0; deleted 0; incremental; streamed"),
             entry("raw/app/users", "load", 0.5, "unchanged 0; deleted 0; incremental; streamed"),
         )
 
@@ -196,7 +209,7 @@ def test_a_model_waits_for_the_tables_it_reads_and_the_longest_chain_lands_first
         # through the slower model goes first
         assert order(set())[:2] == ["raw/app/users", "stg_users"]
         assert order(set()).index("raw/app/users") < order(set()).index("raw/app/orders")
-        # pulled whole again, orders takes what its last full pull took
+        # pulled whole again, orders takes what its last full pull took (not its day's load)
         assert order({"raw/app/orders"})[0] == "raw/app/orders"
 
 
@@ -223,3 +236,115 @@ def test_a_full_refresh_pulls_the_table_again(make_project, refresh: bool) -> No
         "raw/app/users": "full" if refresh else "incremental",
         "raw/app/orders": "incremental",
     }
+
+
+def test_a_model_starts_while_a_load_it_does_not_read_still_runs(make_project, monkeypatch):
+    root = project_root(make_project)
+    with dg.DagsterInstance.ephemeral() as instance:
+        assert materialize(root, instance).success  # first loads: one at a time
+        with sqlite3.connect(root / "data" / "app.sqlite") as con:
+            con.execute("insert into users values (4, 'd@x.io')")
+            con.execute("insert into orders values (13, 4)")
+        users_built = threading.Event()
+        land, build = raw.land_table, step._build_model
+
+        def orders_after_stg_users(project, session, source, table, **kwargs):
+            if table.name == "orders":
+                # set only once stg_users has started: a step that waited for every load
+                # before any model would never set it
+                assert users_built.wait(30), "stg_users did not start while orders was landing"
+            return land(project, session, source, table, **kwargs)
+
+        def noting(run_id, session, graph, node, **kwargs):
+            if node.name == "stg_users":
+                users_built.set()
+            yield from build(run_id, session, graph, node, **kwargs)
+
+        monkeypatch.setattr(raw, "land_table", orders_after_stg_users)
+        monkeypatch.setattr(step, "_build_model", noting)
+        result = materialize(root, instance)
+    assert result.success, [str(e.event_specific_data) for e in result.all_events if e.is_failure]
+
+
+SEEDED = {
+    **MODELS,
+    "seeds/codes.csv": "code,label\n1,one\n",
+    "models/staging/stg_codes.sql": "select code, label from {{ ref('codes') }}",
+}
+
+
+def test_a_failed_seed_stops_only_the_models_that_read_it(make_project) -> None:
+    root = make_project(SEEDED, source=False)
+    write_app(root)
+    project = load_project(root)
+    asset = build_models_asset(
+        ModelGraph(project), landings=landings(project), seeds=list(project.seeds.values())
+    )
+    resources = {"warehouse": WarehouseResource(project_dir=str(root))}
+    with dg.DagsterInstance.ephemeral() as instance:
+        assert dg.materialize([asset], resources=resources, instance=instance).success
+        (root / "seeds" / "codes.csv").write_text("code,label\n1,one,extra,fields\n\x00")
+        result = dg.materialize(
+            [asset], resources=resources, instance=instance, raise_on_error=False
+        )
+    assert not result.success
+    published = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert {
+        "raw/app/users",
+        "raw/app/orders",
+        "staging/stg_users",
+        "marts/user_orders",
+    } <= published
+    assert "seeds/codes" not in published and "staging/stg_codes" not in published
+    observed = {
+        e.asset_key.to_user_string(): {
+            k: v.value for k, v in e.event_specific_data.asset_observation.metadata.items()
+        }
+        for e in result.all_events
+        if e.event_type_value == "ASSET_OBSERVATION"
+    }
+    assert "error" in observed["seeds/codes"]
+    assert observed["staging/stg_codes"]["not_run"] == "upstream seed seeds/codes failed"
+
+
+def test_a_load_out_of_memory_beside_other_work_runs_again_alone(make_project, monkeypatch):
+    from pipelines.errors import WarehouseMemoryError
+
+    root = project_root(make_project)
+    with dg.DagsterInstance.ephemeral() as instance:
+        assert materialize(root, instance).success
+        with sqlite3.connect(root / "data" / "app.sqlite") as con:
+            con.execute("insert into orders values (13, 1)")
+        land = raw.land_table
+        tries: list[str] = []
+
+        def short_of_memory_once(project, session, source, table, **kwargs):
+            tries.append(table.name)
+            if table.name == "orders" and tries.count("orders") == 1:
+                raise WarehouseMemoryError("DuckDB: Out of Memory Error: could not allocate")
+            return land(project, session, source, table, **kwargs)
+
+        monkeypatch.setattr(raw, "land_table", short_of_memory_once)
+        result = materialize(root, instance)
+        warnings = [e.user_message for e in instance.all_logs(result.run_id) if e.level == 30]
+    assert result.success
+    assert tries.count("orders") == 2
+    assert any("raw/app/orders: out of memory" in m and "runs again alone" in m for m in warnings)
+
+
+def test_a_raw_table_named_by_hand_is_read_once_it_is_landed(make_project) -> None:
+    root = make_project(
+        {
+            **MODELS,
+            # another spelling of a landed table, and a raw table no load writes
+            "models/staging/by_hand.sql": "select id from RAW.App__Users",
+            "models/staging/elsewhere.sql": "select 1 as id from raw.made_by_hand",
+        },
+        source=False,
+    )
+    write_app(root)
+    project = load_project(root)
+    graph = ModelGraph(project)
+    waits = _waits(graph, [graph.nodes[name] for name in graph.order], landings(project))
+    assert waits["by_hand"] == {"raw/app/users"}
+    assert waits["elsewhere"] == {"raw/app/users", "raw/app/orders"}

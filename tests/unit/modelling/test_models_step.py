@@ -297,7 +297,7 @@ def test_a_model_out_of_memory_beside_another_is_built_again_alone(
     assert result.success
     assert [name for name, _ in attempts].count("other") == 2
     assert ("other", 1) in attempts[2:]  # the second time, nothing else was building
-    assert any("out of memory" in m and "built again alone" in m for m in warnings)
+    assert any("out of memory" in m and "runs again alone" in m for m in warnings)
 
 
 def test_an_increment_out_of_memory_within_the_bound_is_built_again_with_the_whole_memory(
