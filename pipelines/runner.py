@@ -112,8 +112,8 @@ def run_config_for(
     models: dict[str, list[str]] = {}
     for option, keys in (("full_refresh", full_refresh), ("rebuild", rebuild)):
         for key in keys:
-            if key.path[0] == SEEDS_SCHEMA:  # `seeds/<name>`
-                models.setdefault(option, []).append(key.to_user_string())
+            if key.path[0] == SEEDS_SCHEMA:  # `seeds/<name>`, loaded again either way
+                models.setdefault("rebuild", []).append(key.to_user_string())
             elif key.path[0] == RAW_SCHEMA:  # `source.table`
                 models.setdefault(option, []).append(".".join(key.path[1:]))
             else:

@@ -103,21 +103,23 @@ from pipelines.threads import work_ahead
 from pipelines.urls import scrub
 from pipelines.warehouse.base import Relation, Warehouse
 
-#: the name of the multi-asset (its op and step) that lands the source tables and builds the
-#: models
+#: the name of the multi-asset (its op and step) that loads the seeds, lands the source tables
+#: and builds the models
 MODELS_STEP = "models"
-#: in a ModelConfig list: every model
+#: in a ModelConfig list: every model (and, in `full_refresh`, every source table)
 ALL = "*"
 
 
 class ModelConfig(dg.Config):
-    """Run-time options of the models' build (set by `ssot run --full-refresh ... / --all`)."""
+    """Run-time options of the step (set by `ssot run --full-refresh ... / --all`)."""
 
     #: incremental models rebuilt from their whole query instead of applying an increment,
     #: and source tables pulled again from scratch, ignoring their stored cursor and file
     #: state (model names, `<source>.<table>`, or "*")
     full_refresh: list[str] = []
-    #: models built even when their SQL and everything they read are unchanged (names, or "*")
+    #: models built even when their SQL and everything they read are unchanged (names, or
+    #: "*"), and seeds loaded even when their file is unchanged (`seeds/<name>`, named: "*"
+    #: does not reload the seeds, which would rebuild their readers whole)
     rebuild: list[str] = []
 
     def says(self, option: list[str], name: str) -> bool:
@@ -293,7 +295,7 @@ class _Log:
     """A message for the run's log, passed from the thread that builds to the step's thread
     (only the step's thread talks to Dagster)."""
 
-    level: str  # warning | error
+    level: str  # info | warning | error
     message: str
 
 
@@ -310,16 +312,18 @@ def _build_models(
     seeds: Sequence[SeedFile] = (),
 ) -> Iterator[Any]:
     """Load ``seeds`` (first, one after another: small files), land ``landings`` and build
-    ``nodes``, each model once everything it reads is loaded, landed and built, on as many sessions at once as the warehouse's builders
-    (``Warehouse.builders``); the events and log messages of each, as it finishes. A model
-    whose upstream model, source table or seed did not publish is not run; every asset not
-    published is added to ``failures``. Once ``stopping`` is set, or this generator is
-    closed, what is being built finishes (commit or rollback) and nothing else starts.
+    ``nodes``, each model once everything it reads is loaded, landed and built, on as many
+    sessions at once as the warehouse's builders (``Warehouse.builders``); the events and
+    log messages of each, as it finishes. A model whose upstream model, or a source table or
+    seed it reads, did not publish is not run; every asset not published is added to
+    ``failures``. Once ``stopping`` is set, or this generator is closed, what is being built
+    finishes (commit or rollback) and nothing else starts.
 
-    The loads go first, those the longest chains of models wait for first, and a model
-    starts as soon as its own sources are landed: the loads' Python work (reading, the
-    contracts) overlaps the models' SQL, which runs outside the interpreter's lock."""
-    stopped: dict[str, str] = {}  # model or source table -> why it did not publish
+    Ready loads and models go by the chain of work each starts, longest first (loads first on
+    a tie), and a model starts as soon as its own tables are landed: the loads' Python work
+    (reading, the contracts) overlaps the models' SQL, which runs outside the interpreter's
+    lock."""
+    stopped: dict[str, str] = {}  # model, source table or seed -> why it did not publish
     for fed in graph.nodes.values():  # before any reader reads a feed
         if fed.change_feed and widen_feed(session, fed.build_spec):
             yield _Log(
@@ -329,11 +333,13 @@ def _build_models(
             )
     seeded: set[str] = set()
     for seed in seeds:
+        if stopping is not None and stopping.is_set():
+            break
         name = seed_key(seed.name).to_user_string()
         seeded.add(name)
         try:
             notes, events = load_seed_asset(
-                session, seed, run_id=run_id, reload=config.says(config.rebuild, name)
+                session, seed, run_id=run_id, reload=name in config.rebuild
             )
         except Exception as exc:
             message = f"{type(exc).__name__}: {exc}"
@@ -347,7 +353,8 @@ def _build_models(
         yield from (_Log("info", f"{name}: {note}") for note in notes)
         yield from events
     states = read_states(session)  # as the last builds left them; each model is built once
-    waits = _waits(graph, nodes, landings)
+    reads: dict[str, set[str]] = {}  # model -> the loads of the tables it reads
+    waits = _waits(graph, nodes, landings, reads=reads)
     states_before = load_states(session) if landings else {}
     full_pulls = {
         landing.name
@@ -407,7 +414,7 @@ def _build_models(
                             up
                             for up in (
                                 *node.upstream,
-                                *sorted(waits[node.name] & landed),
+                                *sorted(reads[node.name]),
                                 *(seed_key(name).to_user_string() for name in node.seeds),
                             )
                             if up in stopped
@@ -486,7 +493,7 @@ def _build_models(
                     if isinstance(node, ModelNode):
                         states.update(read_states(builder, node.name))
                         key = model_key(node.layer, node.name)
-                    else:  # a load rolls back whole: landed again from where it was
+                    else:  # landed again from its stored state (what it committed stays)
                         key = node.key
                     why = (
                         "while other work was running"
@@ -645,24 +652,33 @@ def _out_of_memory(error: BaseException | None) -> bool:
 
 
 def _waits(
-    graph: ModelGraph, nodes: list[ModelNode], landings: Sequence[Landing] = ()
+    graph: ModelGraph,
+    nodes: list[ModelNode],
+    landings: Sequence[Landing] = (),
+    *,
+    reads: dict[str, set[str]] | None = None,
 ) -> dict[str, set[str]]:
     """model -> the models built and the source tables landed before it: its upstream models
     (refs, relationships targets) and the tables of ``landings`` it reads (`source()`); and
     where one model's SQL (whole or increment), data tests or tests (a generic test's SQL, a
     `where` filter) name another model's table or a raw table by hand, the model earlier in
     graph order is built first (as when models were built one after another), the table
-    landed first. A model whose SQL cannot be read here waits for every model before it and
-    every load (its build reports the error). A load waits for nothing. Every wait points to
-    a load or a model earlier in graph order, so none goes round in a circle."""
+    landed first; a raw table that is no source table of the project, every load (waits
+    order the work: a model is stopped only by the loads it reads, which ``reads`` is
+    filled with, model -> loads). A model whose SQL cannot be read here waits for every
+    model before it and every load (its build reports the error). A load waits for nothing.
+    Every wait points to a load or a model earlier in graph order, so none goes round in a
+    circle."""
     place = {name: i for i, name in enumerate(graph.order)}
     by_relation = {node.relation: node.name for node in nodes}
     loads = {_folded(landing.relation): landing.name for landing in landings}
     by_table = {(landing.source.name, landing.table.name): landing.name for landing in landings}
+    sources = {_folded(source_relation(s.name, t.name)) for s, t in graph.project.source_tables()}
     waits: dict[str, set[str]] = {landing.name: set() for landing in landings}
+    reads = reads if reads is not None else {}
     for node in nodes:
-        waits[node.name] = set(node.upstream)
-        waits[node.name] |= {by_table[s] for s in node.parsed.sources if s in by_table}
+        reads[node.name] = {by_table[s] for s in node.parsed.sources if s in by_table}
+        waits[node.name] = set(node.upstream) | reads[node.name]
     for node in nodes:
         try:
             named = _named_relations(graph, node)
@@ -672,10 +688,10 @@ def _waits(
             continue
         for relation in named:
             if _folded(relation) in loads:
+                reads[node.name].add(loads[_folded(relation)])
                 waits[node.name].add(loads[_folded(relation)])
-            elif loads and relation.schema.lower() == RAW_SCHEMA:
-                # a raw table no load of the step is known to write (another spelling, a
-                # table made by hand): whatever it is, it is read once every load is done
+            elif relation.schema.lower() == RAW_SCHEMA and _folded(relation) not in sources:
+                # a raw table no load writes (made by hand, say): read once the loads are done
                 waits[node.name] |= set(loads.values())
             other = by_relation.get(relation)
             if other is None or other == node.name:

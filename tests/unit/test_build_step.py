@@ -196,8 +196,12 @@ def test_a_model_waits_for_the_tables_it_reads_and_the_longest_chain_lands_first
             entry("staging/stg_orders", "build", 1.0),
             # a first, full pull of orders took long; a day's pull of users took a little
             entry("raw/app/orders", "load", 60.0, "unchanged 0; deleted 0; full pull; streamed"),
-            entry("raw/app/orders", "load", 0.1, "unchanged 0; deleted 0; incremental; streamed"),
             entry("raw/app/users", "load", 0.5, "unchanged 0; deleted 0; incremental; streamed"),
+        )
+        # recorded later: the latest load of orders is a short, incremental one
+        record_audit(
+            warehouse,
+            entry("raw/app/orders", "load", 0.1, "unchanged 0; deleted 0; incremental; streamed"),
         )
 
         def order(full_pulls: set[str]) -> list[str]:
@@ -318,17 +322,35 @@ def test_a_load_out_of_memory_beside_other_work_runs_again_alone(make_project, m
         land = raw.land_table
         tries: list[str] = []
 
+        running: list[str] = []
+        beside_retry: list[list[str]] = []
+        lock = threading.Lock()
+
         def short_of_memory_once(project, session, source, table, **kwargs):
-            tries.append(table.name)
-            if table.name == "orders" and tries.count("orders") == 1:
-                raise WarehouseMemoryError("DuckDB: Out of Memory Error: could not allocate")
-            return land(project, session, source, table, **kwargs)
+            with lock:
+                tries.append(table.name)
+                running.append(table.name)
+                if table.name == "orders" and tries.count("orders") == 2:
+                    beside_retry.append([n for n in running if n != "orders"])
+            try:
+                if table.name == "orders" and tries.count("orders") == 1:
+                    both_in.wait()  # the users load is running beside it
+                    raise WarehouseMemoryError("DuckDB: Out of Memory Error: could not allocate")
+                if table.name == "users":
+                    both_in.wait()
+                return land(project, session, source, table, **kwargs)
+            finally:
+                with lock:
+                    running.remove(table.name)
+
+        both_in = threading.Barrier(2, timeout=30)
 
         monkeypatch.setattr(raw, "land_table", short_of_memory_once)
         result = materialize(root, instance)
         warnings = [e.user_message for e in instance.all_logs(result.run_id) if e.level == 30]
     assert result.success
     assert tries.count("orders") == 2
+    assert beside_retry == [[]]  # the second time, nothing else was landing
     assert any("raw/app/orders: out of memory" in m and "runs again alone" in m for m in warnings)
 
 
@@ -345,6 +367,29 @@ def test_a_raw_table_named_by_hand_is_read_once_it_is_landed(make_project) -> No
     write_app(root)
     project = load_project(root)
     graph = ModelGraph(project)
-    waits = _waits(graph, [graph.nodes[name] for name in graph.order], landings(project))
-    assert waits["by_hand"] == {"raw/app/users"}
+    nodes = [graph.nodes[name] for name in graph.order]
+    reads: dict[str, set[str]] = {}
+    waits = _waits(graph, nodes, landings(project), reads=reads)
+    assert waits["by_hand"] == reads["by_hand"] == {"raw/app/users"}
+    # read once every load is done, but stopped by none of them failing
     assert waits["elsewhere"] == {"raw/app/users", "raw/app/orders"}
+    assert reads["elsewhere"] == set()
+    # a step landing only users: stg_orders reads what an earlier run landed
+    users = [landing for landing in landings(project) if landing.table.name == "users"]
+    assert _waits(graph, nodes, users)["stg_orders"] == set()
+
+
+def test_a_failed_load_does_not_stop_a_model_reading_a_raw_table_made_by_hand(make_project):
+    root = make_project(
+        {**MODELS, "models/staging/elsewhere.sql": "select id from raw.made_by_hand"},
+        source=False,
+    )
+    write_app(root, orders=False)  # the orders load fails
+    project = load_project(root)
+    with open_warehouse(project) as warehouse:
+        warehouse.execute("create schema if not exists raw")
+        warehouse.execute("create table raw.made_by_hand as select 1 as id")
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = materialize(root, instance)
+    published = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert "staging/elsewhere" in published and "raw/app/orders" not in published
