@@ -245,7 +245,7 @@ class _Load:
         try:
             # no rows: the incoming columns and their warehouse types, for the schema checks
             warehouse.replace_from_arrow(self.scratch, schema, ())
-            has_rows = warehouse.exists(self.relation) and warehouse.row_count(self.relation) > 0
+            has_rows = holds_rows(warehouse, self.relation)
             if warehouse.supports_transactions and not has_rows:
                 landed, deleted = self._first_load(connector, schema, batches, unique)
                 return self._result(landed, deleted, replay=False)
@@ -331,7 +331,7 @@ class _Load:
         native = connector.native_table(self.table, self.pull)
         if native is None or not warehouse.reads_natively(native.kind):
             return None
-        if warehouse.exists(self.relation) and warehouse.row_count(self.relation) > 0:
+        if holds_rows(warehouse, self.relation):
             return None
         return native
 
@@ -807,6 +807,12 @@ def _detail(unchanged: int, deleted: int, extras: tuple[str, ...], pull: Pull, p
     if extras:
         parts.append(f"new columns: {', '.join(extras)}")
     return "; ".join(parts)
+
+
+def holds_rows(warehouse: Warehouse, relation: Relation) -> bool:
+    """Whether the raw table ``relation`` holds rows: a load into it is not a first load (one
+    into a missing or empty raw table is, and lands through a fresh table)."""
+    return warehouse.exists(relation) and warehouse.row_count(relation) > 0
 
 
 def pulls_whole_table(table: SourceTableSpec, state: LoadState) -> bool:

@@ -108,7 +108,6 @@ def run_config_for(
     from pipelines.assets.models import MODELS_STEP
     from pipelines.project import RAW_SCHEMA, SEEDS_SCHEMA
 
-    ops: dict[str, Any] = {}
     models: dict[str, list[str]] = {}
     for option, keys in (("full_refresh", full_refresh), ("rebuild", rebuild)):
         for key in keys:
@@ -118,9 +117,7 @@ def run_config_for(
                 models.setdefault(option, []).append(".".join(key.path[1:]))
             else:
                 models.setdefault(option, []).append(key.path[-1])
-    if models:
-        ops[MODELS_STEP] = {"config": models}
-    return {**RUN_CONFIG, **({"ops": ops} if ops else {})}
+    return {**RUN_CONFIG, **({"ops": {MODELS_STEP: {"config": models}}} if models else {})}
 
 
 @contextmanager

@@ -342,13 +342,10 @@ def _build_models(
                 session, seed, run_id=run_id, reload=name in config.rebuild
             )
         except Exception as exc:
-            message = f"{type(exc).__name__}: {exc}"
-            stopped[name] = "failed"
-            failures.append(f"{name}: {message}")
-            yield _Log("error", f"{name}: {message}")
-            yield dg.AssetObservation(
-                asset_key=seed_key(seed.name), metadata={"error": message[:4000]}
-            )
+            failed = _failed([], seed_key(seed.name), f"{type(exc).__name__}: {exc}", exc)
+            stopped[name] = str(failed.stopped)
+            failures.append(failed.failure)
+            yield from failed.events
             continue
         yield from (_Log("info", f"{name}: {note}") for note in notes)
         yield from events
@@ -561,12 +558,8 @@ def _build_guarded(
     key = model_key(node.layer, node.name)
     events: list[Any] = []
     bounded = session.memory_bounded() and not whole_memory
-    # the whole build holds the session (the end-of-run publish waits for it), and its events
-    # are handed over once it is done
-    with (
-        session.exclusive,
-        session.memory_for_whole_build() if whole_memory else contextlib.nullcontext(),
-    ):
+    # its events are handed over once it is done
+    with _holding(session, whole_memory=whole_memory):
         try:
             for event in _build_model(  # events before a refusal are kept
                 run_id,
@@ -581,16 +574,7 @@ def _build_guarded(
         except CheckFailedError as exc:
             return _Built(events, "was refused by a blocking check", str(exc))
         except Exception as exc:
-            message = f"{type(exc).__name__}: {exc}"
-            events.append(_Log("error", f"{key.to_user_string()}: {message}"))
-            events.append(dg.AssetObservation(asset_key=key, metadata={"error": message[:4000]}))
-            return _Built(
-                events,
-                "failed",
-                f"{key.to_user_string()}: {message}",
-                out_of_memory=_out_of_memory(exc),
-                bounded=bounded,
-            )
+            return _failed(events, key, f"{type(exc).__name__}: {exc}", exc, bounded=bounded)
     return _Built(events)
 
 
@@ -611,33 +595,59 @@ def _land_guarded(
     full_refresh = config.says(config.full_refresh, landing.option)
     bounded = session.memory_bounded() and not whole_memory
     try:
-        with (
-            session.exclusive,
-            session.memory_for_whole_build() if whole_memory else contextlib.nullcontext(),
-        ):
+        with _holding(session, whole_memory=whole_memory):
             warnings, events = land_source(
                 graph.project, session, landing, run_id=run_id, full_refresh=full_refresh
             )
     except Exception as exc:
         # the source's URL (a password, say) stays out of the run's history
         message = scrub(f"{type(exc).__name__}: {exc}", graph.project.source_url(landing.source))
-        return _Built(
-            [
-                _Log("error", f"{landing.name}: {message}"),
-                dg.AssetObservation(
-                    asset_key=landing.key,
-                    metadata={
-                        "error": message[:4000],
-                        "duration_s": round(time.perf_counter() - started, 3),
-                    },
-                ),
-            ],
-            "failed",
-            f"{landing.name}: {message}",
-            out_of_memory=_out_of_memory(exc),
+        return _failed(
+            [],
+            landing.key,
+            message,
+            exc,
             bounded=bounded,
+            duration_s=round(time.perf_counter() - started, 3),
         )
     return _Built([*(_Log("warning", w) for w in warnings), *events])
+
+
+@contextlib.contextmanager
+def _holding(session: Warehouse, *, whole_memory: bool) -> Iterator[None]:
+    """A build or load holds its session while it runs (the end-of-run publish waits for
+    it); ``whole_memory``: with the bound of increments lifted."""
+    with (
+        session.exclusive,
+        session.memory_for_whole_build() if whole_memory else contextlib.nullcontext(),
+    ):
+        yield
+
+
+def _failed(
+    events: list[Any],
+    key: dg.AssetKey,
+    message: str,
+    error: BaseException,
+    *,
+    bounded: bool = False,
+    **metadata: Any,
+) -> _Built:
+    """What a build, load or seed that failed with ``error`` gives: ``events`` (those before
+    the failure), then the error in the run's log and as an observation of the asset (with
+    ``metadata``)."""
+    name = key.to_user_string()
+    return _Built(
+        [
+            *events,
+            _Log("error", f"{name}: {message}"),
+            dg.AssetObservation(asset_key=key, metadata={"error": message[:4000], **metadata}),
+        ],
+        "failed",
+        f"{name}: {message}",
+        out_of_memory=_out_of_memory(error),
+        bounded=bounded,
+    )
 
 
 def _out_of_memory(error: BaseException | None) -> bool:
@@ -672,12 +682,12 @@ def _waits(
     place = {name: i for i, name in enumerate(graph.order)}
     by_relation = {node.relation: node.name for node in nodes}
     loads = {_folded(landing.relation): landing.name for landing in landings}
-    by_table = {(landing.source.name, landing.table.name): landing.name for landing in landings}
     sources = {_folded(source_relation(s.name, t.name)) for s, t in graph.project.source_tables()}
     waits: dict[str, set[str]] = {landing.name: set() for landing in landings}
     reads = reads if reads is not None else {}
     for node in nodes:
-        reads[node.name] = {by_table[s] for s in node.parsed.sources if s in by_table}
+        read = {_folded(source_relation(source, table)) for source, table in node.parsed.sources}
+        reads[node.name] = {loads[relation] for relation in read if relation in loads}
         waits[node.name] = set(node.upstream) | reads[node.name]
     for node in nodes:
         try:

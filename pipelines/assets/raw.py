@@ -13,7 +13,13 @@ import dagster as dg
 from pipelines.assets.checks import check_result
 from pipelines.assets.keys import source_key
 from pipelines.assets.schema import table_schema_for_source
-from pipelines.landing import BATCH_ID_COLUMN, LOADED_AT_COLUMN, land_table, pulls_whole_table
+from pipelines.landing import (
+    BATCH_ID_COLUMN,
+    LOADED_AT_COLUMN,
+    holds_rows,
+    land_table,
+    pulls_whole_table,
+)
 from pipelines.meta import AuditEntry, LoadState, record_audit
 from pipelines.modelling.graph import source_relation
 from pipelines.quality.checks import record_outcomes
@@ -116,8 +122,7 @@ def writes_first_load(session: Warehouse, landing: Landing) -> bool:
     """Whether the load writes raw as a first load (raw missing or empty): through a fresh
     table whose engine cache is released as it goes, which changes the warehouse's memory
     limit for everything running (`Warehouse.release_cache`, `native_table`)."""
-    relation = landing.relation
-    return not session.exists(relation) or session.row_count(relation) == 0
+    return not holds_rows(session, landing.relation)
 
 
 def land_source(
