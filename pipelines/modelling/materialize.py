@@ -240,8 +240,19 @@ def _require_flag(spec: BuildSpec, flag: str, columns: list[str]) -> None:
         )
 
 
-def _key_staged(staged: Relation, keys: tuple[str, ...]) -> exp.Exists:
-    """Whether ``staged`` (alias s) holds the key of the target row (alias t)."""
+def _key_staged(staged: Relation, keys: tuple[str, ...]) -> exp.Expression:
+    """Whether ``staged`` (alias s) holds the key of the target row (alias t).
+
+    A single key is an ``IN`` test: DuckDB then filters the target's scan by the staged keys'
+    range, so where they are all new (an append-mostly table: order lines, payments) no row
+    group of the target is read; the correlated ``EXISTS`` a key of several columns needs
+    became a null-safe join that scanned every row (10 M order lines to find none: about 0.3 s
+    a day). Both match no NULL key, as ``=`` does not.
+    """
+    if len(keys) == 1:
+        (key,) = keys
+        values = exp.select(exp.column(key, quoted=True)).from_(staged.to_table())
+        return exp.In(this=exp.column(key, table="t", quoted=True), query=values.subquery())
     found = (
         exp.select("1").from_(exp.alias_(staged.to_table(), "s")).where(_matches(keys, "s", "t"))
     )

@@ -111,16 +111,29 @@ class RowValidator:
         return self._schema
 
     def failures(self, columns: Mapping[str, pa.Array]) -> list[RowFailure]:
-        """Every failed check of the coerced `columns` (nulls from failed coercion included)."""
+        """Every failed check of the coerced `columns` (nulls from failed coercion included).
+
+        The pandera schema judges and words every failure, but it is shown only the rows that
+        can fail it: those for which one of the very check functions it calls, or its null
+        rule, says no (a vectorized pass over the batch in Arrow). A row passing all of them
+        passes the schema, so nothing is missed, and a batch with no such row never reaches
+        pandas at all. Handing pandera a day's batch of 10,000-40,000 rows to find the few
+        dozen bad ones cost 0.03-0.08 s a batch; the columns of an unexpected type still go
+        to pandera whole, whose dtype check then reports them.
+        """
         if not self.checked:
             return []
+        data = {c.name: _array(columns[c.name]) for c in self.checked}
+        suspects = self._suspects(data)
+        if suspects is not None and len(suspects) == 0:
+            return []
+        if suspects is not None:
+            data = {name: values.take(suspects) for name, values in data.items()}
         with _PANDERA:
             from pandera.errors import SchemaErrors
 
             pd = _pandas()
-            frame = pa.table({c.name: columns[c.name] for c in self.checked}).to_pandas(
-                types_mapper=pd.ArrowDtype
-            )
+            frame = pa.table(data).to_pandas(types_mapper=pd.ArrowDtype)
             try:
                 self.schema.validate(frame, lazy=True)
             except SchemaErrors as exc:
@@ -136,8 +149,28 @@ class RowValidator:
                     f"{self._source}.{self._table.name}: pandera reported a failure not tied to a "
                     f"row ({column}: {check}); this is a bug in pipelines.quality"
                 )
-            out.append(self._describe(int(index), self._by_name[column], str(check), value))
+            row = int(index) if suspects is None else suspects[int(index)].as_py()
+            out.append(self._describe(row, self._by_name[column], str(check), value))
         return out
+
+    def _suspects(self, data: Mapping[str, pa.Array]) -> pa.Array | None:
+        """Positions of the rows a check function or the null rule of the schema rejects, in
+        order; None when a column is not of its declared type (the schema sees every row)."""
+        bad = None
+        for column in self.checked:
+            values = data[column.name]
+            if values.type != arrow_type(column):
+                return None
+            rejected = [
+                pc.invert(fn(values).fill_null(True)) for _, fn in self._checks[column.name]
+            ]
+            if not column.nullable or column.name in self._keys:
+                rejected.append(pc.is_null(values))
+            for mask in rejected:
+                bad = mask if bad is None else pc.or_(bad, mask)
+        if bad is None:
+            return pa.array([], type=pa.int64())
+        return pc.indices_nonzero(bad)
 
     def _describe(self, row: int, column: ColumnSpec, check: str, value: Any) -> RowFailure:
         key = column.name in self._keys
@@ -239,6 +272,10 @@ def _column_checks(column: ColumnSpec, key: bool) -> list[tuple[str, _ArrowCheck
     if column.max_length is not None:
         checks.append(("max_length", _no_longer_than(column.max_length)))
     return checks
+
+
+def _array(values: pa.Array | pa.ChunkedArray) -> pa.Array:
+    return values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
 
 
 def _pandas() -> Any:

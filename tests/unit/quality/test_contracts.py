@@ -134,7 +134,10 @@ def test_offsets_survive_validation_importing_pandera() -> None:
     contract = Contract(
         "shop", spec({"name": "id", "type": "integer"}, {"name": "at", "type": "timestamp"})
     )
-    first = contract.apply(pa.record_batch({"id": [1], "at": ["2026-01-03T09:15:00Z"]}), "b1")
+    # (a batch with a bad row: only those reach pandera)
+    first = contract.apply(
+        pa.record_batch({"id": [1, None], "at": ["2026-01-03T09:15:00Z"] * 2}), "b1"
+    )
     assert "pandera" in sys.modules
     assert first.valid.column("at").to_pylist() == [datetime(2026, 1, 3, 9, 15, tzinfo=UTC)]
     berlin = datetime(2026, 1, 3, 9, 15, tzinfo=timezone(timedelta(hours=2)))
@@ -393,6 +396,64 @@ def test_rows_in_always_reconciles(bad_every: int) -> None:
     amounts = ["abc" if i % bad_every == 0 else "1.00" for i in range(n)]
     result = apply(invoices(), invoice_batch(n, amount=amounts), (Reject("f:1", "x", "broken"),))
     assert result.rows_rejected == len(range(0, n, bad_every)) + 1
+
+
+def test_pandera_sees_only_the_rows_a_check_rejects_and_reports_the_same(monkeypatch) -> None:
+    from pipelines.quality.validation import RowValidator
+
+    table = spec(
+        {"name": "id", "type": "string", "pattern": "[A-Z]-[0-9]+"},
+        {"name": "n", "type": "integer", "nullable": False, "min": 0, "max": 9},
+        {"name": "f", "type": "float", "nullable": False, "max": 1.5},
+        {"name": "c", "type": "string", "accepted_values": ["EUR", "USD"]},
+        {"name": "s", "type": "string", "max_length": 3},
+        {"name": "free", "type": "string"},
+    )
+    rows = 5000
+    columns = {
+        "id": pa.array([f"A-{i}" for i in range(rows)]),
+        "n": pa.array([i % 10 for i in range(rows)], pa.int64()),
+        "f": pa.array([0.5] * rows),
+        "c": pa.array(["eur "] * rows),
+        "s": pa.array(["abc"] * rows),
+        "free": pa.array([None] * rows, pa.string()),
+    }
+    clean = dict(columns)
+    bad = {
+        "id": {7: "a-7", 8: " ", 9: None},
+        "n": {100: -1, 101: 10, 102: None},
+        "f": {200: float("nan"), 201: 2.0, 202: None},
+        "c": {300: "GBP", 301: None},
+        "s": {400: "abcd", 4999: "toolong"},
+    }
+    for name, values in bad.items():
+        data = columns[name].to_pylist()
+        for row, value in values.items():
+            data[row] = value
+        columns[name] = pa.array(data, columns[name].type)
+    validator = RowValidator("shop", table)
+    found = validator.failures(columns)
+    assert {f.row for f in found} == {7, 8, 9, 100, 101, 102, 200, 201, 202, 300, 400, 4999}
+    # the same failures, worded the same, as when pandera judges every row
+    monkeypatch.setattr(RowValidator, "_suspects", lambda self, data: None)
+    assert sorted(validator.failures(columns), key=repr) == sorted(found, key=repr)
+    # a column of another type than declared goes to pandera whole, whose dtype check fails
+    monkeypatch.undo()
+    wrong = {**clean, "n": clean["n"].cast(pa.int32())}
+    with pytest.raises(RuntimeError, match="not tied to a row"):
+        validator.failures(wrong)
+
+
+def test_a_batch_without_bad_rows_never_imports_pandera() -> None:
+    code = (
+        "import sys, pyarrow as pa; from pipelines.config import ColumnSpec, SourceTableSpec; "
+        "from pipelines.quality import Contract; "
+        "t = SourceTableSpec(name='t', primary_key=['id'], columns=[ColumnSpec(name='id', "
+        "type='integer'), ColumnSpec(name='c', type='string', accepted_values=['A'])]); "
+        "r = Contract('s', t).apply(pa.record_batch({'id': ['1', '2'], 'c': ['a', 'A']}), 'b'); "
+        "assert r.rows_valid == 2; sys.exit('pandera' in sys.modules)"
+    )
+    assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
 
 
 def test_importing_the_package_does_not_import_pandas() -> None:
