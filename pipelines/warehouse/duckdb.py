@@ -834,12 +834,30 @@ class DuckDBWarehouse(Warehouse):
 
         text = self.render(sql)
         if text.lstrip()[:5].upper() in ("DROP ", "ALTER"):
-            self._known.clear()
-            self._known_pending.clear()
+            self._forget(sql)
         try:
             self._con.execute(text)
         except duckdb.Error as exc:
             raise _map_error(exc, text) from exc
+
+    def _forget(self, statement: exp.Expression | str) -> None:
+        """Forget the relations a DROP or ALTER may remove: those a DROP TABLE or VIEW names
+        (a run drops its scratch tables dozens of times, and forgetting every relation then
+        asked DESCRIBE again about the bookkeeping tables: about 100 times a demo day), else
+        every one (a DROP SCHEMA, a rename)."""
+        dropped = (
+            statement.args.get("tables")
+            if isinstance(statement, exp.Drop)
+            and str(statement.args.get("kind") or "").upper() in ("TABLE", "VIEW")
+            else None
+        )
+        names = {(t.db.lower(), t.name.lower()) for t in dropped or ()}
+        if not names or any(not schema for schema, _ in names):
+            self._known.clear()
+            self._known_pending.clear()
+            return
+        for known in (self._known, self._known_pending):
+            known -= {r for r in known if (r.schema.lower(), r.name.lower()) in names}
 
     def query(self, sql: exp.Expression | str) -> pa.Table:
         import duckdb

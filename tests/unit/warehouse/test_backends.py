@@ -232,6 +232,29 @@ def test_exists_follows_creates_drops_and_rollbacks(warehouse) -> None:
     assert warehouse.exists(view) and warehouse.is_view(view)
 
 
+def test_a_dropped_table_is_forgotten_alone(tmp_path, monkeypatch) -> None:
+    one = exp.select(exp.Literal.number(1).as_("x"))
+    with DuckDBWarehouse(tmp_path / "w.duckdb") as warehouse:
+        kept, scratch, other = (Relation("ssot_meta", n) for n in ("audit", "_scratch", "log"))
+        for relation in (kept, scratch, other):
+            warehouse.replace_with_select(relation, one)
+            assert warehouse.exists(relation)
+        asked: list[Relation] = []
+        describe = warehouse._describe
+        monkeypatch.setattr(warehouse, "_describe", lambda r: asked.append(r) or describe(r))
+        warehouse.drop(scratch)
+        # what is known of the other tables still holds: no catalog lookup
+        assert warehouse.exists(kept) and warehouse.exists(other) and asked == []
+        assert not warehouse.exists(scratch) and asked == [scratch]
+        # a drop naming the table in another case forgets it too
+        warehouse.drop(Relation("SSOT_META", "LOG"))
+        assert not warehouse.exists(other)
+        # a drop written as text forgets everything
+        asked.clear()
+        warehouse.execute('DROP TABLE IF EXISTS "ssot_meta"."nothing"')
+        assert warehouse.exists(kept) and asked == [kept]
+
+
 def test_release_cache_keeps_the_configured_memory_limit(tmp_path) -> None:
     with DuckDBWarehouse(tmp_path / "w.duckdb", memory_limit="300MB") as warehouse:
         before = warehouse.scalar("select current_setting('memory_limit')")
