@@ -241,7 +241,7 @@ def _require_flag(spec: BuildSpec, flag: str, columns: list[str]) -> None:
 
 
 def _key_staged(staged: Relation, keys: tuple[str, ...]) -> exp.Expression:
-    """Whether ``staged`` (alias s) holds the key of the target row (alias t).
+    """Whether ``staged`` holds the key of the target row (alias t).
 
     A single key is an ``IN`` test: DuckDB then filters the target's scan by the staged keys'
     range, so where they are all new (an append-mostly table: order lines, payments) no row

@@ -602,9 +602,10 @@ class DuckDBWarehouse(Warehouse):
         #: schemas known to exist (committed) in this session
         self._schemas: set[str] = set()
         #: relations known to exist: committed, and seen inside the open transaction (kept on
-        #: commit, forgotten on rollback). Only existence is remembered, never absence; any
-        #: DROP or ALTER forgets everything. This process is the file's only writer, and a
-        #: builder session (see :meth:`builders`) drops only what its own model owns.
+        #: commit, forgotten on rollback). Only existence is remembered, never absence; a
+        #: DROP TABLE or VIEW forgets what it names, any other DROP or ALTER everything
+        #: (:meth:`_forget`). This process is the file's only writer, and a builder session
+        #: (see :meth:`builders`) drops only what its own model owns.
         self._known: set[Relation] = set()
         self._known_pending: set[Relation] = set()
 

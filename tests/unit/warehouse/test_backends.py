@@ -253,6 +253,17 @@ def test_a_dropped_table_is_forgotten_alone(tmp_path, monkeypatch) -> None:
         asked.clear()
         warehouse.execute('DROP TABLE IF EXISTS "ssot_meta"."nothing"')
         assert warehouse.exists(kept) and asked == [kept]
+        # inside a transaction: what it created and dropped is forgotten, the rest stays
+        fresh = Relation("ssot_meta", "fresh")
+        with warehouse.transaction():
+            warehouse.replace_with_select(fresh, one)
+            warehouse.replace_with_select(scratch, one)
+            assert warehouse.exists(fresh) and warehouse.exists(scratch)
+            asked.clear()
+            warehouse.drop(scratch)
+            assert warehouse.exists(fresh) and warehouse.exists(kept) and asked == []
+            assert not warehouse.exists(scratch)
+        assert warehouse.exists(fresh) and not warehouse.exists(scratch)
 
 
 def test_release_cache_keeps_the_configured_memory_limit(tmp_path) -> None:
