@@ -681,12 +681,12 @@ def _waits(
     circle."""
     place = {name: i for i, name in enumerate(graph.order)}
     by_relation = {node.relation: node.name for node in nodes}
-    loads = {_folded(landing.relation): landing.name for landing in landings}
-    sources = {_folded(source_relation(s.name, t.name)) for s, t in graph.project.source_tables()}
+    loads = {landing.relation.folded: landing.name for landing in landings}
+    sources = {source_relation(s.name, t.name).folded for s, t in graph.project.source_tables()}
     waits: dict[str, set[str]] = {landing.name: set() for landing in landings}
     reads = reads if reads is not None else {}
     for node in nodes:
-        read = {_folded(source_relation(source, table)) for source, table in node.parsed.sources}
+        read = {source_relation(source, table).folded for source, table in node.parsed.sources}
         reads[node.name] = {loads[relation] for relation in read if relation in loads}
         waits[node.name] = set(node.upstream) | reads[node.name]
     for node in nodes:
@@ -697,10 +697,10 @@ def _waits(
             waits[node.name] |= set(loads.values())
             continue
         for relation in named:
-            if _folded(relation) in loads:
-                reads[node.name].add(loads[_folded(relation)])
-                waits[node.name].add(loads[_folded(relation)])
-            elif relation.schema.lower() == RAW_SCHEMA and _folded(relation) not in sources:
+            if relation.folded in loads:
+                reads[node.name].add(loads[relation.folded])
+                waits[node.name].add(loads[relation.folded])
+            elif relation.schema.lower() == RAW_SCHEMA and relation.folded not in sources:
                 # a raw table no load writes (made by hand, say): read once the loads are done
                 waits[node.name] |= set(loads.values())
             other = by_relation.get(relation)
@@ -711,11 +711,6 @@ def _waits(
             else:
                 waits[other].add(node.name)
     return waits
-
-
-def _folded(relation: Relation) -> tuple[str, str]:
-    """How the warehouses compare unquoted names: without case."""
-    return relation.schema.lower(), relation.name.lower()
 
 
 def _named_relations(graph: ModelGraph, node: ModelNode) -> set[Relation]:

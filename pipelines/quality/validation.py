@@ -168,7 +168,7 @@ class RowValidator:
                 pc.and_(present, pc.invert(fn(values).fill_null(True)))
                 for _, fn in self._checks[column.name]
             ]
-            if not column.nullable or column.name in self._keys:
+            if not _takes_nulls(column, self._keys):
                 rejected.append(pc.is_null(values))
             for mask in rejected:
                 bad = mask if bad is None else pc.or_(bad, mask)
@@ -278,6 +278,11 @@ def _column_checks(column: ColumnSpec, key: bool) -> list[tuple[str, _ArrowCheck
     return checks
 
 
+def _takes_nulls(column: ColumnSpec, keys: frozenset[str]) -> bool:
+    """The schema's null rule: a column may hold NULLs when the yml says so, a key never."""
+    return column.nullable and column.name not in keys
+
+
 def _array(values: pa.Array | pa.ChunkedArray) -> pa.Array:
     return values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
 
@@ -311,7 +316,7 @@ def _build_schema(
         {
             column.name: pandera.Column(
                 pd.ArrowDtype(arrow_type(column)),
-                nullable=column.nullable and column.name not in keys,
+                nullable=_takes_nulls(column, keys),
                 checks=[
                     pandera.Check(on_series(fn), name=check, error=check)
                     for check, fn in checks[column.name]

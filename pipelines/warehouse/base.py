@@ -38,6 +38,11 @@ class Relation:
     def __str__(self) -> str:
         return f"{self.schema}.{self.name}"
 
+    @property
+    def folded(self) -> tuple[str, str]:
+        """Schema and name as the warehouses compare unquoted names: without case."""
+        return self.schema.lower(), self.name.lower()
+
 
 @dataclass(frozen=True)
 class NativeTable:

@@ -852,13 +852,13 @@ class DuckDBWarehouse(Warehouse):
             and str(statement.args.get("kind") or "").upper() in ("TABLE", "VIEW")
             else None
         )
-        names = {(t.db.lower(), t.name.lower()) for t in dropped or ()}
+        names = {Relation(t.db, t.name).folded for t in dropped or ()}
         if not names or any(not schema for schema, _ in names):
             self._known.clear()
             self._known_pending.clear()
             return
         for known in (self._known, self._known_pending):
-            known -= {r for r in known if (r.schema.lower(), r.name.lower()) in names}
+            known -= {r for r in known if r.folded in names}
 
     def query(self, sql: exp.Expression | str) -> pa.Table:
         import duckdb
