@@ -87,6 +87,10 @@ class LoadResult:
     #: why a first load did not take the native path, or rolled back from it (None: it did, or
     #: it was not tried)
     native_note: str | None = None
+    #: when this load wrote its rows (each holds it in `_ssot_loaded_at`); None: it wrote none
+    loaded_at: datetime | None = None
+    #: the table's cursor after this load, the highest value read so far (None: no cursor yet)
+    cursor: Any = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -785,6 +789,8 @@ class _Load:
             path=self.path,
             duration_s=time.perf_counter() - self.started,
             native_note=self.fallback,
+            loaded_at=self.loaded_at if landed or deleted else None,
+            cursor=self._next_state().cursor(),
         )
 
 

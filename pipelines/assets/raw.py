@@ -142,14 +142,23 @@ def land_source(
     outcomes = []
     sla = freshness_of(source, table)
     if sla is not None:
+        # only a timestamp cursor tells an age (any other: the newest load does); what the load
+        # knows of the newest values spares reading the whole columns
+        cursor = (
+            table.cursor
+            if table.cursor and table.column(table.cursor).type == "timestamp"
+            else None
+        )
+        floors = {LOADED_AT_COLUMN: result.loaded_at, **({cursor: result.cursor} if cursor else {})}
         outcomes.append(
             check_freshness(
                 session,
                 result.relation,
                 sla,
-                cursor=table.cursor,
+                cursor=cursor,
                 loaded_at_column=LOADED_AT_COLUMN,
                 now=project.now(),
+                floors=floors,
             )
         )
         record_outcomes(

@@ -4,6 +4,8 @@ A source or table in ``sources/*.yml`` may declare ``freshness`` (``warn_after_h
 ``error_after_hours``). After each load, the age of the table's newest row is measured in the
 warehouse: ``now - MAX(cursor)`` when the cursor is a timestamp, else ``now - MAX(loaded_at)``
 (the last time a load landed rows). ``now`` is the project's clock (:meth:`Project.now`).
+A load tells the check what it knows of those values (the time it wrote its rows, the cursor
+it stored), so the check reads only the part of the table that can hold newer ones.
 Beyond ``error_after_hours`` the check fails with severity error, beyond ``warn_after_hours``
 with severity warn. A freshness check never blocks downstream: stale data is still the latest
 truth the warehouse has, and holding back the models would not make it fresher.
@@ -12,13 +14,16 @@ truth the warehouse has, and holding back the models would not make it fresher.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlglot import exp
 
+from pipelines.modelling.materialize import timestamp_literal
 from pipelines.quality.checks import CheckOutcome
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from pipelines.config import FreshnessSpec, SourceSpec, SourceTableSpec
     from pipelines.warehouse.base import Relation, Warehouse
 
@@ -39,6 +44,19 @@ def describe(spec: FreshnessSpec, measured: str) -> str:
     return f"age of the newest {measured}: {', '.join(limits)} (never blocks downstream)"
 
 
+def _newest(warehouse: Warehouse, relation: Relation, column: str, floor: Any) -> Any:
+    """``MAX(column)`` of ``relation``, looked for at or above ``floor`` first (a timestamp)."""
+    values = exp.column(column, quoted=True)
+    newest = exp.select(exp.Max(this=values.copy())).from_(relation.to_table())
+    if isinstance(floor, datetime):
+        found = warehouse.scalar(
+            newest.where(exp.GTE(this=values, expression=timestamp_literal(floor)))
+        )
+        if found is not None:
+            return found
+    return warehouse.scalar(newest)
+
+
 def check_freshness(
     warehouse: Warehouse,
     relation: Relation,
@@ -47,21 +65,25 @@ def check_freshness(
     cursor: str | None,
     loaded_at_column: str,
     now: datetime,
+    floors: Mapping[str, Any] | None = None,
 ) -> CheckOutcome:
-    """Measure the age of ``relation``'s newest cursor value (or load) against ``spec``."""
+    """Measure the age of ``relation``'s newest cursor value (or load) against ``spec``.
+
+    ``floors``: column -> a value its newest value is known to be at least, if that value is
+    still in the table (the cursor a load stored, the time it wrote its rows). The newest
+    value is then looked for among the values at or above it, a filter the warehouse can
+    answer from each block's bounds (a day's load of 5 M-row tables: the blocks it wrote
+    instead of the whole column); when none is, the whole column is read. Either way the
+    result is the column's maximum.
+    """
     latest, measured = None, "load"
+    known = floors or {}
     if cursor is not None:
-        value = warehouse.scalar(
-            exp.select(exp.Max(this=exp.column(cursor, quoted=True))).from_(relation.to_table())
-        )
+        value = _newest(warehouse, relation, cursor, known.get(cursor))
         if isinstance(value, datetime):
             latest, measured = value, f"`{cursor}`"
     if latest is None:
-        latest = warehouse.scalar(
-            exp.select(exp.Max(this=exp.column(loaded_at_column, quoted=True))).from_(
-                relation.to_table()
-            )
-        )
+        latest = _newest(warehouse, relation, loaded_at_column, known.get(loaded_at_column))
     description = describe(spec, measured)
     if latest is None:
         return CheckOutcome(

@@ -493,3 +493,34 @@ def test_versions_landed_before_a_key_column_was_added_are_tombstoned(
         {"tenant": None, "id": 1, "_ssot_op": "delete"},
         {"tenant": None, "id": 2, "_ssot_op": "delete"},
     ]
+
+
+def test_a_load_says_when_it_wrote_and_the_cursor_it_stored(make_project, monkeypatch) -> None:
+    """What the freshness check is told: the load's timestamp only when it wrote rows, and the
+    cursor as stored (the highest value read so far, kept by a load that reads nothing new)."""
+    monkeypatch.delenv("SSOT_TEST_APP_URL", raising=False)
+    root = make_project(
+        {
+            "sources/app.yml": SOURCE.replace(
+                "primary_key: [id]", "primary_key: [id]\n    cursor: signed_up"
+            )
+        }
+    )
+    (root / "data").mkdir()
+    with sqlite3.connect(root / "data" / "app.sqlite") as con:
+        con.execute("create table users (id integer, email text, signed_up text)")
+        con.executemany(
+            "insert into users values (?, ?, ?)",
+            [(1, "a@x.com", "2026-01-01T10:00:00Z"), (2, "b@x.com", "2026-01-03T08:30:00Z")],
+        )
+    project = load_project(root)
+    source = project.sources["app"]
+    with DuckDBWarehouse(":memory:") as warehouse:
+        first = land_table(project, warehouse, source, source.table("users"), run_id="r1")
+        raw = "raw.app__users"
+        assert first.rows_landed == 2
+        assert first.loaded_at == warehouse.scalar(f"select max(_ssot_loaded_at) from {raw}")
+        assert first.cursor == warehouse.scalar(f"select max(signed_up) from {raw}")
+        again = land_table(project, warehouse, source, source.table("users"), run_id="r2")
+        assert again.rows_landed == 0 and again.loaded_at is None
+        assert again.cursor == first.cursor

@@ -87,3 +87,62 @@ def test_error_only_sla_fails_with_severity_error(warehouse) -> None:
 def test_bad_slas_are_refused(fields, message) -> None:
     with pytest.raises(ValidationError, match=message):
         FreshnessSpec(**fields)
+
+
+class _Recording:
+    """The warehouse, with the queries the check asked."""
+
+    def __init__(self, warehouse: DuckDBWarehouse) -> None:
+        self.warehouse = warehouse
+        self.asked: list[str] = []
+
+    def scalar(self, query):
+        self.asked.append(query.sql(dialect="duckdb"))
+        return self.warehouse.scalar(query)
+
+
+@pytest.mark.parametrize("hours_below", [0, 5, -5, None], ids=["at", "below", "above", "none"])
+def test_a_floor_narrows_the_read_and_never_the_answer(warehouse, hours_below) -> None:
+    """The newest value is looked for at or above what the load knows of it; a floor above
+    every value (the table changed since) falls back to the whole column: the same age."""
+    newest = NOW - timedelta(hours=30)
+    land(warehouse, newest - timedelta(days=40), loaded=NOW - timedelta(days=40), n=50)
+    land(warehouse, newest, loaded=NOW - timedelta(hours=2))
+    floor = None if hours_below is None else newest - timedelta(hours=hours_below)
+    recording = _Recording(warehouse)
+    outcome = check_freshness(
+        recording,
+        RAW,
+        SLA,
+        cursor="updated_at",
+        loaded_at_column="_ssot_loaded_at",
+        now=NOW,
+        floors={"updated_at": floor},
+    )
+    assert outcome.observed["latest"] == newest.isoformat()
+    assert outcome.observed["age_hours"] == pytest.approx(30) and not outcome.passed
+    filtered = [q for q in recording.asked if '"updated_at" >=' in q]
+    whole = [q for q in recording.asked if "WHERE" not in q]
+    if hours_below is None:
+        assert (len(filtered), len(whole)) == (0, 1)
+    elif hours_below >= 0:
+        assert (len(filtered), len(whole)) == (1, 0)  # the whole column is never read
+    else:
+        assert (len(filtered), len(whole)) == (1, 1)
+
+
+def test_the_load_time_floor_serves_a_table_without_a_timestamp_cursor(warehouse) -> None:
+    land(warehouse, NOW - timedelta(days=30), loaded=NOW - timedelta(days=9), n=20)
+    land(warehouse, NOW - timedelta(days=30), loaded=NOW - timedelta(hours=3))
+    recording = _Recording(warehouse)
+    outcome = check_freshness(
+        recording,
+        RAW,
+        SLA,
+        cursor=None,
+        loaded_at_column="_ssot_loaded_at",
+        now=NOW,
+        floors={"_ssot_loaded_at": NOW - timedelta(hours=3)},
+    )
+    assert outcome.passed and outcome.observed["age_hours"] == pytest.approx(3)
+    assert len(recording.asked) == 1 and '"_ssot_loaded_at" >=' in recording.asked[0]
