@@ -218,6 +218,10 @@ def failing_rows(test: TestSpec, relation: exp.Table, resolve_ref: ResolveRef) -
 INCREMENT_TESTS = frozenset({"unique", "not_null", "accepted_values", "relationships"})
 
 
+#: the common table of a relationships increment: the values the parent no longer holds
+_PARENT_GONE = "_ssot_parent_gone"
+
+
 def increment_failing_rows(
     test: TestSpec,
     relation: exp.Table,
@@ -254,11 +258,15 @@ def increment_failing_rows(
             raise ValueError("relationships on an increment needs the parent's changed values")
         # a NULL among the values would make NOT IN reject every row
         field = exp.column(str(test.field), quoted=True)
-        gone = (
+        lost = (
             exp.select(field.copy())
             .from_(parent_gone.subquery("gone"))
             .where(exp.not_(field.copy().is_(exp.null())))
-            .subquery()
+        )
+        # named once, read twice: the warehouse finds them once (a scan of the parent each:
+        # 5 M invoice ids, about 0.2 s a day)
+        gone = (
+            exp.select(field.copy()).from_(exp.to_identifier(_PARENT_GONE, quoted=True)).subquery()
         )
         shown: list[exp.Expression] = [exp.column(c, quoted=True) for c in columns] or [exp.Star()]
         written_rows = (
@@ -277,7 +285,7 @@ def increment_failing_rows(
             failing_rows(test, written_rows, resolve_ref),  # type: ignore[arg-type]
             failing_rows(test, orphaned, resolve_ref),  # type: ignore[arg-type]
             distinct=False,
-        )
+        ).with_(exp.to_identifier(_PARENT_GONE, quoted=True), as_=lost)
     if keys_replaced:
         return failing_rows(test, written, lambda name: relation)
     values: exp.Query = exp.select(_column(column)).from_(scoped_rows(test, written))
