@@ -17,6 +17,7 @@ Python's `re` otherwise. A misplaced check (a `pattern` on a number, `min` on te
 
 from __future__ import annotations
 
+import functools
 import importlib
 import re
 import threading
@@ -212,12 +213,22 @@ def _blank_key(arr: pa.Array) -> pa.Array:
     return pc.not_equal(pc.utf8_trim_whitespace(arr), "")
 
 
+# The check functions make their Arrow values (a value set, a bound) on first use: pyarrow
+# imports pandas when it makes its first array or scalar (0.65 s on a slow machine), which the
+# project's validation, before a run starts, then does not pay; the run's first batch does,
+# beside the other builder's work.
+
+
 def _accepted(values: list[Any]) -> _ArrowCheck:
-    allowed = pa.array(sorted({str(v).strip().upper() for v in values}), type=pa.string())
+    names = sorted({str(v).strip().upper() for v in values})
+
+    @functools.cache
+    def allowed() -> pa.Array:
+        return pa.array(names, type=pa.string())
 
     def check(arr: pa.Array) -> pa.Array:
         text = arr if pa.types.is_string(arr.type) else arr.cast(pa.string())
-        return pc.is_in(pc.utf8_upper(pc.utf8_trim_whitespace(text)), value_set=allowed)
+        return pc.is_in(pc.utf8_upper(pc.utf8_trim_whitespace(text)), value_set=allowed())
 
     return check
 
@@ -248,13 +259,13 @@ def _bound(column: ColumnSpec, value: float) -> pa.Scalar:
 
 
 def _at_least(column: ColumnSpec, value: float) -> _ArrowCheck:
-    bound = _bound(column, value)
-    return lambda arr: pc.greater_equal(arr, bound)
+    bound = functools.cache(lambda: _bound(column, value))
+    return lambda arr: pc.greater_equal(arr, bound())
 
 
 def _at_most(column: ColumnSpec, value: float) -> _ArrowCheck:
-    bound = _bound(column, value)
-    return lambda arr: pc.less_equal(arr, bound)
+    bound = functools.cache(lambda: _bound(column, value))
+    return lambda arr: pc.less_equal(arr, bound())
 
 
 def _no_longer_than(length: int) -> _ArrowCheck:

@@ -533,3 +533,18 @@ def test_view_large_and_dictionary_layouts() -> None:
     assert result.valid.column("note").to_pylist() == ["x", "y"]
     assert checks(result) == [[("ts", "type"), ("s", "max_length")]]
     assert originals(result) == [{"id": "3", "ts": "bad", "s": "long", "note": "z"}]
+
+
+def test_building_a_contract_does_not_import_pandas() -> None:
+    """Validating a project builds every contract; pyarrow imports pandas with its first array
+    or scalar, so the check functions make their value sets and bounds on first use."""
+    code = (
+        "import sys; from pipelines.config import ColumnSpec, SourceTableSpec; "
+        "from pipelines.quality import Contract; "
+        "t = SourceTableSpec(name='t', primary_key=['id'], columns=[ColumnSpec(name='id', "
+        "type='integer'), ColumnSpec(name='c', type='string', accepted_values=['A'], "
+        "pattern='^[A-Z]$', max_length=1), ColumnSpec(name='n', type='decimal(12,2)', min=0, "
+        "max=10), ColumnSpec(name='f', type='float', min=0.5)]); "
+        "Contract('s', t); sys.exit('pandas' in sys.modules)"
+    )
+    assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
