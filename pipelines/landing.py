@@ -790,7 +790,8 @@ class _Load:
             duration_s=time.perf_counter() - self.started,
             native_note=self.fallback,
             loaded_at=self.loaded_at if landed or deleted else None,
-            cursor=self._next_state().cursor(),
+            # a replay of quarantined rows leaves the stored cursor as it was
+            cursor=(self.previous if replay else self._next_state()).cursor(),
         )
 
 

@@ -204,12 +204,7 @@ def failing_rows(test: TestSpec, relation: exp.Table, resolve_ref: ResolveRef) -
             )
         return _accepted_values(column, values, relation)
     if test.name == "relationships":
-        to, field = _required(test, relation, "to", "field")
-        try:
-            parent_name = parse_ref(to)
-        except ConfigError as exc:
-            raise ConfigError(f"{_where(test, relation)}: {exc}") from None
-        return _relationships(column, resolve_ref(parent_name), field, relation)
+        return _relationships(column, *_parent(test, relation, resolve_ref), relation)
     raise ConfigError(f"{_where(test, relation)}: unknown test {test.name!r}")
 
 
@@ -287,11 +282,9 @@ def _relationships_increment(
     """See :func:`increment_failing_rows`. One scan of the parent finds which of the values
     the written rows hold and the values its rows held before exist there (a scan of a 5 M-row
     parent each took about 0.2 s); NULLs are never among them, so NOT IN stays exact."""
-    to, field_name = _required(test, relation, "to", "field")
-    try:
-        parent = resolve_ref(parse_ref(to))
-    except ConfigError as exc:
-        raise ConfigError(f"{_where(test, relation)}: {exc}") from None
+    if test.where:
+        raise ValueError("a relationships test with `where` cannot be checked on an increment")
+    parent, field_name = _parent(test, relation, resolve_ref)
     field = exp.column(field_name, quoted=True)
     value = _column(column)
     held = (
@@ -299,6 +292,9 @@ def _relationships_increment(
         .from_(parent_held.subquery("held"))
         .where(exp.not_(field.copy().is_(exp.null())))
     )
+    # one IN of both kinds of value: the union's common type is the one a comparison of the
+    # child's column with the parent's field uses anyway, and two INs joined by OR took about
+    # twice as long (0.23-0.28 s against 0.11-0.15 s on 4.8 M invoice ids)
     looked_up = exp.union(
         exp.select(value.copy()).from_(written.copy()), held.copy(), distinct=False
     )
@@ -334,6 +330,15 @@ def _relationships_increment(
         .with_(_named(_PARENT_PRESENT), as_=present)
         .with_(_named(_PARENT_GONE), as_=lost)
     )
+
+
+def _parent(test: TestSpec, relation: Any, resolve_ref: ResolveRef) -> tuple[exp.Table, str]:
+    """A relationships test's parent relation and field, or a ConfigError naming the test."""
+    to, field = _required(test, relation, "to", "field")
+    try:
+        return resolve_ref(parse_ref(to)), field
+    except ConfigError as exc:
+        raise ConfigError(f"{_where(test, relation)}: {exc}") from None
 
 
 def _named(name: str) -> exp.Identifier:

@@ -5,7 +5,7 @@ A source or table in ``sources/*.yml`` may declare ``freshness`` (``warn_after_h
 warehouse: ``now - MAX(cursor)`` when the cursor is a timestamp, else ``now - MAX(loaded_at)``
 (the last time a load landed rows). ``now`` is the project's clock (:meth:`Project.now`).
 A load tells the check what it knows of those values (the time it wrote its rows, the cursor
-it stored), so the check reads only the part of the table that can hold newer ones.
+it stored), so on DuckDB the check reads only the part of the table that can hold newer ones.
 Beyond ``error_after_hours`` the check fails with severity error, beyond ``warn_after_hours``
 with severity warn. A freshness check never blocks downstream: stale data is still the latest
 truth the warehouse has, and holding back the models would not make it fresher.
@@ -71,8 +71,8 @@ def check_freshness(
 
     ``floors``: column -> a value its newest value is known to be at least, if that value is
     still in the table (the cursor a load stored, the time it wrote its rows). The newest
-    value is then looked for among the values at or above it, a filter the warehouse can
-    answer from each block's bounds (a day's load of 5 M-row tables: the blocks it wrote
+    value is then looked for among the values at or above it, a filter DuckDB answers from
+    each block's bounds (a day's load of 5 M-row tables: the blocks it wrote
     instead of the whole column); when none is, the whole column is read. Either way the
     result is the column's maximum.
     """

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import math
 import re
 import threading
 from collections.abc import Callable, Mapping
@@ -74,6 +75,12 @@ def check_placement(source: str, table: SourceTableSpec) -> None:
                 raise ConfigError(
                     f"{where}: {key} applies to string columns, not {column.type}; "
                     "remove it or declare the column as string"
+                )
+        for key, bound in (("min", column.min), ("max", column.max)):
+            if bound is not None and _bound_value(column, bound) is None:
+                raise ConfigError(
+                    f"{where}: {key} {bound!r} cannot bound a {column.type} column (not a "
+                    "finite number, or beyond a 64-bit integer); change it"
                 )
 
 
@@ -248,24 +255,30 @@ def _full_match(pattern: str) -> _ArrowCheck:
     return check
 
 
-def _bound(column: ColumnSpec, value: float) -> pa.Scalar:
-    """`value` as a scalar comparable to the column without float rounding surprises."""
-    params = decimal_params(column.type)
-    if params is not None:
-        return pa.scalar(Decimal(repr(value)))
+def _bound_value(column: ColumnSpec, value: float) -> Decimal | int | float | None:
+    """`value` as the column compares it without float rounding surprises; None when it
+    cannot bound the column (NaN; infinite on a decimal or integer column; an integer beyond
+    64 bits)."""
+    if math.isnan(value):
+        return None
+    if decimal_params(column.type) is not None:
+        return Decimal(repr(value)) if math.isfinite(value) else None
     if column.type != "float" and value.is_integer():
-        return pa.scalar(int(value), type=pa.int64())
-    return pa.scalar(value, type=pa.float64())
+        return int(value) if -(2**63) <= value < 2**63 else None
+    return value if column.type == "float" or math.isfinite(value) else None
 
 
-def _at_least(column: ColumnSpec, value: float) -> _ArrowCheck:
-    bound = functools.cache(lambda: _bound(column, value))
-    return lambda arr: pc.greater_equal(arr, bound())
+def _compared(column: ColumnSpec, value: float, compare: Callable[..., pa.Array]) -> _ArrowCheck:
+    """``compare(values, bound)``, the bound made (as an Arrow scalar) on first use."""
 
+    @functools.cache
+    def bound() -> pa.Scalar:
+        held = _bound_value(column, value)
+        if isinstance(held, Decimal):
+            return pa.scalar(held)
+        return pa.scalar(held, type=pa.int64() if isinstance(held, int) else pa.float64())
 
-def _at_most(column: ColumnSpec, value: float) -> _ArrowCheck:
-    bound = functools.cache(lambda: _bound(column, value))
-    return lambda arr: pc.less_equal(arr, bound())
+    return lambda arr: compare(arr, bound())
 
 
 def _no_longer_than(length: int) -> _ArrowCheck:
@@ -281,9 +294,9 @@ def _column_checks(column: ColumnSpec, key: bool) -> list[tuple[str, _ArrowCheck
     if column.pattern is not None:
         checks.append(("pattern", _full_match(column.pattern)))
     if column.min is not None:
-        checks.append(("min", _at_least(column, column.min)))
+        checks.append(("min", _compared(column, column.min, pc.greater_equal)))
     if column.max is not None:
-        checks.append(("max", _at_most(column, column.max)))
+        checks.append(("max", _compared(column, column.max, pc.less_equal)))
     if column.max_length is not None:
         checks.append(("max_length", _no_longer_than(column.max_length)))
     return checks

@@ -268,6 +268,14 @@ def test_a_relationships_increment_counts_written_and_orphaned_rows_once(
     assert rows(db, failing_rows(RELATIONSHIP, exp.table_("kept"), resolve)) == rows(db, increment)
     # the parent is read once, for the written values and the ones its rows held alike
     assert increment.sql(dialect="duckdb").count('"customers"') == 1
+    # a written row without a customer has nothing to look up, whatever the parent holds
+    db.execute("INSERT INTO kept VALUES (6, NULL, 'PAID')")
+    db.execute("INSERT INTO written VALUES (6, NULL, 'PAID', false)")
+    assert rows(db, increment) == [(2, 2, "PAID"), (4, 2, "PAID"), (5, 97, "PAID")]
+    # a `where` is not applied on an increment: the test runs whole instead
+    scoped = RELATIONSHIP.model_copy(update={"where": "order_id > 1"})
+    with pytest.raises(ValueError, match="where"):
+        increment_failing_rows(scoped, exp.table_("kept"), exp.table_("written"), resolve, held)
 
 
 @pytest.mark.parametrize(

@@ -390,6 +390,22 @@ def test_misplaced_checks_and_bad_timezones_are_config_errors() -> None:
         Contract("s", spec({"name": "id", "type": "timestamp", "timezone": "Mars/Base"}))
 
 
+@pytest.mark.parametrize(
+    ("column", "bound"),
+    [
+        ({"name": "id", "type": "integer"}, {"max": 1e20}),  # beyond a 64-bit integer
+        ({"name": "id", "type": "decimal(12,2)"}, {"min": float("inf")}),
+        ({"name": "id", "type": "float"}, {"min": float("nan")}),
+    ],
+)
+def test_a_bound_no_column_can_hold_is_refused_when_the_contract_is_built(column, bound) -> None:
+    # the bound's Arrow scalar is made with the first batch; its value is judged before
+    with pytest.raises(ConfigError, match=r"sources/s\.yml.*column 'id'.*cannot bound"):
+        Contract("s", spec({**column, **bound}))
+    # what a column can hold is fine, infinite floats too
+    Contract("s", spec({"name": "id", "type": "float", "max": float("inf"), "min": -1e300}))
+
+
 @pytest.mark.parametrize("bad_every", [1, 2, 7, 1000])
 def test_rows_in_always_reconciles(bad_every: int) -> None:
     n = 200
