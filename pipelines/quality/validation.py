@@ -222,8 +222,9 @@ def _blank_key(arr: pa.Array) -> pa.Array:
 
 # The check functions make their Arrow values (a value set, a bound) on first use: pyarrow
 # imports pandas when it makes its first array or scalar (0.65 s on a slow machine), which the
-# project's validation, before a run starts, then does not pay; the run's first batch does,
-# beside the other builder's work.
+# project's validation (`ssot validate`, `ssot plan`, loading the definitions) then does not
+# pay. A run still does, with the first Arrow array it makes (loading the seeds); the bounds'
+# values are judged when the contract is built (`check_placement`).
 
 
 def _accepted(values: list[Any]) -> _ArrowCheck:
