@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import atexit
 import contextlib
+import gc
 import os
 import sys
 import threading
@@ -320,15 +321,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     from pipelines.project import load_project
     from pipelines.warehouse import read_ahead
 
+    gc.disable()  # until what lives as long as the run is made (below)
     project = load_project()
     with contextlib.suppress(SsotError):  # a bad target is reported by the checks below
         read_ahead(project)  # the disk works while Dagster is imported and the project checked
 
     from pipelines.assets.keys import model_key, seed_key, source_key
-    from pipelines.runner import project_instance, run_job
+    from pipelines.runner import import_dagster_storage, project_instance, run_job
 
     graph = validate_project(project)
     _check_demo_data(project)
+    import_dagster_storage()
+    # the modules, the project and its graph live as long as the run: kept out of every
+    # collection from here on
+    gc.freeze()
+    gc.set_threshold(5000, 10, 10)  # a collection every 5,000 new objects, not 700
+    gc.enable()
     keys = [source_key(s.name, t.name).to_user_string() for s, t in project.source_tables()]
     keys += [seed_key(name).to_user_string() for name in project.seeds]
     keys += [model_key(m.layer, m.name).to_user_string() for m in project.models.values()]

@@ -120,6 +120,16 @@ def run_config_for(
     return {**RUN_CONFIG, **({"ops": {MODELS_STEP: {"config": models}}} if models else {})}
 
 
+def import_dagster_storage() -> None:
+    """Import what opening an instance and executing a run import (Dagster's storage, with
+    SQLAlchemy and Alembic, and its execution modules), ahead of the run."""
+    import dagster._core.execution.api
+    import dagster._core.storage.runs.sqlite
+    import dagster._core.storage.schedules.sqlite  # noqa: F401
+
+    import pipelines.event_log  # noqa: F401
+
+
 @contextmanager
 def project_instance(project: Project) -> Iterator[dg.DagsterInstance]:
     import dagster as dg
