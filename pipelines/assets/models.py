@@ -241,14 +241,16 @@ def build_models_asset(
     order = [name for name in graph.order if names is None or name in names]
     nodes = [graph.nodes[name] for name in order]
     project = graph.project
+    checks = [spec for landing in landings for spec in source_check_specs(landing)]
+    checks += [spec for node in nodes for spec in check_specs(node)]
+    blocking = {spec.key: spec.blocking for spec in checks}
 
     @dg.multi_asset(
         name=MODELS_STEP,
         specs=[seed_spec(project, seed) for seed in seeds]
         + [source_spec(project, landing) for landing in landings]
         + [model_spec(graph, node) for node in nodes],
-        check_specs=[spec for landing in landings for spec in source_check_specs(landing)]
-        + [spec for node in nodes for spec in check_specs(node)],
+        check_specs=checks,
         can_subset=True,
     )
     def _models(
@@ -271,6 +273,7 @@ def build_models_asset(
             landings=lands,
             seeds=seeding,
         )
+        targets: dict[dg.AssetKey, Any] = {}
         # a cancelled run closes this generator: the worker finishes the models it is
         # building (commit or rollback) and starts no more
         with contextlib.closing(work_ahead(builds, name="ssot-models")) as items:
@@ -278,7 +281,11 @@ def build_models_asset(
                 for item in items:
                     if isinstance(item, _Log):
                         getattr(context.log, item.level)(item.message)
+                    elif isinstance(item, dg.AssetCheckResult):
+                        yield _evaluation(context, item, blocking, targets)
                     else:
+                        if isinstance(item, dg.AssetMaterialization):
+                            targets.pop(item.asset_key, None)
                         yield item
             finally:
                 stopping.set()
@@ -288,6 +295,48 @@ def build_models_asset(
             )
 
     return _models
+
+
+def _evaluation(
+    context: AssetExecutionContext,
+    result: dg.AssetCheckResult,
+    blocking: Mapping[dg.AssetCheckKey, bool],
+    targets: dict[dg.AssetKey, Any],
+) -> dg.AssetCheckEvaluation:
+    """``result`` as the evaluation Dagster stores for it, tied to the asset's latest
+    materialization (``targets``: those looked up in this step, by asset), as Dagster ties
+    a check result. Yielded as such it is one event: a check result would also be a step
+    output, an event of its own that nothing reads (a check's result is its evaluation), as
+    the models' materializations are logged rather than returned."""
+    from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+        AssetCheckEvaluationTargetMaterializationData,
+    )
+
+    key = result.asset_key
+    assert key is not None and result.check_name is not None  # check_result() names both
+    if key not in targets:
+        records = context.instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=key), limit=1
+        ).records
+        targets[key] = (
+            AssetCheckEvaluationTargetMaterializationData(
+                storage_id=records[0].storage_id,
+                run_id=records[0].run_id,
+                timestamp=records[0].timestamp,
+            )
+            if records
+            else None
+        )
+    return dg.AssetCheckEvaluation(
+        asset_key=key,
+        check_name=result.check_name,
+        passed=result.passed,
+        metadata=result.metadata,
+        target_materialization_data=targets[key],
+        severity=result.severity,
+        description=result.description,
+        blocking=blocking[dg.AssetCheckKey(key, result.check_name)],
+    )
 
 
 @dataclass(frozen=True)

@@ -65,6 +65,44 @@ def test_each_model_is_one_materialization_with_its_metadata_and_no_step_output(
     assert "STEP_OUTPUT" not in types  # the rows are in the warehouse: nothing is handed on
 
 
+def test_a_check_result_is_one_evaluation_tied_to_the_materialization_of_its_run(
+    make_project,
+) -> None:
+    root = make_project(
+        {
+            **MODELS,
+            "models/marts/schema.yml": """
+version: 2
+models:
+  - name: b
+    columns:
+      - name: id
+        tests: [unique, {accepted_values: {values: [1], config: {severity: warn}}}]
+""",
+        }
+    )
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = run(root, instance)
+        assert result.success
+        types = [e.event_type_value for e in result.all_events]
+        (materialization,) = instance.fetch_materializations(
+            dg.AssetKey(["marts", "b"]), limit=1
+        ).records
+        evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert set(evaluations) == {"unique__id", "accepted_values__id"}
+    unique, accepted = evaluations["unique__id"], evaluations["accepted_values__id"]
+    assert unique.passed and unique.blocking and unique.severity == dg.AssetCheckSeverity.ERROR
+    assert not accepted.passed and not accepted.blocking
+    assert accepted.severity == dg.AssetCheckSeverity.WARN
+    assert accepted.metadata["failing_rows"].value == 1
+    for evaluation in evaluations.values():
+        target = evaluation.target_materialization_data
+        assert target is not None and target.run_id == result.run_id
+        assert target.storage_id == materialization.storage_id
+    # a check's result is its evaluation alone: no step output for it (nor for a model)
+    assert types.count("ASSET_CHECK_EVALUATION") == 2 and "STEP_OUTPUT" not in types
+
+
 def test_metadata_that_cannot_be_written_is_a_warning_not_a_failure(
     make_project, monkeypatch
 ) -> None:
