@@ -515,6 +515,13 @@ class DuckDBTarget(_Strict):
         description="Loads and models a run runs at the same time, each on its own "
         "connection, a model once what it reads is landed and built (1: one after another).",
     )
+    compress_text: bool = Field(
+        default=False,
+        description="Compress text columns with FSST (DuckDB's own default): a smaller file "
+        "(about a third smaller for the demo), but every scan of such a column decompresses it "
+        "and every checkpoint compresses what changed. Off: text is stored as dictionaries "
+        "where values repeat, else plain (see docs/performance.md).",
+    )
 
     def build_file(self) -> str:
         """The project-relative file a run writes (see ``build_path``)."""

@@ -32,6 +32,7 @@ def open_warehouse(project: Project, *, read_only: bool = False) -> Warehouse:
             memory_limit=target.memory_limit,
             publish_to=published,
             builders=target.builders,
+            compress_text=target.compress_text,
         )
     if target.type == "bigquery":
         import os

@@ -543,6 +543,7 @@ class DuckDBWarehouse(Warehouse):
         read_only: bool = False,
         publish_to: Path | str | None = None,
         builders: int = 1,
+        compress_text: bool = True,
     ) -> None:
         import duckdb
 
@@ -584,6 +585,9 @@ class DuckDBWarehouse(Warehouse):
         if not read_only:
             # compacting is for the publish to decide, per table (see COMPACT_DEAD_SHARE)
             self._con.execute("SET max_vacuum_tasks = 0")
+            if not compress_text:
+                # what checkpoints write from now on (the target's `compress_text`)
+                self._con.execute("SET disabled_compression_methods = 'fsst'")
         self._counter = itertools.count()
         #: the sessions of :meth:`builders` open on this one's database
         self._siblings: list[DuckDBWarehouse] = []

@@ -1039,3 +1039,44 @@ def test_the_scanner_copies_of_a_process_are_removed_at_its_exit() -> None:
     atexit.unregister(backend.remove_scanner_copies)
     backend.remove_scanner_copies()
     assert not again.parent.exists()
+
+
+@pytest.mark.parametrize("compress_text", [False, True])
+def test_text_is_fsst_compressed_only_when_the_target_asks(tmp_path, compress_text) -> None:
+    import duckdb
+
+    build, published = tmp_path / "w.build.duckdb", tmp_path / "w.duckdb"
+    session = DuckDBWarehouse(build, publish_to=published, compress_text=compress_text)
+    # distinct, similar texts: FSST's case (a dictionary would not pay)
+    session.execute(
+        "create table t as select 'invoice-' || lpad(i::varchar, 9, '0') as id "
+        "from range(300000) as r(i)"
+    )
+    session.publish()
+    with duckdb.connect(str(published), read_only=True) as reader:
+        methods = {
+            m
+            for (m,) in reader.execute(
+                "select distinct compression from pragma_storage_info('t') "
+                "where segment_type = 'VARCHAR'"
+            ).fetchall()
+        }
+    assert ("FSST" in methods) == compress_text
+
+
+@pytest.mark.parametrize("setting", [None, "true"])
+def test_a_duckdb_target_leaves_text_uncompressed_unless_told(make_project, setting) -> None:
+    from pipelines.project import load_project
+    from pipelines.warehouse import open_warehouse
+
+    root = make_project({})
+    if setting is not None:
+        pyproject = root / "pyproject.toml"
+        text = pyproject.read_text()
+        assert 'type = "duckdb"' in text
+        pyproject.write_text(
+            text.replace('type = "duckdb"', f'type = "duckdb"\ncompress_text = {setting}', 1)
+        )
+    with open_warehouse(load_project(root)) as session:
+        disabled = session.scalar("select current_setting('disabled_compression_methods')")
+    assert (str(disabled).lower() == "fsst") == (setting is None)
