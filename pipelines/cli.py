@@ -15,7 +15,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -317,11 +317,43 @@ def _layer_order(key: str) -> tuple[int, str]:
     return order.get(key.split("/", 1)[0], 9), key
 
 
+#: `ssot run`'s threshold of Python's youngest generation (the default is 700 new objects)
+RUN_GC_THRESHOLD = (5000, 10, 10)
+
+
+@contextlib.contextmanager
+def _collecting_after_setup() -> Iterator[Callable[[], None]]:
+    """Python's garbage collector off until the function yielded is called: then what exists
+    (the modules, the project and its graph, which live as long as the run) is frozen out of
+    every later collection, and the youngest generation is collected every 5,000 new objects
+    instead of 700. A day's run spent 0.61 s in 2,071 collections, most of them scanning those
+    objects again and again. The collector's state is as it was afterwards (a command run
+    in-process, or one that failed before its setup was done)."""
+    threshold, enabled = gc.get_threshold(), gc.isenabled()
+    gc.disable()
+
+    def set_up() -> None:
+        gc.freeze()
+        gc.set_threshold(*RUN_GC_THRESHOLD)
+        gc.enable()
+
+    try:
+        yield set_up
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*threshold)
+        (gc.enable if enabled else gc.disable)()
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    with _collecting_after_setup() as set_up:
+        return _run(args, set_up)
+
+
+def _run(args: argparse.Namespace, set_up: Callable[[], None]) -> int:
     from pipelines.project import load_project
     from pipelines.warehouse import read_ahead
 
-    gc.disable()  # until what lives as long as the run is made (below)
     project = load_project()
     with contextlib.suppress(SsotError):  # a bad target is reported by the checks below
         read_ahead(project)  # the disk works while Dagster is imported and the project checked
@@ -332,11 +364,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     graph = validate_project(project)
     _check_demo_data(project)
     import_dagster_storage()
-    # the modules, the project and its graph live as long as the run: kept out of every
-    # collection from here on
-    gc.freeze()
-    gc.set_threshold(5000, 10, 10)  # a collection every 5,000 new objects, not 700
-    gc.enable()
+    set_up()  # what lives as long as the run is made
     keys = [source_key(s.name, t.name).to_user_string() for s, t in project.source_tables()]
     keys += [seed_key(name).to_user_string() for name in project.seeds]
     keys += [model_key(m.layer, m.name).to_user_string() for m in project.models.values()]

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
 import pytest
@@ -49,8 +50,34 @@ def test_run_without_demo_data_says_what_to_do(make_project, monkeypatch, capsys
     )
     monkeypatch.setenv("SSOT_PROJECT_DIR", str(root))
     monkeypatch.delenv("SSOT_TEST_APP_URL", raising=False)
+    threshold = gc.get_threshold()
     assert main(["run"]) == 2
     assert "ssot demo init" in capsys.readouterr().err
+    # stopped before its setup was done: the collector is as it was
+    assert gc.isenabled() and gc.get_threshold() == threshold
+
+
+def test_a_run_collects_garbage_after_its_setup_and_leaves_the_collector_as_it_was(
+    monkeypatch,
+) -> None:
+    import pipelines.cli as cli
+
+    seen: dict[str, object] = {}
+
+    def run(args, set_up) -> int:
+        seen["setting up"] = gc.isenabled()
+        set_up()
+        seen["running"] = (gc.isenabled(), gc.get_threshold(), gc.get_freeze_count())
+        return 0
+
+    monkeypatch.setattr(cli, "_run", run)
+    threshold, frozen = gc.get_threshold(), gc.get_freeze_count()
+    assert main(["run"]) == 0
+    assert seen["setting up"] is False
+    enabled, running_threshold, running_frozen = seen["running"]
+    assert enabled and running_threshold == cli.RUN_GC_THRESHOLD and running_frozen > frozen
+    assert gc.isenabled() and gc.get_threshold() == threshold
+    assert gc.get_freeze_count() == frozen
 
 
 def test_the_command_exits_with_its_code_after_the_exit_handlers(make_project) -> None:
