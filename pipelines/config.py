@@ -520,7 +520,8 @@ class DuckDBTarget(_Strict):
         description="Compress text columns with FSST (DuckDB's own default): a smaller file "
         "(about a third smaller for the demo), but every scan of such a column decompresses it "
         "and every checkpoint compresses what changed. Off: text is stored as dictionaries "
-        "where values repeat, else plain (see docs/performance.md).",
+        "where values repeat, else plain (see docs/performance.md). A change applies to what "
+        "is written from then on; a full refresh rewrites every table.",
     )
 
     def build_file(self) -> str:

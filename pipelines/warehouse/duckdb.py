@@ -522,7 +522,10 @@ def _open_elsewhere(path: Path) -> bool:
 
 
 class DuckDBWarehouse(Warehouse):
-    """A read-write session on a DuckDB database file (or ``:memory:``)."""
+    """A read-write session on a DuckDB database file (or ``:memory:``).
+
+    ``compress_text``: text columns may be FSST-compressed, as DuckDB does by default; a
+    project's DuckDB target passes its own `compress_text`, off unless it says so."""
 
     dialect: ClassVar[str] = "duckdb"
     supports_transactions: ClassVar[bool] = True
@@ -586,8 +589,9 @@ class DuckDBWarehouse(Warehouse):
             # compacting is for the publish to decide, per table (see COMPACT_DEAD_SHARE)
             self._con.execute("SET max_vacuum_tasks = 0")
             if not compress_text:
-                # what checkpoints write from now on (the target's `compress_text`)
-                self._con.execute("SET disabled_compression_methods = 'fsst'")
+                # what checkpoints write from now on (the target's `compress_text`): neither
+                # FSST nor the dictionary of FSST strings newer storage versions have
+                self._con.execute("SET disabled_compression_methods = 'fsst,dict_fsst'")
         self._counter = itertools.count()
         #: the sessions of :meth:`builders` open on this one's database
         self._siblings: list[DuckDBWarehouse] = []

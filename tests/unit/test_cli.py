@@ -80,6 +80,20 @@ def test_a_run_collects_garbage_after_its_setup_and_leaves_the_collector_as_it_w
     assert gc.get_freeze_count() == frozen
 
 
+def test_a_run_leaves_what_its_caller_froze_frozen(monkeypatch) -> None:
+    import pipelines.cli as cli
+
+    monkeypatch.setattr(cli, "_run", lambda args, set_up: set_up() or 0)
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        assert frozen > 0
+        assert main(["run"]) == 0
+        assert gc.get_freeze_count() == frozen and gc.isenabled()
+    finally:
+        gc.unfreeze()
+
+
 def test_the_command_exits_with_its_code_after_the_exit_handlers(make_project) -> None:
     """`ssot` leaves without finalizing the interpreter, but output, running threads and exit
     handlers are not lost and the exit code is main's."""
