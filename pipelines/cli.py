@@ -332,21 +332,20 @@ def _collecting_after_setup() -> Iterator[Callable[[], None]]:
     stay frozen. What the setup left unreachable is frozen too (a few MB for the demo), not
     collected first: a full collection there would cost the run's start that much again."""
     threshold, enabled = gc.get_threshold(), gc.isenabled()
-    frozen_before = gc.get_freeze_count()
-    froze: list[bool] = []
+    # a freeze is undone below, and a caller's frozen objects would be undone with it
+    ours = gc.get_freeze_count() == 0
     gc.disable()
 
     def set_up() -> None:
-        if not frozen_before:  # undone below; a caller's frozen objects would be undone with it
+        if ours:
             gc.freeze()
-            froze.append(True)
         gc.set_threshold(*RUN_GC_THRESHOLD)
         gc.enable()
 
     try:
         yield set_up
     finally:
-        if froze:
+        if ours:  # nothing frozen if the setup was not done
             gc.unfreeze()
         gc.set_threshold(*threshold)
         (gc.enable if enabled else gc.disable)()
