@@ -1404,6 +1404,7 @@ _SCANNERS = {
     "sqlite": ("duckdb_extension_sqlite", "sqlite", "sqlite_scanner"),
 }
 _installed: dict[str, Path] = {}
+_installed_lock = threading.Lock()
 
 
 def _extension_file(kind: str) -> Path | None:
@@ -1434,22 +1435,31 @@ def _scanner_extension(kind: str) -> Path:
     if source_file is None:
         raise TerminalWarehouseError(f"the DuckDB {kind} scanner extension is not installed")
     _, _, name = _SCANNERS[kind]
-    if kind not in _installed:
-        folder = Path(tempfile.mkdtemp(prefix="ssot-duckdb-ext-"))
-        if not _installed:
-            atexit.register(remove_scanner_copies)
-        _installed[kind] = folder
-        shutil.copyfile(source_file, folder / f"{name}.duckdb_extension")
-    return _installed[kind] / f"{name}.duckdb_extension"
+    # Loads run side by side: a second one must not load the copy the first is still writing
+    # (DuckDB then refused it as "not a DuckDB extension"), so the copy is made under a lock
+    # and handed out only once it is whole.
+    with _installed_lock:
+        if kind not in _installed:
+            folder = Path(tempfile.mkdtemp(prefix="ssot-duckdb-ext-"))
+            if not _installed:
+                atexit.register(remove_scanner_copies)
+            try:
+                shutil.copyfile(source_file, folder / f"{name}.duckdb_extension")
+            except BaseException:
+                shutil.rmtree(folder, ignore_errors=True)
+                raise
+            _installed[kind] = folder
+        return _installed[kind] / f"{name}.duckdb_extension"
 
 
 def remove_scanner_copies() -> None:
     """Remove the copies of the scanner extensions this process made (at its exit: each is
     about 40 MB, and every run reading a server's tables natively left one in the temporary
     folder). A connection that loaded one keeps it loaded; a later load copies it again."""
-    while _installed:
-        _, folder = _installed.popitem()
-        shutil.rmtree(folder, ignore_errors=True)
+    with _installed_lock:
+        while _installed:
+            _, folder = _installed.popitem()
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _attach_source(con: Any, kind: str, url: str, alias: str) -> None:

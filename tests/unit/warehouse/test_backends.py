@@ -1041,6 +1041,45 @@ def test_the_scanner_copies_of_a_process_are_removed_at_its_exit() -> None:
     assert not again.parent.exists()
 
 
+def test_a_scanner_copy_is_handed_out_only_once_it_is_whole(monkeypatch) -> None:
+    # two loads side by side open their first scanner at once: the second must not get the
+    # copy the first is still writing (DuckDB refused such a half-written file)
+    import atexit
+    import threading
+    import time
+
+    import pipelines.warehouse.duckdb as backend
+
+    kind = next((k for k in ("sqlite", "postgres", "mysql") if backend.scanner_available(k)), None)
+    if kind is None:
+        pytest.skip("no DuckDB scanner extension installed here")
+    source = backend._extension_file(kind)
+    assert source is not None
+    backend.remove_scanner_copies()
+    copying = threading.Event()
+    real_copy = backend.shutil.copyfile
+
+    def slow_copy(src: object, dst: object) -> object:
+        Path(str(dst)).write_bytes(b"half")  # what a reader would see part way through
+        copying.set()
+        time.sleep(0.3)
+        return real_copy(src, dst)
+
+    monkeypatch.setattr(backend.shutil, "copyfile", slow_copy)
+    first: list[Path] = []
+    writer = threading.Thread(target=lambda: first.append(backend._scanner_extension(kind)))
+    writer.start()
+    try:
+        assert copying.wait(5)
+        second = backend._scanner_extension(kind)  # asked while the first copy is being made
+        assert second.stat().st_size == source.stat().st_size
+    finally:
+        writer.join()
+        atexit.unregister(backend.remove_scanner_copies)
+        backend.remove_scanner_copies()
+    assert first == [second]
+
+
 @pytest.mark.parametrize("compress_text", [False, True])
 def test_text_is_fsst_compressed_only_when_the_target_asks(tmp_path, compress_text) -> None:
     import duckdb
