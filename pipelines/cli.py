@@ -54,6 +54,8 @@ class AssetLine:
     rebuilt: bool = True
     rows: int | None = None
     quarantined: int | None = None
+    #: of those, the records the quarantine already held (read again)
+    already_quarantined: int = 0
     seconds: float | None = None
     checks_passed: int = 0
     checks_failed: list[str] = field(default_factory=list)
@@ -201,7 +203,7 @@ class RunReporter:
         self.done += 1
         colour = {"ok": "green", "up to date": "green", "failed": "red"}.get(line.status, "yellow")
         rows = f"{line.rows:,} rows" if line.rows is not None else ""
-        quarantined = f", {line.quarantined:,} quarantined" if line.quarantined else ""
+        quarantined = f", {_quarantined(line)} quarantined" if line.quarantined else ""
         checks = ""
         if line.checks_passed or line.checks_failed or line.checks_warned:
             checks = f", checks {line.checks_passed} passed"
@@ -225,6 +227,8 @@ class RunReporter:
             line.rows = int(str(metadata["dagster/row_count"].value))
         if "rows_quarantined" in metadata:
             line.quarantined = int(str(metadata["rows_quarantined"].value))
+        if "rows_already_quarantined" in metadata:
+            line.already_quarantined = int(str(metadata["rows_already_quarantined"].value))
         if "rebuilt" in metadata:
             line.rebuilt = bool(metadata["rebuilt"].value)
         new_columns = str(metadata["new_columns"].value) if "new_columns" in metadata else "none"
@@ -268,9 +272,16 @@ class RunReporter:
                 f"{line.seconds:.2f}" if line.seconds is not None else "-",
                 str(line.checks_passed),
                 f"{failed}{warned}",
-                f"{line.quarantined:,}" if line.quarantined is not None else "-",
+                _quarantined(line) if line.quarantined is not None else "-",
             )
         return table
+
+
+def _quarantined(line: AssetLine) -> str:
+    """A load's quarantined rows, saying how many of them the quarantine already held (read
+    again by a cursor's lookback, say: held once, not added again)."""
+    held = f" ({line.already_quarantined:,} already held)" if line.already_quarantined else ""
+    return f"{line.quarantined:,}{held}"
 
 
 def _full_message(error: Any) -> str:

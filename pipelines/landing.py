@@ -91,6 +91,9 @@ class LoadResult:
     loaded_at: datetime | None = None
     #: the table's cursor after this load, the highest value read so far (None: no cursor yet)
     cursor: Any = None
+    #: of ``rows_quarantined``, the records the quarantine already held (read again: by a
+    #: cursor's lookback, a re-exported file, a replay), which it does not hold twice
+    rows_already_quarantined: int = 0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -212,6 +215,8 @@ class _Load:
         self.files: dict[str, str] = dict(previous.files or {})
         self.read = self.valid = self.quarantined = 0
         self.quarantine: list[pa.Table] = []
+        #: of the rows quarantined, those the quarantine already held (known once it is added)
+        self.already_quarantined = 0
         self.top_cursor: Any = None
         self.scratch = Relation(META_SCHEMA, f"_landing__{source.name}__{table.name}")
         #: where a first load lands before it takes raw's place
@@ -721,9 +726,9 @@ class _Load:
         if landed or deleted:  # models reading this table have something new to build from
             record_change(warehouse, self.relation, self.run_id, at=self.loaded_at)
         if self.quarantine:
-            _append_new_quarantine(
-                warehouse, pa.concat_tables(self.quarantine), f"{source.name}__{table.name}"
-            )
+            rejected = pa.concat_tables(self.quarantine)
+            added = _append_new_quarantine(warehouse, rejected, f"{source.name}__{table.name}")
+            self.already_quarantined = rejected.num_rows - added
         if self.read != self.valid + self.quarantined:
             raise SsotError(
                 f"load of {source.name}.{table.name} does not reconcile: read {self.read}, "
@@ -743,6 +748,7 @@ class _Load:
                 duration_s=time.perf_counter() - self.started,
                 outcome="success",
                 detail=f"unchanged {self.valid - landed}"
+                + _already_quarantined(self.already_quarantined)
                 if replay
                 else _detail(
                     self.valid - landed,
@@ -750,7 +756,8 @@ class _Load:
                     self._extras(),
                     self.pull,
                     self.path if self.fallback is None else f"{self.path} ({self.fallback})",
-                ),
+                )
+                + _already_quarantined(self.already_quarantined),
             ),
         )
         return deleted
@@ -783,6 +790,7 @@ class _Load:
             rows_landed=landed,
             rows_unchanged=self.valid - landed,
             rows_quarantined=self.quarantined,
+            rows_already_quarantined=self.already_quarantined,
             rows_deleted=deleted,
             extra_columns=self._extras(),
             incremental=not replay and not self.pull.is_full,
@@ -814,6 +822,11 @@ def _detail(unchanged: int, deleted: int, extras: tuple[str, ...], pull: Pull, p
     if extras:
         parts.append(f"new columns: {', '.join(extras)}")
     return "; ".join(parts)
+
+
+def _already_quarantined(rows: int) -> str:
+    """What the audit detail says of quarantined rows the quarantine already held."""
+    return f"; already quarantined {rows}" if rows else ""
 
 
 def holds_rows(warehouse: Warehouse, relation: Relation) -> bool:
@@ -1123,10 +1136,10 @@ def _land_tombstones(
     return deleted
 
 
-def _append_new_quarantine(warehouse: Warehouse, rows: pa.Table, name: str) -> None:
+def _append_new_quarantine(warehouse: Warehouse, rows: pa.Table, name: str) -> int:
     """Quarantine each bad record once: a record already held (same source row) is not added
-    again. ``name``: the load's own (``<source>__<table>``), which its scratch table is named
-    after (loads run side by side)."""
+    again; how many were added. ``name``: the load's own (``<source>__<table>``), which its
+    scratch table is named after (loads run side by side)."""
     staged = Relation(META_SCHEMA, f"_quarantine_incoming__{name}")
     warehouse.replace_from_arrow(staged, rows.schema, rows.to_batches())
     if not warehouse.exists(QUARANTINE):
@@ -1145,8 +1158,9 @@ def _append_new_quarantine(warehouse: Warehouse, rows: pa.Table, name: str) -> N
         .from_(exp.alias_(staged.to_table(), "s"))
         .where(exp.Not(this=exp.Exists(this=held)))
     )
-    warehouse.insert_select(QUARANTINE, rows.column_names, select)
+    added = warehouse.insert_select(QUARANTINE, rows.column_names, select)
     warehouse.drop(staged)
+    return added
 
 
 def _cursor_text(value: Any) -> tuple[str, str]:

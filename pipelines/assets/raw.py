@@ -196,6 +196,7 @@ def land_source(
             "rows_unchanged": result.rows_unchanged,
             "rows_deleted": result.rows_deleted,
             "rows_quarantined": result.rows_quarantined,
+            "rows_already_quarantined": result.rows_already_quarantined,
             "pull": "incremental" if result.incremental else "full",
             "load_path": result.path,
             **({"native_load": result.native_note} if result.native_note else {}),

@@ -147,6 +147,15 @@ def test_reporter_maps_steps_of_double_underscore_models_to_their_keys() -> None
     assert reporter._by_step["raw__crm__contacts"] == "raw/crm/contacts"
 
 
+def test_the_run_summary_says_which_quarantined_rows_were_already_held() -> None:
+    from pipelines.cli import AssetLine, _quarantined
+
+    line = AssetLine(key="raw/crm/contacts", quarantined=21, already_quarantined=15)
+    assert _quarantined(line) == "21 (15 already held)"
+    line.already_quarantined = 0
+    assert _quarantined(line) == "21"
+
+
 def test_query_fetches_only_the_rows_it_prints() -> None:
     from pipelines.cli import _limited
 

@@ -109,6 +109,26 @@ def test_rows_land_or_are_quarantined_and_counts_reconcile(app) -> None:
     assert warehouse.scalar(f"select count(distinct {BATCH_ID_COLUMN}) from raw.app__users") == 1
 
 
+def test_bad_rows_read_again_are_counted_as_already_quarantined(app) -> None:
+    # a table without a cursor is read whole by every load: its bad rows come again each time,
+    # are held once, and the load says how many of its quarantined rows were already held
+    project, warehouse, root = app
+    source = project.sources["app"]
+    first = land_table(project, warehouse, source, source.table("users"), run_id="r1")
+    assert (first.rows_quarantined, first.rows_already_quarantined) == (3, 0)
+    with sqlite3.connect(root / "data" / "app.sqlite") as con:
+        con.execute("insert into users values (6, 'still-not-an-email', null)")
+    again = land_table(project, warehouse, source, source.table("users"), run_id="r2")
+    assert (again.rows_read, again.rows_landed, again.rows_unchanged) == (6, 0, 2)
+    assert (again.rows_quarantined, again.rows_already_quarantined) == (4, 3)
+    assert warehouse.scalar("select count(*) from ssot_meta.quarantine") == 4
+    details = warehouse.query(
+        "select run_id, detail from ssot_meta.audit order by recorded_at"
+    ).to_pylist()
+    assert "already quarantined" not in details[0]["detail"]
+    assert details[1]["detail"].endswith("; already quarantined 3")
+
+
 def test_a_new_source_column_lands_and_is_reported(app) -> None:
     project, warehouse, root = app
     with sqlite3.connect(root / "data" / "app.sqlite") as con:
