@@ -67,7 +67,16 @@ def record_audit(warehouse: Warehouse, *entries: AuditEntry) -> None:
     )
 
 
+# A step tried again in the same run (a model or load out of memory beside other work runs
+# again alone) keeps its failed attempt in the log; only a step whose latest attempt failed
+# counts as an error of the run.
 _RUNS_SQL = """
+with entries as (
+    select
+        *,
+        row_number() over (partition by run_id, asset, kind order by recorded_at desc) as attempt
+    from ssot_meta.audit
+)
 select
     run_id,
     min(recorded_at) as started_at,
@@ -79,8 +88,9 @@ select
     sum(case when kind = 'publish' and outcome = 'success' then 1 else 0 end) as published,
     sum(case when kind = 'publish' and outcome = 'blocked' then 1 else 0 end) as blocked,
     sum(case when kind = 'checks' and outcome = 'failed' then 1 else 0 end) as checks_failed,
-    sum(case when outcome = 'failed' and kind <> 'checks' then 1 else 0 end) as errors
-from ssot_meta.audit
+    sum(case when outcome = 'failed' and kind <> 'checks' and attempt = 1 then 1 else 0 end)
+        as errors
+from entries
 group by run_id
 order by started_at desc
 """
