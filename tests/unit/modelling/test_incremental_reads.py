@@ -697,3 +697,73 @@ def test_per_row_expectations_read_the_written_rows_only_where_they_hold_the_sto
         "column_values_to_be_between": None,
         "column_values_to_match_regex": WRITTEN,
     }
+
+
+# a model whose relationships test points at itself: a manager among the employees (such a
+# check reads the whole table, the version being audited on both sides, also after an
+# incremental build: the model keeps no change feed of its own to say whose parent went)
+EMPLOYEES = """
+{{ config(materialized='incremental', unique_key='id', deleted_flag='gone') }}
+{% if is_incremental() %}
+select coalesce(e.id, t.id) as id, e.manager_id, e.id is null as gone
+from {{ ref('staff') }} as e
+full join {{ this }} as t on t.id = e.id
+where e.id is null or t.id is null or e.manager_id is distinct from t.manager_id
+{% else %}
+select id, manager_id, false as gone from {{ ref('staff') }}
+{% endif %}
+"""
+EMPLOYEES_YML = """
+models:
+  - name: emp
+    columns:
+      - name: manager_id
+        tests:
+          - relationships: {to: ref('emp'), field: id}
+"""
+
+
+def test_a_relationships_check_of_a_model_against_itself_sees_parents_its_build_removed(
+    make_project,
+) -> None:
+    root = make_project(
+        {
+            "seeds/staff.csv": "id,manager_id\n1,\n2,1\n3,1\n",
+            "models/marts/emp.sql": EMPLOYEES,
+            "models/marts/emp.yml": EMPLOYEES_YML,
+        },
+        source=False,
+    )
+    job = build_definitions(load_project(root)).resolve_implicit_global_asset_job_def()
+    assert job.execute_in_process().success
+
+    def checks(run_id: str) -> list[tuple]:
+        with duckdb.connect(str(root / "warehouse" / "t.duckdb"), read_only=True) as con:
+            return con.execute(
+                "select passed, failing_rows, observed ->> 'checked' from ssot_meta.check_results "
+                "where asset = 'marts/emp' and run_id = ?",
+                [run_id],
+            ).fetchall()
+
+    def employees() -> list[tuple]:
+        with duckdb.connect(str(root / "warehouse" / "t.duckdb"), read_only=True) as con:
+            return con.execute("select id, manager_id from marts.emp order by id").fetchall()
+
+    # a new employee under a known manager: the increment passes
+    (root / "seeds/staff.csv").write_text("id,manager_id\n1,\n2,1\n3,1\n4,2\n")
+    result = job.execute_in_process(raise_on_error=False)
+    assert result.success
+    assert [c[:2] for c in checks(result.run_id)] == [(True, 0)]
+    # manager 1 leaves, and 3 (not written again) loses its manager: the check of the
+    # increment sees the row its own build orphaned, and the build is refused
+    (root / "seeds/staff.csv").write_text("id,manager_id\n2,\n3,1\n4,2\n")
+    result = job.execute_in_process(raise_on_error=False)
+    assert not result.success
+    assert [c[:2] for c in checks(result.run_id)] == [(False, 1)]
+    assert employees() == [(1, None), (2, 1), (3, 1), (4, 2)]  # the last good version served
+    # 3 moves under 2 as well: the increment passes and is published
+    (root / "seeds/staff.csv").write_text("id,manager_id\n2,\n3,2\n4,2\n")
+    result = job.execute_in_process(raise_on_error=False)
+    assert result.success, checks(result.run_id)
+    assert [c[:2] for c in checks(result.run_id)] == [(True, 0)]
+    assert employees() == [(2, None), (3, 2), (4, 2)]
