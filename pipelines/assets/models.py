@@ -17,6 +17,8 @@ on it are not run, while the others go on.
 # annotations (context type, resources) at definition time and needs real classes.
 
 import contextlib
+import logging
+import re
 import threading
 import time
 import warnings
@@ -274,6 +276,8 @@ def build_models_asset(
             seeds=seeding,
         )
         targets: dict[dg.AssetKey, Any] = {}
+        evaluated = _EvaluatedChecks(context)
+        context.log.addFilter(evaluated)
         # a cancelled run closes this generator: the worker finishes the models it is
         # building (commit or rollback) and starts no more
         with contextlib.closing(work_ahead(builds, name="ssot-models")) as items:
@@ -283,6 +287,7 @@ def build_models_asset(
                         getattr(context.log, item.level)(item.message)
                     elif isinstance(item, dg.AssetCheckResult):
                         yield _evaluation(context, item, blocking, targets)
+                        evaluated.add(item)
                     else:
                         if isinstance(item, dg.AssetMaterialization):
                             targets.pop(item.asset_key, None)
@@ -337,6 +342,37 @@ def _evaluation(
         description=result.description,
         blocking=blocking[dg.AssetCheckKey(key, result.check_name)],
     )
+
+
+class _EvaluatedChecks(logging.Filter):
+    """The checks whose evaluations the step yielded; as a filter of the step's log, it drops
+    Dagster's note that the step "did not yield or return expected outputs" when the outputs
+    it names are those checks' (Dagster counts a check as done only when it gets a check
+    result, an output of the step, not when it gets the evaluation such a result would have
+    become). The note stays when it names anything else: a check of a model that was not
+    run, say."""
+
+    _NOTE = "did not yield or return expected outputs"
+
+    def __init__(self, context: AssetExecutionContext) -> None:
+        super().__init__()
+        self._outputs = {
+            spec.key: name for name, spec in context.assets_def.check_specs_by_output_name.items()
+        }
+        self.names: set[str] = set()
+
+    def add(self, result: dg.AssetCheckResult) -> None:
+        assert result.asset_key is not None and result.check_name is not None
+        name = self._outputs.get(dg.AssetCheckKey(result.asset_key, result.check_name))
+        if name is not None:
+            self.names.add(name)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if self._NOTE not in message:
+            return True
+        named = set(re.findall(r"'([^']+)'", message.split(self._NOTE, 1)[1]))
+        return not named or not named <= self.names
 
 
 @dataclass(frozen=True)

@@ -89,7 +89,10 @@ models:
             dg.AssetKey(["marts", "b"]), limit=1
         ).records
         evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
+        notes = [e.user_message for e in instance.all_logs(result.run_id)]
     assert set(evaluations) == {"unique__id", "accepted_values__id"}
+    # nor a note from Dagster that the checks' outputs were not yielded: they were evaluated
+    assert not [n for n in notes if "expected outputs" in n]
     unique, accepted = evaluations["unique__id"], evaluations["accepted_values__id"]
     assert unique.passed and unique.blocking and unique.severity == dg.AssetCheckSeverity.ERROR
     assert not accepted.passed and not accepted.blocking
@@ -300,6 +303,33 @@ models:
     assert not result.success
     assert {"staging/a", "marts/b", "staging/other"} <= materialized
     assert "marts/c" in str(result.get_step_failure_events()[0].step_failure_data.error)
+
+
+def test_dagster_s_note_of_outputs_not_yielded_is_dropped_only_for_evaluated_checks() -> None:
+    import logging
+    from types import SimpleNamespace
+
+    from pipelines.assets.models import _EvaluatedChecks
+
+    a, b = dg.AssetKey(["marts", "a"]), dg.AssetKey(["marts", "b"])
+    specs = {
+        "a_unique": dg.AssetCheckSpec("unique__id", asset=a),
+        "b_unique": dg.AssetCheckSpec("unique__id", asset=b),
+    }
+    checks = _EvaluatedChecks(
+        SimpleNamespace(assets_def=SimpleNamespace(check_specs_by_output_name=specs))
+    )
+
+    def kept(message: str) -> bool:
+        return bool(checks.filter(logging.LogRecord("x", logging.INFO, "", 0, message, None, None)))
+
+    note = "op 'models' did not yield or return expected outputs {names}."
+    checks.add(dg.AssetCheckResult(asset_key=a, check_name="unique__id", passed=True))
+    assert not kept(note.format(names="{'a_unique'}"))
+    assert kept(note.format(names="{'a_unique', 'b_unique'}"))  # b's check never evaluated
+    assert kept("published the warehouse for readers")
+    checks.add(dg.AssetCheckResult(asset_key=b, check_name="unique__id", passed=False))
+    assert not kept(note.format(names="{'a_unique', 'b_unique'}"))
 
 
 def test_a_model_out_of_memory_beside_another_is_built_again_alone(
