@@ -108,8 +108,10 @@ class RunReporter:
                 1 for k in keys if self.lines[k].status != "pending" or self.lines[k] is self._held
             )
             if now - started >= HEARTBEAT_SECONDS:
+                # the step lands source tables and loads seeds as well as building models
                 console.print(
-                    f"      ... {step}: {finished} of {len(keys)} done ({now - started:.0f}s)"
+                    f"      ... {step} step: {finished} of {len(keys)} assets landed, loaded "
+                    f"or built ({now - started:.0f}s)"
                 )
 
     def _key(self, event: dg.DagsterEvent) -> str:

@@ -156,6 +156,19 @@ def test_the_run_summary_says_which_quarantined_rows_were_already_held() -> None
     assert _quarantined(line) == "21"
 
 
+def test_the_heartbeat_of_the_step_counts_loads_and_builds_as_assets(capsys) -> None:
+    import time
+
+    from pipelines.cli import HEARTBEAT_SECONDS
+
+    keys = ["raw/crm/contacts", "seeds/countries", "staging/stg_crm__contacts"]
+    reporter = RunReporter(keys, {"models": keys})
+    reporter._step_started["models"] = time.perf_counter() - HEARTBEAT_SECONDS - 1
+    reporter.lines["raw/crm/contacts"].status = "ok"
+    reporter.heartbeat()
+    assert "models step: 1 of 3 assets landed, loaded or built" in capsys.readouterr().out
+
+
 def test_query_fetches_only_the_rows_it_prints() -> None:
     from pipelines.cli import _limited
 
