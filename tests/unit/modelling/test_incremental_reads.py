@@ -18,19 +18,25 @@ from pipelines.warehouse.duckdb import DuckDBWarehouse
 
 SINCE = datetime(2026, 1, 1, tzinfo=UTC)
 
-# A staging model over a seed: each build compares the seed with its table, so it sees
-# updates, new rows and deletions; the mart recomputes only the ids in stg's change feed.
-STG = """
-{{ config(materialized='incremental', unique_key='id', deleted_flag='gone') }}
-{% if is_incremental() %}
-select coalesce(p.id, t.id) as id, p.name, p.id is null as gone
-from {{ ref('people') }} as p
-full join {{ this }} as t on t.id = p.id
-where p.id is null or t.id is null or p.name is distinct from t.name
-{% else %}
-select id, name, false as gone from {{ ref('people') }}
-{% endif %}
+
+def seed_diff(seed: str, column: str) -> str:
+    """An incremental model of a seed's ``id`` and ``column``: each build compares the seed
+    with its table, so it sees updates, new rows and deletions."""
+    return f"""
+{{{{ config(materialized='incremental', unique_key='id', deleted_flag='gone') }}}}
+{{% if is_incremental() %}}
+select coalesce(p.id, t.id) as id, p.{column}, p.id is null as gone
+from {{{{ ref('{seed}') }}}} as p
+full join {{{{ this }}}} as t on t.id = p.id
+where p.id is null or t.id is null or p.{column} is distinct from t.{column}
+{{% else %}}
+select id, {column}, false as gone from {{{{ ref('{seed}') }}}}
+{{% endif %}}
 """
+
+
+# A staging model over a seed; the mart recomputes only the ids in stg's change feed.
+STG = seed_diff("people", "name")
 MART = """
 {{ config(materialized='incremental', unique_key='id', deleted_flag='gone') }}
 {% if is_incremental() %}
@@ -161,12 +167,13 @@ models:
 """
 
 
-def child_checks(root, run_id: str) -> list[tuple]:
+def child_checks(root, run_id: str, asset: str = "marts/c") -> list[tuple]:
+    """(name, passed, failing rows, observed) of ``asset``'s checks in that run."""
     with duckdb.connect(str(root / "warehouse" / "t.duckdb"), read_only=True) as con:
         return con.execute(
             "select check_name, passed, failing_rows, observed from ssot_meta.check_results "
-            "where asset = 'marts/c' and run_id = ? order by check_name",
-            [run_id],
+            "where asset = ? and run_id = ? order by check_name",
+            [asset, run_id],
         ).fetchall()
 
 
@@ -702,17 +709,7 @@ def test_per_row_expectations_read_the_written_rows_only_where_they_hold_the_sto
 # a model whose relationships test points at itself: a manager among the employees (such a
 # check reads the whole table, the version being audited on both sides, also after an
 # incremental build: the model keeps no change feed of its own to say whose parent went)
-EMPLOYEES = """
-{{ config(materialized='incremental', unique_key='id', deleted_flag='gone') }}
-{% if is_incremental() %}
-select coalesce(e.id, t.id) as id, e.manager_id, e.id is null as gone
-from {{ ref('staff') }} as e
-full join {{ this }} as t on t.id = e.id
-where e.id is null or t.id is null or e.manager_id is distinct from t.manager_id
-{% else %}
-select id, manager_id, false as gone from {{ ref('staff') }}
-{% endif %}
-"""
+EMPLOYEES = seed_diff("staff", "manager_id")
 EMPLOYEES_YML = """
 models:
   - name: emp
@@ -738,12 +735,8 @@ def test_a_relationships_check_of_a_model_against_itself_sees_parents_its_build_
     assert job.execute_in_process().success
 
     def checks(run_id: str) -> list[tuple]:
-        with duckdb.connect(str(root / "warehouse" / "t.duckdb"), read_only=True) as con:
-            return con.execute(
-                "select passed, failing_rows, observed ->> 'checked' from ssot_meta.check_results "
-                "where asset = 'marts/emp' and run_id = ?",
-                [run_id],
-            ).fetchall()
+        """(passed, failing rows) of each check of emp in that run."""
+        return [row[1:3] for row in child_checks(root, run_id, "marts/emp")]
 
     def employees() -> list[tuple]:
         with duckdb.connect(str(root / "warehouse" / "t.duckdb"), read_only=True) as con:
@@ -753,17 +746,17 @@ def test_a_relationships_check_of_a_model_against_itself_sees_parents_its_build_
     (root / "seeds/staff.csv").write_text("id,manager_id\n1,\n2,1\n3,1\n4,2\n")
     result = job.execute_in_process(raise_on_error=False)
     assert result.success
-    assert [c[:2] for c in checks(result.run_id)] == [(True, 0)]
+    assert checks(result.run_id) == [(True, 0)]
     # manager 1 leaves, and 3 (not written again) loses its manager: the check of the
     # increment sees the row its own build orphaned, and the build is refused
     (root / "seeds/staff.csv").write_text("id,manager_id\n2,\n3,1\n4,2\n")
     result = job.execute_in_process(raise_on_error=False)
     assert not result.success
-    assert [c[:2] for c in checks(result.run_id)] == [(False, 1)]
+    assert checks(result.run_id) == [(False, 1)]
     assert employees() == [(1, None), (2, 1), (3, 1), (4, 2)]  # the last good version served
     # 3 moves under 2 as well: the increment passes and is published
     (root / "seeds/staff.csv").write_text("id,manager_id\n2,\n3,2\n4,2\n")
     result = job.execute_in_process(raise_on_error=False)
     assert result.success, checks(result.run_id)
-    assert [c[:2] for c in checks(result.run_id)] == [(True, 0)]
+    assert checks(result.run_id) == [(True, 0)]
     assert employees() == [(2, None), (3, 2), (4, 2)]
