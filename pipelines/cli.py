@@ -110,8 +110,8 @@ class RunReporter:
             if now - started >= HEARTBEAT_SECONDS:
                 # the step lands source tables and loads seeds as well as building models
                 console.print(
-                    f"      ... {step} step: {finished} of {len(keys)} assets landed, loaded "
-                    f"or built ({now - started:.0f}s)"
+                    f"      ... {step} step: {finished} of {len(keys)} assets finished "
+                    f"({now - started:.0f}s)"
                 )
 
     def _key(self, event: dg.DagsterEvent) -> str:
@@ -205,7 +205,7 @@ class RunReporter:
         self.done += 1
         colour = {"ok": "green", "up to date": "green", "failed": "red"}.get(line.status, "yellow")
         rows = f"{line.rows:,} rows" if line.rows is not None else ""
-        quarantined = f", {_quarantined(line)} quarantined" if line.quarantined else ""
+        quarantined = f", {line.quarantined:,} quarantined{_held(line)}" if line.quarantined else ""
         checks = ""
         if line.checks_passed or line.checks_failed or line.checks_warned:
             checks = f", checks {line.checks_passed} passed"
@@ -279,11 +279,15 @@ class RunReporter:
         return table
 
 
+def _held(line: AssetLine) -> str:
+    """How many of a load's quarantined rows the quarantine already held (read again, by a
+    cursor's lookback say: held once, not added again), or nothing when none."""
+    return f" ({line.already_quarantined:,} already held)" if line.already_quarantined else ""
+
+
 def _quarantined(line: AssetLine) -> str:
-    """A load's quarantined rows, saying how many of them the quarantine already held (read
-    again by a cursor's lookback, say: held once, not added again)."""
-    held = f" ({line.already_quarantined:,} already held)" if line.already_quarantined else ""
-    return f"{line.quarantined:,}{held}"
+    """A load's quarantined rows for the summary table, with those already held."""
+    return f"{line.quarantined:,}{_held(line)}"
 
 
 def _full_message(error: Any) -> str:

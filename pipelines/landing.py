@@ -91,8 +91,8 @@ class LoadResult:
     loaded_at: datetime | None = None
     #: the table's cursor after this load, the highest value read so far (None: no cursor yet)
     cursor: Any = None
-    #: of ``rows_quarantined``, the records the quarantine already held (read again: by a
-    #: cursor's lookback, a re-exported file, a replay), which it does not hold twice
+    #: of ``rows_quarantined``, the records the quarantine already held: read again (by a
+    #: cursor's lookback, from a re-exported file, or twice in this load), held once
     rows_already_quarantined: int = 0
 
 
@@ -747,8 +747,8 @@ class _Load:
                 rows_quarantined=self.quarantined,
                 duration_s=time.perf_counter() - self.started,
                 outcome="success",
+                # a replay lands only the rows that pass now: it quarantines nothing
                 detail=f"unchanged {self.valid - landed}"
-                + _already_quarantined(self.already_quarantined)
                 if replay
                 else _detail(
                     self.valid - landed,
@@ -1137,26 +1137,35 @@ def _land_tombstones(
 
 
 def _append_new_quarantine(warehouse: Warehouse, rows: pa.Table, name: str) -> int:
-    """Quarantine each bad record once: a record already held (same source row) is not added
-    again; how many were added. ``name``: the load's own (``<source>__<table>``), which its
-    scratch table is named after (loads run side by side)."""
+    """Quarantine each bad record once: a record already held (same source row), or read twice
+    by this load, is not added again; how many were added. ``name``: the load's own
+    (``<source>__<table>``), which its scratch table is named after (loads run side by side)."""
     staged = Relation(META_SCHEMA, f"_quarantine_incoming__{name}")
     warehouse.replace_from_arrow(staged, rows.schema, rows.to_batches())
     if not warehouse.exists(QUARANTINE):
         warehouse.replace_with_select(
             QUARANTINE, exp.select("*").from_(staged.to_table()).where(exp.false())
         )
+    record = ("source", "table", "original_row")
     same = exp.and_(
         *[
             exp.column(c, table="q", quoted=True).eq(exp.column(c, table="s", quoted=True))
-            for c in ("source", "table", "original_row")
+            for c in record
         ]
     )
     held = exp.select("1").from_(exp.alias_(QUARANTINE.to_table(), "q")).where(same)
+    first = exp.Window(
+        this=exp.RowNumber(),
+        partition_by=[exp.column(c, table="s", quoted=True) for c in record],
+        order=exp.Order(
+            expressions=[exp.Ordered(this=exp.column("failed_checks", table="s", quoted=True))]
+        ),
+    )
     select = (
         exp.select(*[exp.column(c, table="s", quoted=True) for c in rows.column_names])
         .from_(exp.alias_(staged.to_table(), "s"))
         .where(exp.Not(this=exp.Exists(this=held)))
+        .qualify(first.eq(1))
     )
     added = warehouse.insert_select(QUARANTINE, rows.column_names, select)
     warehouse.drop(staged)

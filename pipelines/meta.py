@@ -68,13 +68,12 @@ def record_audit(warehouse: Warehouse, *entries: AuditEntry) -> None:
 
 
 # A step tried again in the same run (a model or load out of memory beside other work runs
-# again alone) keeps its failed attempt in the log; only a step whose latest attempt failed
-# counts as an error of the run.
+# again alone) keeps its failed attempt in the log; a failure counts as an error of the run
+# only among an asset's latest entries (a retry of a model kept as it was writes only its
+# checks' entry, so the build's kind alone would not tell).
 _RUNS_SQL = """
 with entries as (
-    select
-        *,
-        row_number() over (partition by run_id, asset, kind order by recorded_at desc) as attempt
+    select *, max(recorded_at) over (partition by run_id, asset) as last_recorded_at
     from ssot_meta.audit
 )
 select
@@ -88,8 +87,10 @@ select
     sum(case when kind = 'publish' and outcome = 'success' then 1 else 0 end) as published,
     sum(case when kind = 'publish' and outcome = 'blocked' then 1 else 0 end) as blocked,
     sum(case when kind = 'checks' and outcome = 'failed' then 1 else 0 end) as checks_failed,
-    sum(case when outcome = 'failed' and kind <> 'checks' and attempt = 1 then 1 else 0 end)
-        as errors
+    sum(
+        case when outcome = 'failed' and kind <> 'checks' and recorded_at = last_recorded_at
+        then 1 else 0 end
+    ) as errors
 from entries
 group by run_id
 order by started_at desc

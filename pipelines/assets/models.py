@@ -276,6 +276,8 @@ def build_models_asset(
             seeds=seeding,
         )
         targets: dict[dg.AssetKey, Any] = {}
+        # never removed: Dagster writes its note once this generator is done, and the log
+        # object is this step's own
         evaluated = _EvaluatedChecks(context)
         context.log.addFilter(evaluated)
         # a cancelled run closes this generator: the worker finishes the models it is

@@ -115,7 +115,8 @@ def test_incremental_days_equal_a_full_pull(project_copy) -> None:
         ).fetchall()
     added: dict[tuple[str, str], int] = {}
     for asset, rows, detail in loads:
-        held = int(detail.rsplit("; already quarantined ", 1)[1]) if "already" in detail else 0
+        marker = "; already quarantined "
+        held = int(detail.rsplit(marker, 1)[1]) if marker in detail else 0
         _, source, table = asset.split("/")
         added[(source, table)] = added.get((source, table), 0) + rows - held
     assert {key: n for key, n in added.items() if n} == quarantined(daily.warehouse)

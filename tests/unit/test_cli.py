@@ -156,7 +156,7 @@ def test_the_run_summary_says_which_quarantined_rows_were_already_held() -> None
     assert _quarantined(line) == "21"
 
 
-def test_the_heartbeat_of_the_step_counts_loads_and_builds_as_assets(capsys) -> None:
+def test_the_heartbeat_of_the_step_counts_its_assets(capsys) -> None:
     import time
 
     from pipelines.cli import HEARTBEAT_SECONDS
@@ -166,7 +166,7 @@ def test_the_heartbeat_of_the_step_counts_loads_and_builds_as_assets(capsys) -> 
     reporter._step_started["models"] = time.perf_counter() - HEARTBEAT_SECONDS - 1
     reporter.lines["raw/crm/contacts"].status = "ok"
     reporter.heartbeat()
-    assert "models step: 1 of 3 assets landed, loaded or built" in capsys.readouterr().out
+    assert "models step: 1 of 3 assets finished" in capsys.readouterr().out
 
 
 def test_query_fetches_only_the_rows_it_prints() -> None:

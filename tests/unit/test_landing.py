@@ -129,6 +129,20 @@ def test_bad_rows_read_again_are_counted_as_already_quarantined(app) -> None:
     assert details[1]["detail"].endswith("; already quarantined 3")
 
 
+def test_a_bad_record_read_twice_in_one_load_is_held_once(app) -> None:
+    # the same bad line in two exported files (a re-export) read by one load
+    project, warehouse, root = app
+    exports = root / "data" / "exports"
+    exports.mkdir()
+    for day in ("a", "b"):
+        (exports / f"{day}.csv").write_text(f"id,amount\n1,-5\n{ord(day)},7\n")
+    source = project.sources["exports"]
+    result = land_table(project, warehouse, source, source.table("rows"), run_id="r1")
+    assert (result.rows_read, result.rows_landed) == (4, 2)
+    assert (result.rows_quarantined, result.rows_already_quarantined) == (2, 1)
+    assert warehouse.scalar("select count(*) from ssot_meta.quarantine") == 1
+
+
 def test_a_new_source_column_lands_and_is_reported(app) -> None:
     project, warehouse, root = app
     with sqlite3.connect(root / "data" / "app.sqlite") as con:

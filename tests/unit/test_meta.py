@@ -24,6 +24,10 @@ def test_a_step_tried_again_counts_as_an_error_only_if_its_last_attempt_failed()
         # failed for good; a model refused by a blocking check
         record_audit(warehouse, entry("r1", "marts/b", "build", "failed"))
         record_audit(warehouse, entry("r1", "raw/app/users", "load", "failed"))
+        # a model kept as it was, out of memory while its checks ran: its retry writes only
+        # its checks' entry
+        record_audit(warehouse, entry("r1", "marts/d", "build", "failed"))
+        record_audit(warehouse, entry("r1", "marts/d", "checks", "success"))
         record_audit(
             warehouse,
             entry("r1", "marts/b", "build", "success"),
