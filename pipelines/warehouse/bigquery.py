@@ -47,6 +47,27 @@ def _map_error(exc: Exception, sql: str) -> WarehouseError:
     return cls(f"BigQuery: {message.strip()}\n  while running: {snippet}")
 
 
+#: legacy type names of the tables API -> the standard SQL names INFORMATION_SCHEMA reports
+_STANDARD_TYPES = {"INTEGER": "INT64", "FLOAT": "FLOAT64", "BOOLEAN": "BOOL", "RECORD": "STRUCT"}
+
+
+def _column_type(field: Any) -> str:
+    """A schema field's type as INFORMATION_SCHEMA.COLUMNS writes it: ``INT64``,
+    ``NUMERIC(18, 2)``, ``STRING(10)``, ``ARRAY<STRUCT<a INT64, b STRING>>``."""
+    kind = str(field.field_type).upper()
+    kind = _STANDARD_TYPES.get(kind, kind)
+    if kind == "STRUCT":
+        kind = "STRUCT<" + ", ".join(f"{f.name} {_column_type(f)}" for f in field.fields) + ">"
+    elif kind == "RANGE" and getattr(field, "range_element_type", None) is not None:
+        kind = f"RANGE<{field.range_element_type.element_type}>"
+    elif getattr(field, "precision", None) is not None:
+        scale = f", {field.scale}" if getattr(field, "scale", None) is not None else ""
+        kind = f"{kind}({field.precision}{scale})"
+    elif getattr(field, "max_length", None) is not None:
+        kind = f"{kind}({field.max_length})"
+    return f"ARRAY<{kind}>" if str(field.mode or "").upper() == "REPEATED" else kind
+
+
 class BigQueryWarehouse(Warehouse):
     """A session on a BigQuery project (or an emulator of it)."""
 
@@ -198,16 +219,12 @@ class BigQueryWarehouse(Warehouse):
         return table is not None and table.table_type == "VIEW"
 
     def columns(self, relation: Relation) -> list[tuple[str, str]]:
-        query = (
-            exp.select("column_name", "data_type")
-            .from_(exp.table_("COLUMNS", db="INFORMATION_SCHEMA", catalog=relation.schema))
-            .where(exp.column("table_name").eq(exp.Literal.string(relation.name)))
-            .order_by("ordinal_position")
-        )
-        if self._get(relation) is None:  # also: its dataset may not exist (read-only callers)
+        # from the table's metadata (one API call), not INFORMATION_SCHEMA.COLUMNS: a query job
+        # per call, which a run makes several times per model
+        table = self._get(relation)  # None also when its dataset does not exist
+        if table is None:
             return []
-        rows = self.query(query).to_pylist()
-        return [(row["column_name"], row["data_type"]) for row in rows]
+        return [(field.name, _column_type(field)) for field in table.schema]
 
     def annotate(self, relation: Relation, description: str, labels: Mapping[str, str]) -> None:
         table = self._get(relation)

@@ -56,3 +56,25 @@ def test_the_cost_guard_is_on_every_query_job_config() -> None:
     assert dry.dry_run is True and dry.maximum_bytes_billed == 5_000_000
     unguarded = BigQueryWarehouse("p", api_endpoint="http://127.0.0.1:9")
     assert unguarded._job_config().maximum_bytes_billed is None
+
+
+def test_column_types_from_a_table_s_schema_are_written_as_information_schema_writes_them() -> None:
+    from google.cloud.bigquery import SchemaField
+
+    from pipelines.warehouse.bigquery import _column_type
+
+    def typed(*args, **kwargs) -> str:
+        return _column_type(SchemaField(*args, **kwargs))
+
+    assert typed("i", "INTEGER") == "INT64" and typed("f", "FLOAT") == "FLOAT64"
+    assert typed("b", "BOOLEAN") == "BOOL" and typed("t", "TIMESTAMP") == "TIMESTAMP"
+    assert typed("n", "NUMERIC", precision=18, scale=2) == "NUMERIC(18, 2)"
+    assert typed("n", "BIGNUMERIC", precision=40) == "BIGNUMERIC(40)"
+    assert typed("s", "STRING", max_length=10) == "STRING(10)"
+    assert typed("a", "INTEGER", mode="REPEATED") == "ARRAY<INT64>"
+    assert typed("r", "RANGE", range_element_type="DATE") == "RANGE<DATE>"
+    nested = SchemaField("x", "STRING", max_length=3)
+    assert (
+        typed("s", "RECORD", mode="REPEATED", fields=[SchemaField("a", "INTEGER"), nested])
+        == "ARRAY<STRUCT<a INT64, x STRING(3)>>"
+    )
