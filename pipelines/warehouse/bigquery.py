@@ -214,6 +214,14 @@ class BigQueryWarehouse(Warehouse):
     def exists(self, relation: Relation) -> bool:
         return self._get(relation) is not None
 
+    def drop(self, relation: Relation, *, kind: str = "TABLE") -> None:
+        # through the tables API (a table or a view, if it exists), not a DDL query job: a run
+        # drops dozens of scratch tables, and each job costs BigQuery's job latency
+        try:
+            self._client.delete_table(self._table_id(relation), not_found_ok=True)
+        except Exception as exc:
+            raise _map_error(exc, f"drop {kind.lower()} {relation}") from exc
+
     def is_view(self, relation: Relation) -> bool:
         table = self._get(relation)
         return table is not None and table.table_type == "VIEW"

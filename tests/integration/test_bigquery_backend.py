@@ -55,6 +55,25 @@ def test_objects_and_statements(bq) -> None:
     assert not bq.exists(view)
 
 
+def test_columns_and_drops_run_no_query_job(bq, monkeypatch) -> None:
+    # a run asks for columns and drops scratch tables dozens of times: through the tables
+    # API, not a query job each
+    bq.replace_with_select(T, exp.select("1 AS id", "'a' AS name"))
+    view = Relation("marts", "v")
+    bq.replace_with_select(view, exp.select("*").from_(T.to_table()), kind="VIEW")
+
+    def no_job(sql: object) -> None:
+        raise AssertionError(f"a query job: {sql}")
+
+    monkeypatch.setattr(bq, "_run", no_job)
+    assert bq.columns(T) == [("id", "INT64"), ("name", "STRING")]
+    assert bq.columns(Relation("marts", "missing")) == []
+    bq.drop(view, kind="VIEW")
+    bq.drop(T)
+    bq.drop(Relation("nowhere", "missing"))  # neither the table nor its dataset: nothing
+    assert not bq.exists(view) and not bq.exists(T)
+
+
 def test_arrow_landing(bq) -> None:
     first = pa.table({"id": pa.array([1, 2], pa.int64()), "name": ["a", "b"]})
     assert bq.append_arrow(T, first) == 2
