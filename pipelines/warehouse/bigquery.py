@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from sqlglot import exp
 
 from pipelines.errors import TerminalWarehouseError, TransientWarehouseError, WarehouseError
-from pipelines.warehouse.base import Relation, Warehouse
+from pipelines.warehouse.base import Relation, Warehouse, _literal
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -41,7 +41,8 @@ def _map_error(exc: Exception, sql: str) -> WarehouseError:
     snippet = " ".join(sql.split())[:300]
     cls = (
         TransientWarehouseError
-        if reasons & set(_TRANSIENT_REASONS) or type(exc).__name__ in ("ServiceUnavailable", "ConnectionError")
+        if reasons & set(_TRANSIENT_REASONS)
+        or type(exc).__name__ in ("ServiceUnavailable", "ConnectionError")
         else TerminalWarehouseError
     )
     return cls(f"BigQuery: {message.strip()}\n  while running: {snippet}")
@@ -252,6 +253,56 @@ class BigQueryWarehouse(Warehouse):
         job = self._run(self._insert(relation, columns, select))
         return int(job.num_dml_affected_rows or 0)
 
+    def replace_rows(
+        self, relation: Relation, schema: pa.Schema, key: str, rows: Sequence[Mapping[str, Any]]
+    ) -> None:
+        # one MERGE job, not a DELETE and an INSERT (two DML jobs, each with BigQuery's job
+        # latency: a run writes a model's state and its relation's version for every model).
+        # Each value is cast to its column's type: a bare NULL in the MERGE's source would be
+        # an INT64. A table to create, a column it lacks or a key given twice: as the base does
+        table = self._get(relation) if rows else None
+        types = {field.name: _column_type(field) for field in table.schema} if table else {}
+        keys = [str(row[key]) for row in rows]
+        names = list(schema.names)
+        if not types or key not in names or any(n not in types for n in names):
+            super().replace_rows(relation, schema, key, rows)
+            return
+        if len(set(keys)) != len(keys):
+            super().replace_rows(relation, schema, key, rows)
+            return
+        selects = [
+            exp.select(
+                *[
+                    exp.alias_(
+                        exp.cast(
+                            _literal(row.get(n)),
+                            exp.DataType.build(types[n], dialect="bigquery"),
+                        ),
+                        n,
+                        quoted=True,
+                    )
+                    for n in names
+                ]
+            )
+            for row in rows
+        ]
+        source: exp.Query = selects[0]
+        for select in selects[1:]:
+            source = exp.union(source, select, distinct=False)
+
+        def name(column: str, table: str | None = None) -> str:
+            return self.render(exp.column(column, table=table, quoted=True))
+
+        updated = ", ".join(f"{name(n)} = {name(n, 's')}" for n in names if n != key)
+        merge = (
+            f"MERGE {self.render(relation.to_table())} AS t USING ({self.render(source)}) AS s "
+            f"ON {name(key, 't')} = {name(key, 's')} "
+            + (f"WHEN MATCHED THEN UPDATE SET {updated} " if updated else "")
+            + f"WHEN NOT MATCHED THEN INSERT ({', '.join(name(n) for n in names)}) "
+            + f"VALUES ({', '.join(name(n, 's') for n in names)})"
+        )
+        self._run(merge)
+
     def row_hash(self, columns: Sequence[exp.Expression]) -> exp.Expression:
         # A fingerprint of the row's values as JSON; each value is named so the JSON has keys.
         fields = [exp.alias_(c, f"c{i}") for i, c in enumerate(columns)]
@@ -299,7 +350,9 @@ class BigQueryWarehouse(Warehouse):
             raise _map_error(exc, f"load into {relation}") from exc
         return int(job.output_rows or 0)
 
-    def _write_parquet(self, schema: pa.Schema, batches: Iterable[pa.RecordBatch], path: str) -> int:
+    def _write_parquet(
+        self, schema: pa.Schema, batches: Iterable[pa.RecordBatch], path: str
+    ) -> int:
         import pyarrow.parquet as pq
 
         written = 0
@@ -333,7 +386,9 @@ class BigQueryWarehouse(Warehouse):
             self._load(relation, handle.name, disposition="WRITE_TRUNCATE", add_columns=False)
         return written
 
-    def append_arrow(self, relation: Relation, table: pa.Table, *, add_columns: bool = False) -> int:
+    def append_arrow(
+        self, relation: Relation, table: pa.Table, *, add_columns: bool = False
+    ) -> int:
         if self.exists(relation) and not add_columns:
             present = {name for name, _ in self.columns(relation)}
             extra = [name for name in table.column_names if name not in present]

@@ -74,6 +74,48 @@ def test_columns_and_drops_run_no_query_job(bq, monkeypatch) -> None:
     assert not bq.exists(view) and not bq.exists(T)
 
 
+def test_bookkeeping_rows_are_replaced_in_one_job(bq, monkeypatch) -> None:
+    from datetime import UTC, datetime
+
+    schema = pa.schema(
+        [
+            ("model", pa.string()),
+            ("fingerprint", pa.string()),
+            ("built_at", pa.timestamp("us", tz="UTC")),
+        ]
+    )
+    state = Relation("ssot_meta", "state")
+    at = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    bq.replace_rows(state, schema, "model", [{"model": "a", "fingerprint": "x", "built_at": at}])
+    bq.replace_rows(state, schema, "model", [{"model": "b", "fingerprint": "y", "built_at": at}])
+    jobs: list[str] = []
+    real = bq._run
+
+    def counted(sql: object) -> object:
+        jobs.append(str(sql))
+        return real(sql)
+
+    monkeypatch.setattr(bq, "_run", counted)
+    later = datetime(2026, 2, 1, tzinfo=UTC)
+    # a's row replaced (its fingerprint now NULL), c's added: one MERGE
+    bq.replace_rows(
+        state,
+        schema,
+        "model",
+        [
+            {"model": "a", "fingerprint": None, "built_at": later},
+            {"model": "c", "fingerprint": "z", "built_at": later},
+        ],
+    )
+    assert len(jobs) == 1 and jobs[0].startswith("MERGE")
+    rows = bq.query("select model, fingerprint, built_at from ssot_meta.state order by model")
+    assert [(r["model"], r["fingerprint"], r["built_at"]) for r in rows.to_pylist()] == [
+        ("a", None, later),
+        ("b", "y", at),
+        ("c", "z", later),
+    ]
+
+
 def test_arrow_landing(bq) -> None:
     first = pa.table({"id": pa.array([1, 2], pa.int64()), "name": ["a", "b"]})
     assert bq.append_arrow(T, first) == 2
