@@ -264,10 +264,12 @@ class BigQueryWarehouse(Warehouse):
         types = {field.name: _column_type(field) for field in table.schema} if table else {}
         keys = [str(row[key]) for row in rows]
         names = list(schema.names)
-        if not types or key not in names or any(n not in types for n in names):
-            super().replace_rows(relation, schema, key, rows)
-            return
-        if len(set(keys)) != len(keys):
+        if (
+            not types
+            or key not in names
+            or any(n not in types for n in names)
+            or len(set(keys)) != len(keys)
+        ):
             super().replace_rows(relation, schema, key, rows)
             return
         selects = [
