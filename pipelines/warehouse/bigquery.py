@@ -16,6 +16,7 @@ The only module (with the DuckDB backend) allowed to import an engine client; it
 from __future__ import annotations
 
 import itertools
+import re
 import tempfile
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -52,13 +53,18 @@ def _map_error(exc: Exception, sql: str) -> WarehouseError:
 _STANDARD_TYPES = {"INTEGER": "INT64", "FLOAT": "FLOAT64", "BOOLEAN": "BOOL", "RECORD": "STRUCT"}
 
 
+def _field_name(name: str) -> str:
+    """A struct field's name as a type reads it: backquoted unless it is a plain identifier."""
+    return name if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) else f"`{name}`"
+
+
 def _column_type(field: Any) -> str:
     """A schema field's type as INFORMATION_SCHEMA.COLUMNS writes it: ``INT64``,
     ``NUMERIC(18, 2)``, ``STRING(10)``, ``ARRAY<STRUCT<a INT64, b STRING>>``."""
     kind = str(field.field_type).upper()
     kind = _STANDARD_TYPES.get(kind, kind)
     if kind == "STRUCT":
-        kind = "STRUCT<" + ", ".join(f"{f.name} {_column_type(f)}" for f in field.fields) + ">"
+        kind = "STRUCT<" + ", ".join(f"{_field_name(f.name)} {_column_type(f)}" for f in field.fields) + ">"
     elif kind == "RANGE" and getattr(field, "range_element_type", None) is not None:
         kind = f"RANGE<{field.range_element_type.element_type}>"
     elif getattr(field, "precision", None) is not None:
@@ -216,8 +222,9 @@ class BigQueryWarehouse(Warehouse):
         return self._get(relation) is not None
 
     def drop(self, relation: Relation, *, kind: str = "TABLE") -> None:
-        # through the tables API (a table or a view, if it exists), not a DDL query job: a run
-        # drops dozens of scratch tables, and each job costs BigQuery's job latency
+        # through the tables API (a table or a view, whichever it is: ``kind`` only names it in
+        # an error), not a DDL query job: a run drops dozens of scratch tables, and each job
+        # costs BigQuery's job latency
         try:
             self._client.delete_table(self._table_id(relation), not_found_ok=True)
         except Exception as exc:
@@ -259,7 +266,10 @@ class BigQueryWarehouse(Warehouse):
         # one MERGE job, not a DELETE and an INSERT (two DML jobs, each with BigQuery's job
         # latency: a run writes a model's state and its relation's version for every model).
         # Each value is cast to its column's type: a bare NULL in the MERGE's source would be
-        # an INT64. A table to create, a column it lacks or a key given twice: as the base does
+        # an INT64 (the bookkeeping tables hold text and timestamps, which a cast reads from a
+        # literal). A table to create, a column it lacks or one it has beyond ``schema`` (the
+        # base's delete leaves that one NULL, an update would keep it), or a key given twice:
+        # as the base does
         table = self._get(relation) if rows else None
         types = {field.name: _column_type(field) for field in table.schema} if table else {}
         keys = [str(row[key]) for row in rows]
@@ -268,6 +278,7 @@ class BigQueryWarehouse(Warehouse):
             not types
             or key not in names
             or any(n not in types for n in names)
+            or any(n not in names for n in types)
             or len(set(keys)) != len(keys)
         ):
             super().replace_rows(relation, schema, key, rows)

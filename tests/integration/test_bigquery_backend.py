@@ -67,8 +67,9 @@ def test_columns_and_drops_run_no_query_job(bq, monkeypatch) -> None:
 
     monkeypatch.setattr(bq, "_run", no_job)
     assert bq.columns(T) == [("id", "INT64"), ("name", "STRING")]
+    assert bq.columns(view) == [("id", "INT64"), ("name", "STRING")]
     assert bq.columns(Relation("marts", "missing")) == []
-    bq.drop(view, kind="VIEW")
+    bq.drop(view)  # a view, whichever kind is named
     bq.drop(T)
     bq.drop(Relation("nowhere", "missing"))  # neither the table nor its dataset: nothing
     assert not bq.exists(view) and not bq.exists(T)
@@ -84,10 +85,11 @@ def test_bookkeeping_rows_are_replaced_in_one_job(bq, monkeypatch) -> None:
             ("built_at", pa.timestamp("us", tz="UTC")),
         ]
     )
-    state = Relation("ssot_meta", "state")
+    state_table = Relation("ssot_meta", "state")
     at = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
-    bq.replace_rows(state, schema, "model", [{"model": "a", "fingerprint": "x", "built_at": at}])
-    bq.replace_rows(state, schema, "model", [{"model": "b", "fingerprint": "y", "built_at": at}])
+    for model, fingerprint in (("a", "x"), ("b", "y")):
+        row = {"model": model, "fingerprint": fingerprint, "built_at": at}
+        bq.replace_rows(state_table, schema, "model", [row])
     jobs: list[str] = []
     real = bq._run
 
@@ -99,7 +101,7 @@ def test_bookkeeping_rows_are_replaced_in_one_job(bq, monkeypatch) -> None:
     later = datetime(2026, 2, 1, tzinfo=UTC)
     # a's row replaced (its fingerprint now NULL), c's added: one MERGE
     bq.replace_rows(
-        state,
+        state_table,
         schema,
         "model",
         [
@@ -108,12 +110,35 @@ def test_bookkeeping_rows_are_replaced_in_one_job(bq, monkeypatch) -> None:
         ],
     )
     assert len(jobs) == 1 and jobs[0].startswith("MERGE")
-    rows = bq.query("select model, fingerprint, built_at from ssot_meta.state order by model")
-    assert [(r["model"], r["fingerprint"], r["built_at"]) for r in rows.to_pylist()] == [
-        ("a", None, later),
-        ("b", "y", at),
-        ("c", "z", later),
-    ]
+
+    def state() -> list[tuple]:
+        rows = bq.query("select model, fingerprint, built_at from ssot_meta.state order by model")
+        return [(r["model"], r["fingerprint"], r["built_at"]) for r in rows.to_pylist()]
+
+    assert state() == [("a", None, later), ("b", "y", at), ("c", "z", later)]
+    # one row with a NULL, as a run writes a relation's version: the NULL is cast to the
+    # column's type (on BigQuery a bare NULL in the MERGE's source is an INT64)
+    jobs.clear()
+    bq.replace_rows(
+        state_table, schema, "model", [{"model": "b", "fingerprint": None, "built_at": later}]
+    )
+    assert len(jobs) == 1 and "CAST(NULL AS STRING)" in jobs[0]
+    assert state()[1] == ("b", None, later)
+    # a key given twice goes the base's way: a DELETE, then an INSERT keeping both
+    jobs.clear()
+    twice = [{"model": "d", "fingerprint": f, "built_at": later} for f in ("1", "2")]
+    bq.replace_rows(state_table, schema, "model", twice)
+    assert [j.split()[0] for j in jobs] == ["DELETE", "INSERT"]
+    # a column the table has beyond the rows' schema: the base's way too (it is left NULL)
+    bq.add_column(state_table, "extra", "STRING")
+    bq.execute("update ssot_meta.state set extra = 'old' where true")
+    jobs.clear()
+    bq.replace_rows(
+        state_table, schema, "model", [{"model": "c", "fingerprint": "w", "built_at": at}]
+    )
+    assert [j.split()[0] for j in jobs] == ["DELETE", "INSERT"]
+    extra = bq.query("select extra from ssot_meta.state where model = 'c'").to_pylist()
+    assert extra == [{"extra": None}]
 
 
 def test_arrow_landing(bq) -> None:

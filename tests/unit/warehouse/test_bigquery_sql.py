@@ -78,3 +78,21 @@ def test_column_types_from_a_table_s_schema_are_written_as_information_schema_wr
         typed("s", "RECORD", mode="REPEATED", fields=[SchemaField("a", "INTEGER"), nested])
         == "ARRAY<STRUCT<a INT64, x STRING(3)>>"
     )
+    # as the tables API sends a schema (numbers as text, legacy names, a repeated field and
+    # a name that needs quoting inside a struct)
+    rest = SchemaField.from_api_repr(
+        {
+            "name": "r",
+            "type": "RECORD",
+            "fields": [
+                {"name": "n", "type": "NUMERIC", "precision": "18", "scale": "2"},
+                {"name": "tags", "type": "STRING", "mode": "REPEATED"},
+                {"name": "my field", "type": "GEOGRAPHY"},
+                {"name": "j", "type": "JSON"},
+                {"name": "i", "type": "INTERVAL"},
+            ],
+        }
+    )
+    assert _column_type(rest) == (
+        "STRUCT<n NUMERIC(18, 2), tags ARRAY<STRING>, `my field` GEOGRAPHY, j JSON, i INTERVAL>"
+    )
