@@ -760,3 +760,46 @@ def test_a_relationships_check_of_a_model_against_itself_sees_parents_its_build_
     assert result.success, checks(result.run_id)
     assert checks(result.run_id) == [(True, 0)]
     assert employees() == [(2, None), (3, 2), (4, 2)]
+
+
+# an increment whose column comes out as DOUBLE while the table stores DECIMAL(18, 2): the
+# insert casts (rounds) it, and a data test must judge what the table holds
+SHARES = """
+{{ config(materialized='incremental', unique_key='id') }}
+{% if is_incremental() %}
+select id, amount / 3.0 as share from {{ ref('amounts') }}
+where id not in (select id from {{ this }})
+{% else %}
+select id, cast(amount / 3.0 as decimal(18, 2)) as share from {{ ref('amounts') }}
+{% endif %}
+"""
+WHOLE_CENTS = """
+select id, share from
+{% if is_incremental() %}{{ written('shares') }}{% else %}{{ ref('shares') }}{% endif %}
+where share * 100 <> round(share * 100)
+"""
+
+
+def test_a_data_test_judges_the_stored_values_when_an_increment_holds_other_types(
+    make_project,
+) -> None:
+    root = make_project(
+        {
+            "seeds/amounts.csv": "id,amount\n1,3\n",
+            "models/marts/shares.sql": SHARES,
+            "data_tests/whole_cents.sql": WHOLE_CENTS,
+        },
+        source=False,
+    )
+    job = build_definitions(load_project(root)).resolve_implicit_global_asset_job_def()
+    assert job.execute_in_process().success
+    (root / "seeds/amounts.csv").write_text("id,amount\n1,3\n2,1\n")
+    result = job.execute_in_process(raise_on_error=False)
+    # 1/3 is stored as 0.33: whole cents, though the increment held 0.333...
+    assert result.success
+    ((name, passed, failing, observed),) = child_checks(root, result.run_id, "marts/shares")
+    assert name.startswith("data_test") and (passed, failing) == (True, 0)
+    assert "rows this build wrote" not in (observed or "")  # the whole table was read
+    with duckdb.connect(str(root / "warehouse" / "t.duckdb"), read_only=True) as con:
+        stored = con.execute("select id, share::varchar from marts.shares order by id").fetchall()
+    assert stored == [(1, "1.00"), (2, "0.33")]
