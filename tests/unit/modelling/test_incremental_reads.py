@@ -706,6 +706,14 @@ def test_per_row_expectations_read_the_written_rows_only_where_they_hold_the_sto
     }
 
 
+def built(make_project, files: dict[str, str]) -> tuple:
+    """A project of ``files`` built once (successfully), and the job that builds it."""
+    root = make_project(files, source=False)
+    job = build_definitions(load_project(root)).resolve_implicit_global_asset_job_def()
+    assert job.execute_in_process().success
+    return root, job
+
+
 # a model whose relationships test points at itself: a manager among the employees (such a
 # check reads the whole table, the version being audited on both sides, also after an
 # incremental build: the model keeps no change feed of its own to say whose parent went)
@@ -723,16 +731,14 @@ models:
 def test_a_relationships_check_of_a_model_against_itself_sees_parents_its_build_removed(
     make_project,
 ) -> None:
-    root = make_project(
+    root, job = built(
+        make_project,
         {
             "seeds/staff.csv": "id,manager_id\n1,\n2,1\n3,1\n",
             "models/marts/emp.sql": EMPLOYEES,
             "models/marts/emp.yml": EMPLOYEES_YML,
         },
-        source=False,
     )
-    job = build_definitions(load_project(root)).resolve_implicit_global_asset_job_def()
-    assert job.execute_in_process().success
 
     def checks(run_id: str) -> list[tuple]:
         """(passed, failing rows) of each check of emp in that run."""
@@ -783,16 +789,14 @@ where share * 100 <> round(share * 100)
 def test_a_data_test_judges_the_stored_values_when_an_increment_holds_other_types(
     make_project,
 ) -> None:
-    root = make_project(
+    root, job = built(
+        make_project,
         {
             "seeds/amounts.csv": "id,amount\n1,3\n",
             "models/marts/shares.sql": SHARES,
             "data_tests/whole_cents.sql": WHOLE_CENTS,
         },
-        source=False,
     )
-    job = build_definitions(load_project(root)).resolve_implicit_global_asset_job_def()
-    assert job.execute_in_process().success
     (root / "seeds/amounts.csv").write_text("id,amount\n1,3\n2,1\n")
     result = job.execute_in_process(raise_on_error=False)
     # 1/3 is stored as 0.33: whole cents, though the increment held 0.333...
