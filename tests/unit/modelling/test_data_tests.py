@@ -161,3 +161,28 @@ def test_generic_tests_may_live_in_macros(make_project) -> None:
     sql = graph.generic_test_query(graph.nodes["a"], first, graph.nodes["a"].relation.to_table())
     assert sql.sql(dialect="duckdb") == 'SELECT * FROM "staging"."a" WHERE "amount" < 0'
     assert not graph.data_tests  # the generic file is not a singular test
+
+
+def test_the_demo_s_key_collision_test_catches_two_emails_under_one_customer_key(
+    make_project,
+) -> None:
+    # the demo's data test against a stand-in int_customer_records: key 1 holds two people
+    # (as two persons whose keys collided would be), key 2 one person with two records
+    from pathlib import Path
+
+    demo_test = Path(__file__).resolve().parents[3] / "data_tests/one_email_per_customer_key.sql"
+    records = (
+        "select * from (values (1, 'a@x.com'), (1, 'b@x.com'), (2, 'c@x.com'), (2, 'c@x.com'), "
+        "(2, null), (3, null)) as t(customer_key, email)"
+    )
+    root = make_project(
+        {
+            "models/conformed/int_customer_records.sql": records,
+            "data_tests/one_email_per_customer_key.sql": demo_test.read_text(),
+        }
+    )
+    result = run(root, ["int_customer_records"])
+    (evaluation,) = result.get_asset_check_evaluations()
+    assert evaluation.check_name == "data_test__one_email_per_customer_key"
+    assert not evaluation.passed and evaluation.metadata["failing_rows"].value == 1
+    assert evaluation.metadata["failing_sample"].value == [{"customer_key": 1, "emails": 2}]
