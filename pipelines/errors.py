@@ -56,3 +56,8 @@ class CheckFailedError(SsotError):
 class ModelsNotPublishedError(SsotError):
     """Some models of a run were refused by a blocking check or failed to build; the message
     lists each one with its reason (the others were published)."""
+
+
+class LoadCancelledError(SsotError):
+    """The run was cancelled while a load was reading: the load stopped at its next batch and
+    kept nothing (its transaction rolled back)."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator
@@ -27,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from sqlglot import exp
 
 from pipelines.errors import (
+    LoadCancelledError,
     SourceError,
     SsotError,
     TerminalSourceError,
@@ -109,6 +111,7 @@ def land_table(
     full_refresh: bool = False,
     batch_rows: int | None = None,
     replay: Iterable[Extracted] | None = None,
+    stop: threading.Event | None = None,
 ) -> LoadResult:
     """Append what is new in the source table to raw; quarantine what fails the contract.
 
@@ -116,7 +119,9 @@ def land_table(
     from the source; the table's cursor and file state are left as they are. A load that fails
     leaves raw, the quarantine and the state untouched and is recorded in the audit log as
     failed, with its (password-free) reason. ``batch_rows``: rows per batch (default: what the
-    warehouse backend appends best).
+    warehouse backend appends best). ``stop``: once set (the run is cancelled), the load stops
+    at its next batch and keeps nothing (a load the warehouse reads natively in one statement
+    runs to its end).
     """
     started = time.perf_counter()
     batch_rows = batch_rows or warehouse.landing_batch_rows
@@ -132,7 +137,7 @@ def land_table(
         # A database read keeps one shape from its first batch to its last: its rows stream
         # straight into raw, written once. Files and APIs may change shape mid-read, and a
         # replay mixes records of many loads: those land through a scratch table first.
-        load = _Load(warehouse, source, table, previous, run_id, started)
+        load = _Load(warehouse, source, table, previous, run_id, started, stop)
         if warehouse.supports_transactions:  # where first loads go through a fresh table
             warehouse.drop_existing(load.fresh)  # left by a first load that was killed
         if replay is None and connector.stable_schema:
@@ -141,7 +146,7 @@ def land_table(
             except _RepeatedVersions:
                 # rolled back: land again, counting afresh, through the scratch table, which
                 # removes them
-                load = _Load(warehouse, source, table, previous, run_id, started)
+                load = _Load(warehouse, source, table, previous, run_id, started, stop)
         return load.staged(connector, batch_rows, replay)
     except Exception as exc:
         reason = scrub(f"{type(exc).__name__}: {exc}", project.source_url(source))
@@ -199,8 +204,10 @@ class _Load:
         previous: LoadState,
         run_id: str,
         started: float,
+        stop: threading.Event | None = None,
     ) -> None:
         self.warehouse = warehouse
+        self.stop = stop
         self.source = source
         self.table = table
         self.previous = previous
@@ -603,6 +610,11 @@ class _Load:
         """The rows that pass the contract; the others are kept for the quarantine."""
 
         for unit in units:
+            if self.stop is not None and self.stop.is_set():
+                raise LoadCancelledError(
+                    f"load of {self.source.name}.{self.table.name} stopped: the run was "
+                    f"cancelled after {self.read:,} rows were read; nothing of it was kept"
+                )
             self.files.update(unit.files)
             if unit.batch is None:
                 if unit.rejects:

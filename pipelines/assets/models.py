@@ -403,8 +403,9 @@ def _build_models(
     sessions at once as the warehouse's builders (``Warehouse.builders``); the events and
     log messages of each, as it finishes. A model whose upstream model, or a source table or
     seed it reads, did not publish is not run; every asset not published is added to
-    ``failures``. Once ``stopping`` is set, or this generator is closed, what is being built
-    finishes (commit or rollback) and nothing else starts.
+    ``failures``. Once ``stopping`` is set, or this generator is closed, a model being built
+    finishes (commit or rollback), a load stops at its next batch (rolled back), and nothing
+    else starts.
 
     Ready loads and models go by the chain of work each starts, longest first (loads first on
     a tie), and a model starts as soon as its own tables are landed: the loads' Python work
@@ -483,7 +484,7 @@ def _build_models(
 
         while waiting or running:
             if stopping is not None and stopping.is_set():
-                waiting.clear()  # a cancelled run: what is building finishes, nothing starts
+                waiting.clear()  # a cancelled run: models building finish, loads stop, nothing starts
             moved = True
             while moved:  # until a pass neither starts nor skips a model
                 moved = False
@@ -540,6 +541,7 @@ def _build_models(
                             node,
                             config,
                             whole_memory=node.name in whole_loads or node.name in alone,
+                            stop=stopping,
                         )
                     else:
                         build = pool.submit(
@@ -673,18 +675,25 @@ def _land_guarded(
     config: ModelConfig,
     *,
     whole_memory: bool = False,
+    stop: threading.Event | None = None,
 ) -> _Built:
     """Land one source table on ``session`` (a builder's thread); a failure is kept in what
     it returns. ``whole_memory``: lift the bound of increments while it runs (a load that
     pulls the whole table, or writes raw as a first load; an incremental one lands within
-    the bound)."""
+    the bound). ``stop``: set when the run is cancelled: the load stops at its next batch
+    and keeps nothing, rather than reading to its end."""
     started = time.perf_counter()
     full_refresh = config.says(config.full_refresh, landing.option)
     bounded = session.memory_bounded() and not whole_memory
     try:
         with _holding(session, whole_memory=whole_memory):
             warnings, events = land_source(
-                graph.project, session, landing, run_id=run_id, full_refresh=full_refresh
+                graph.project,
+                session,
+                landing,
+                run_id=run_id,
+                full_refresh=full_refresh,
+                stop=stop,
             )
     except Exception as exc:
         # the source's URL (a password, say) stays out of the run's history

@@ -4,6 +4,7 @@ with the models whose sources are already landed."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -126,13 +127,21 @@ def writes_first_load(session: Warehouse, landing: Landing) -> bool:
 
 
 def land_source(
-    project: Project, session: Warehouse, landing: Landing, *, run_id: str, full_refresh: bool
+    project: Project,
+    session: Warehouse,
+    landing: Landing,
+    *,
+    run_id: str,
+    full_refresh: bool,
+    stop: threading.Event | None = None,
 ) -> tuple[list[str], list[Any]]:
     """Land one source table and measure its freshness: the warnings for the run's log, and
-    its events (the materialization, then its check results)."""
+    its events (the materialization, then its check results). ``stop``: see ``land_table``."""
     source, table = landing.source, landing.table
     key = landing.key
-    result = land_table(project, session, source, table, run_id=run_id, full_refresh=full_refresh)
+    result = land_table(
+        project, session, source, table, run_id=run_id, full_refresh=full_refresh, stop=stop
+    )
     warnings = []
     if result.extra_columns:
         warnings.append(

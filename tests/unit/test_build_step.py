@@ -393,3 +393,21 @@ def test_a_failed_load_does_not_stop_a_model_reading_a_raw_table_made_by_hand(ma
         result = materialize(root, instance)
     published = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
     assert "staging/elsewhere" in published and "raw/app/orders" not in published
+
+
+def test_a_load_of_a_cancelled_run_stops_and_keeps_nothing(make_project) -> None:
+    # the step's cancellation reaches the load it is running (the step sets the event when
+    # Dagster closes it): a load started after it stops at its first batch
+    from pipelines.assets.models import ModelConfig, _land_guarded
+
+    root = project_root(make_project)
+    project = load_project(root)
+    graph = ModelGraph(project)
+    users = next(item for item in landings(project) if item.table.name == "users")
+    stopping = threading.Event()
+    stopping.set()
+    with open_warehouse(project) as session:
+        built = _land_guarded("r1", session, graph, users, ModelConfig(), stop=stopping)
+        assert not session.exists(Relation("raw", "app__users"))
+    assert built.stopped == "failed"
+    assert "LoadCancelledError" in built.failure and "the run was cancelled" in built.failure

@@ -143,6 +143,53 @@ def test_a_bad_record_read_twice_in_one_load_is_held_once(app) -> None:
     assert warehouse.scalar("select count(*) from ssot_meta.quarantine") == 1
 
 
+def test_a_load_stops_at_its_next_batch_once_the_run_is_cancelled(app, monkeypatch) -> None:
+    import threading
+
+    from pipelines.errors import LoadCancelledError
+
+    project, warehouse, root = app
+    source = project.sources["app"]
+    table = source.table("users")
+    land_table(project, warehouse, source, table, run_id="r1")
+    before = warehouse.query("select * from raw.app__users order by id").to_pylist()
+    with sqlite3.connect(root / "data" / "app.sqlite") as con:
+        con.executemany(
+            "insert into users values (?, ?, ?)", [(i, f"u{i}@x.com", None) for i in range(10, 40)]
+        )
+    stop = threading.Event()
+    real = connector_for
+    read_after_stop: list[int] = []
+
+    class Cancelled:
+        """The run is cancelled while the load reads its first batch."""
+
+        def __init__(self, *args, **kwargs) -> None:
+            self.inner = real(*args, **kwargs)
+            self.stable_schema = self.inner.stable_schema
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+        def read(self, table, **kwargs):
+            for i, unit in enumerate(self.inner.read(table, **kwargs)):
+                if stop.is_set():
+                    read_after_stop.append(i)
+                yield unit
+                stop.set()
+
+    monkeypatch.setattr("pipelines.landing.connector_for", Cancelled)
+    with pytest.raises(LoadCancelledError, match=r"app\.users stopped: the run was cancelled"):
+        land_table(project, warehouse, source, table, run_id="r2", batch_rows=5, stop=stop)
+    # at most what the read-ahead holds (two queued, one in hand), not all seven batches
+    assert len(read_after_stop) <= 3
+    assert warehouse.query("select * from raw.app__users order by id").to_pylist() == before
+    (outcome,) = warehouse.query(
+        "select outcome, detail from ssot_meta.audit where run_id = 'r2'"
+    ).to_pylist()
+    assert outcome["outcome"] == "failed" and "cancelled" in outcome["detail"]
+
+
 def test_a_new_source_column_lands_and_is_reported(app) -> None:
     project, warehouse, root = app
     with sqlite3.connect(root / "data" / "app.sqlite") as con:
