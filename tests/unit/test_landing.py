@@ -86,6 +86,19 @@ def app(make_project, monkeypatch):
         yield project, warehouse, root
 
 
+def landed_then_thirty_more(app) -> tuple:
+    """The users landed once, then 30 more in the source; (project, warehouse, source, table)."""
+    project, warehouse, root = app
+    source = project.sources["app"]
+    table = source.table("users")
+    land_table(project, warehouse, source, table, run_id="r1")
+    with sqlite3.connect(root / "data" / "app.sqlite") as con:
+        con.executemany(
+            "insert into users values (?, ?, ?)", [(i, f"u{i}@x.com", None) for i in range(10, 40)]
+        )
+    return project, warehouse, source, table
+
+
 def test_rows_land_or_are_quarantined_and_counts_reconcile(app) -> None:
     project, warehouse, _ = app
     source = project.sources["app"]
@@ -148,15 +161,8 @@ def test_a_load_stops_at_its_next_batch_once_the_run_is_cancelled(app, monkeypat
 
     from pipelines.errors import LoadCancelledError
 
-    project, warehouse, root = app
-    source = project.sources["app"]
-    table = source.table("users")
-    land_table(project, warehouse, source, table, run_id="r1")
+    project, warehouse, source, table = landed_then_thirty_more(app)
     before = warehouse.query("select * from raw.app__users order by id").to_pylist()
-    with sqlite3.connect(root / "data" / "app.sqlite") as con:
-        con.executemany(
-            "insert into users values (?, ?, ?)", [(i, f"u{i}@x.com", None) for i in range(10, 40)]
-        )
     stop = threading.Event()
     real = connector_for
     read_after_stop: list[int] = []
@@ -203,15 +209,8 @@ def test_a_new_source_column_lands_and_is_reported(app) -> None:
 
 @pytest.mark.parametrize("streamed", [True, False], ids=["streamed", "staged"])
 def test_a_load_failing_mid_stream_rolls_back_everything(app, monkeypatch, streamed) -> None:
-    project, warehouse, root = app
-    source = project.sources["app"]
-    table = source.table("users")
-    land_table(project, warehouse, source, table, run_id="r1")
+    project, warehouse, source, table = landed_then_thirty_more(app)
     state_before = warehouse.query("select * from ssot_meta.load_state").to_pylist()
-    with sqlite3.connect(root / "data" / "app.sqlite") as con:
-        con.executemany(
-            "insert into users values (?, ?, ?)", [(i, f"u{i}@x.com", None) for i in range(10, 40)]
-        )
 
     # straight into raw, or through the scratch table
     monkeypatch.setattr(
