@@ -37,6 +37,7 @@ from pipelines.errors import (
 )
 from pipelines.extract import Connector, Extracted, Pull, connector_for
 from pipelines.meta import (
+    ALREADY_QUARANTINED,
     QUARANTINE,
     AuditEntry,
     LoadState,
@@ -838,7 +839,7 @@ def _detail(unchanged: int, deleted: int, extras: tuple[str, ...], pull: Pull, p
 
 def _already_quarantined(rows: int) -> str:
     """What the audit detail says of quarantined rows the quarantine already held."""
-    return f"; already quarantined {rows}" if rows else ""
+    return f"; {ALREADY_QUARANTINED} {rows}" if rows else ""
 
 
 def holds_rows(warehouse: Warehouse, relation: Relation) -> bool:

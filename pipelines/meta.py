@@ -67,11 +67,15 @@ def record_audit(warehouse: Warehouse, *entries: AuditEntry) -> None:
     )
 
 
+#: what a load's audit detail says of the quarantined rows the quarantine already held (read
+#: again), before their count
+ALREADY_QUARANTINED = "already quarantined"
+
 # A step tried again in the same run (a model or load out of memory beside other work runs
 # again alone) keeps its failed attempt in the log; a failure counts as an error of the run
 # only among an asset's latest entries (a retry of a model kept as it was writes only its
 # checks' entry, so the build's kind alone would not tell).
-_RUNS_SQL = """
+_RUNS_SQL = f"""
 with entries as (
     select *, max(recorded_at) over (partition by run_id, asset) as last_recorded_at
     from ssot_meta.audit
@@ -82,7 +86,12 @@ select
     max(recorded_at) as finished_at,
     count(distinct asset) as assets,
     sum(case when kind = 'load' then rows_out else 0 end) as rows_landed,
-    sum(case when kind = 'load' then rows_quarantined else 0 end) as rows_quarantined,
+    -- the rows each load added to the quarantine: those it already held were read again
+    sum(
+        case when kind = 'load' then rows_quarantined - coalesce(try_cast(
+            regexp_extract(detail, '{ALREADY_QUARANTINED} ([0-9]+)', 1) as bigint), 0)
+        else 0 end
+    ) as rows_quarantined,
     sum(case when kind = 'build' and outcome = 'success' then 1 else 0 end) as built,
     sum(case when kind = 'publish' and outcome = 'success' then 1 else 0 end) as published,
     sum(case when kind = 'publish' and outcome = 'blocked' then 1 else 0 end) as blocked,

@@ -380,3 +380,25 @@ def test_the_cost_guard_caps_every_query_job(bigquery_endpoint) -> None:
         )  # a dry run: nothing ran, nothing billed
     finally:
         guarded.close()
+
+
+def test_the_audit_s_run_list_reads_on_bigquery(bq) -> None:
+    from pipelines.meta import AuditEntry, recent_runs, record_audit
+
+    def load(asset: str, quarantined: int, detail: str) -> AuditEntry:
+        return AuditEntry(
+            run_id="r1",
+            asset=asset,
+            kind="load",
+            rows_in=10,
+            rows_out=3,
+            rows_quarantined=quarantined,
+            duration_s=0.5,
+            outcome="success",
+            detail=detail,
+        )
+
+    record_audit(bq, load("raw/crm/contacts", 5, "unchanged 2; already quarantined 3"))
+    record_audit(bq, load("raw/shop/orders", 4, "unchanged 3"))
+    (run,) = recent_runs(bq).to_pylist()
+    assert (run["rows_landed"], run["rows_quarantined"], run["errors"]) == (6, 6, 0)
