@@ -274,13 +274,7 @@ class BigQueryWarehouse(Warehouse):
         types = {field.name: _column_type(field) for field in table.schema} if table else {}
         keys = [str(row[key]) for row in rows]
         names = list(schema.names)
-        if (
-            not types
-            or key not in names
-            or any(n not in types for n in names)
-            or any(n not in names for n in types)
-            or len(set(keys)) != len(keys)
-        ):
+        if not types or key not in names or set(names) != set(types) or len(set(keys)) != len(keys):
             super().replace_rows(relation, schema, key, rows)
             return
         selects = [

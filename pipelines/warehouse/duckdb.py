@@ -1441,13 +1441,13 @@ def _scanner_extension(kind: str) -> Path:
     with _installed_lock:
         if kind not in _installed:
             folder = Path(tempfile.mkdtemp(prefix="ssot-duckdb-ext-"))
-            if not _installed:
-                atexit.register(remove_scanner_copies)
             try:
                 shutil.copyfile(source_file, folder / f"{name}.duckdb_extension")
             except BaseException:
                 shutil.rmtree(folder, ignore_errors=True)
                 raise
+            if not _installed:
+                atexit.register(remove_scanner_copies)
             _installed[kind] = folder
         return _installed[kind] / f"{name}.duckdb_extension"
 

@@ -8,6 +8,8 @@ import csv
 import duckdb
 import pytest
 
+from pipelines.meta import ALREADY_QUARANTINED
+
 pytestmark = pytest.mark.slow
 
 COMPARED = [
@@ -115,7 +117,7 @@ def test_incremental_days_equal_a_full_pull(project_copy) -> None:
         ).fetchall()
     added: dict[tuple[str, str], int] = {}
     for asset, rows, detail in loads:
-        marker = "; already quarantined "
+        marker = f"; {ALREADY_QUARANTINED} "
         held = int(detail.rsplit(marker, 1)[1]) if marker in detail else 0
         _, source, table = asset.split("/")
         added[(source, table)] = added.get((source, table), 0) + rows - held
