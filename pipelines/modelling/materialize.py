@@ -41,12 +41,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-import sqlglot
 from sqlglot import exp
 
 from pipelines.errors import ModelError
 from pipelines.project import META_SCHEMA
-from pipelines.warehouse.base import Relation
+from pipelines.warehouse.base import Relation, merge_statement
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -209,7 +208,12 @@ def _apply_increment(
                     before = _matched(relation, staged, spec.unique_key)
                 _log_change(warehouse, spec, before, everything, at, "before")
             if not deleting and spec.strategy == "merge":
-                warehouse.execute(_merge(relation, staged, spec.unique_key, columns, flag))
+                flagged = is_flagged(flag, "s") if flag else None
+                warehouse.execute(
+                    merge_statement(
+                        relation, staged.to_table(), spec.unique_key, columns, deleting=flagged
+                    )
+                )
             else:
                 if replaced is not None:
                     warehouse.execute(_delete_rows(warehouse, relation, replaced))
@@ -721,32 +725,3 @@ def is_flagged(flag: str, table: str = "") -> exp.Expression:
     return exp.Coalesce(
         this=exp.column(flag, table=table or None, quoted=True), expressions=[exp.false()]
     )
-
-
-def _merge(
-    relation: Relation,
-    staged: Relation,
-    keys: tuple[str, ...],
-    columns: list[str],
-    flag: str | None = None,
-) -> exp.Expression:
-    def q(name: str) -> str:
-        return exp.to_identifier(name, quoted=True).sql("duckdb")
-
-    updates = [c for c in columns if c not in keys]
-    flagged = is_flagged(flag, "s").sql("duckdb") if flag else ""
-    set_clause = ", ".join(f"{q(c)} = s.{q(c)}" for c in updates)
-    when_deleted = f"WHEN MATCHED AND {flagged} THEN DELETE " if flag else ""
-    when_matched = f"WHEN MATCHED THEN UPDATE SET {set_clause} " if updates else ""
-    when_new = f"WHEN NOT MATCHED AND NOT {flagged} " if flag else "WHEN NOT MATCHED "
-    sql = (
-        f"MERGE INTO {relation.to_table().sql('duckdb')} AS t "
-        f"USING {staged.to_table().sql('duckdb')} AS s "
-        f"ON {_matches(keys, 's', 't').sql('duckdb')} "
-        f"{when_deleted}{when_matched}"
-        f"{when_new}THEN INSERT ({', '.join(q(c) for c in columns)}) "
-        f"VALUES ({', '.join(f's.{q(c)}' for c in columns)})"
-    )
-    merge = sqlglot.parse_one(sql, read="duckdb")
-    assert isinstance(merge, exp.Merge)
-    return merge

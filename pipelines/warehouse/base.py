@@ -32,7 +32,8 @@ class Relation:
 
     def to_table(self) -> exp.Table:
         return exp.table_(
-            exp.to_identifier(self.name, quoted=True), db=exp.to_identifier(self.schema, quoted=True)
+            exp.to_identifier(self.name, quoted=True),
+            db=exp.to_identifier(self.schema, quoted=True),
         )
 
     def __str__(self) -> str:
@@ -83,6 +84,60 @@ def _literal(value: Any) -> exp.Expression:
     if isinstance(value, datetime):
         return exp.cast(exp.Literal.string(value.isoformat()), exp.DataType.build("TIMESTAMPTZ"))
     return exp.Literal.string(str(value))
+
+
+def merge_statement(
+    target: Relation,
+    source: exp.Table | exp.Query,
+    keys: Sequence[str],
+    columns: Sequence[str],
+    *,
+    deleting: exp.Expr | None = None,
+) -> exp.Merge:
+    """``MERGE`` into ``target`` (aliased ``t``) from ``source`` (a table or a query, aliased
+    ``s``) on equal ``keys``: a row of ``s`` whose key ``t`` holds replaces that row's other
+    ``columns`` (or, where ``deleting`` holds, deletes it); any other row is inserted (unless
+    it is deleting). ``deleting`` is a condition on ``s``. One builder for the incremental
+    models' merges and the backends' keyed bookkeeping writes; each backend renders it."""
+
+    def column(name: str, table: str | None = None) -> exp.Column:
+        return exp.column(name, table=table, quoted=True)
+
+    into = target.to_table()
+    into.set("alias", exp.TableAlias(this=exp.to_identifier("t")))
+    using = source.copy() if isinstance(source, exp.Table) else exp.Subquery(this=source.copy())
+    using.set("alias", exp.TableAlias(this=exp.to_identifier("s")))
+    whens: list[exp.When] = []
+    if deleting is not None:
+        whens.append(
+            exp.When(matched=True, source=False, condition=deleting.copy(), then=exp.var("DELETE"))
+        )
+    updates = [c for c in columns if c not in keys]
+    if updates:
+        whens.append(
+            exp.When(
+                matched=True,
+                source=False,
+                then=exp.Update(expressions=[column(c).eq(column(c, "s")) for c in updates]),
+            )
+        )
+    whens.append(
+        exp.When(
+            matched=False,
+            source=False,
+            condition=exp.not_(deleting.copy()) if deleting is not None else None,
+            then=exp.Insert(
+                this=exp.Tuple(expressions=[column(c) for c in columns]),
+                expression=exp.Tuple(expressions=[column(c, "s") for c in columns]),
+            ),
+        )
+    )
+    return exp.Merge(
+        this=into,
+        using=using,
+        on=exp.and_(*[column(k, "t").eq(column(k, "s")) for k in keys]),
+        whens=exp.Whens(expressions=whens),
+    )
 
 
 class Warehouse(ABC):
@@ -217,7 +272,9 @@ class Warehouse(ABC):
         count = self.scalar(exp.select(exp.Count(this=exp.Star())).from_(relation.to_table()))
         return int(count or 0)
 
-    def replace_with_select(self, relation: Relation, select: exp.Query, *, kind: str = "TABLE") -> None:
+    def replace_with_select(
+        self, relation: Relation, select: exp.Query, *, kind: str = "TABLE"
+    ) -> None:
         """Atomically create or replace a table/view with the result of ``select``."""
         self.ensure_schema(relation.schema)
         self.execute(
@@ -235,7 +292,9 @@ class Warehouse(ABC):
     @staticmethod
     def _insert(relation: Relation, columns: Sequence[str], select: exp.Query) -> exp.Insert:
         names = [exp.to_identifier(name, quoted=True) for name in columns]
-        return exp.Insert(this=exp.Schema(this=relation.to_table(), expressions=names), expression=select)
+        return exp.Insert(
+            this=exp.Schema(this=relation.to_table(), expressions=names), expression=select
+        )
 
     def add_column(self, relation: Relation, name: str, type_sql: str) -> None:
         """ALTER TABLE ... ADD COLUMN; ``type_sql`` as :meth:`columns` reports it."""
@@ -254,11 +313,13 @@ class Warehouse(ABC):
             exp.Alter(
                 this=relation.to_table(),
                 kind="TABLE",
-                actions=[exp.AlterRename(this=exp.Table(this=exp.to_identifier(name, quoted=True)))],
+                actions=[
+                    exp.AlterRename(this=exp.Table(this=exp.to_identifier(name, quoted=True)))
+                ],
             )
         )
 
-    def release_cache(self) -> None:
+    def release_cache(self) -> None:  # noqa: B027 (an optional hook: most engines keep nothing)
         """Let the engine drop what it caches of committed data (a long load calls this between
         its commits). The default does nothing."""
 
@@ -288,7 +349,9 @@ class Warehouse(ABC):
     def row_hash(self, columns: Sequence[exp.Expression]) -> exp.Expression:
         """A 64-bit fingerprint of a row's values (NULL-safe), to tell changed rows from unchanged."""
 
-    def annotate(self, relation: Relation, description: str, labels: Mapping[str, str]) -> None:
+    def annotate(  # noqa: B027 (an optional hook: an engine without comments skips it)
+        self, relation: Relation, description: str, labels: Mapping[str, str]
+    ) -> None:
         """Attach a description (and, where the engine has them, labels) to a published table
         or view, for people browsing the warehouse. ``labels`` keys and values are lowercase
         letters, digits, ``_`` and ``-`` (at most 63 characters)."""
@@ -376,7 +439,9 @@ class Warehouse(ABC):
         if not rows:
             return
         if not self.exists(relation):
-            self.append_arrow(relation, pa.Table.from_pylist([dict(r) for r in rows], schema=schema))
+            self.append_arrow(
+                relation, pa.Table.from_pylist([dict(r) for r in rows], schema=schema)
+            )
             return
         values = [
             exp.Tuple(expressions=[_literal(row.get(field.name)) for field in schema])
@@ -391,11 +456,15 @@ class Warehouse(ABC):
         values, then append them (see :meth:`insert_rows`)."""
         if rows and self.exists(relation):
             values = [_literal(row[key]) for row in rows]
-            self.execute(exp.delete(relation.to_table(), where=exp.column(key, quoted=True).isin(*values)))
+            self.execute(
+                exp.delete(relation.to_table(), where=exp.column(key, quoted=True).isin(*values))
+            )
         self.insert_rows(relation, schema, rows)
 
     @abstractmethod
-    def append_arrow(self, relation: Relation, table: pa.Table, *, add_columns: bool = False) -> int:
+    def append_arrow(
+        self, relation: Relation, table: pa.Table, *, add_columns: bool = False
+    ) -> int:
         """Append rows by column name, creating the table from the Arrow schema if it does not exist.
 
         Columns the table lacks are an error, or with ``add_columns`` are added first (as

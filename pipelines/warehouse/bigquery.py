@@ -21,12 +21,13 @@ import tempfile
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from sqlglot import exp
 
 from pipelines.errors import TerminalWarehouseError, TransientWarehouseError, WarehouseError
-from pipelines.warehouse.base import Relation, Warehouse, _literal
+from pipelines.warehouse.base import Relation, Warehouse, _literal, merge_statement
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -64,7 +65,11 @@ def _column_type(field: Any) -> str:
     kind = str(field.field_type).upper()
     kind = _STANDARD_TYPES.get(kind, kind)
     if kind == "STRUCT":
-        kind = "STRUCT<" + ", ".join(f"{_field_name(f.name)} {_column_type(f)}" for f in field.fields) + ">"
+        kind = (
+            "STRUCT<"
+            + ", ".join(f"{_field_name(f.name)} {_column_type(f)}" for f in field.fields)
+            + ">"
+        )
     elif kind == "RANGE" and getattr(field, "range_element_type", None) is not None:
         kind = f"RANGE<{field.range_element_type.element_type}>"
     elif getattr(field, "precision", None) is not None:
@@ -296,19 +301,7 @@ class BigQueryWarehouse(Warehouse):
         source: exp.Query = selects[0]
         for select in selects[1:]:
             source = exp.union(source, select, distinct=False)
-
-        def name(column: str, table: str | None = None) -> str:
-            return self.render(exp.column(column, table=table, quoted=True))
-
-        updated = ", ".join(f"{name(n)} = {name(n, 's')}" for n in names if n != key)
-        merge = (
-            f"MERGE {self.render(relation.to_table())} AS t USING ({self.render(source)}) AS s "
-            f"ON {name(key, 't')} = {name(key, 's')} "
-            + (f"WHEN MATCHED THEN UPDATE SET {updated} " if updated else "")
-            + f"WHEN NOT MATCHED THEN INSERT ({', '.join(name(n) for n in names)}) "
-            + f"VALUES ({', '.join(name(n, 's') for n in names)})"
-        )
-        self._run(merge)
+        self._run(self.render(merge_statement(relation, source, [key], names)))
 
     def row_hash(self, columns: Sequence[exp.Expression]) -> exp.Expression:
         # A fingerprint of the row's values as JSON; each value is named so the JSON has keys.
@@ -348,7 +341,7 @@ class BigQueryWarehouse(Warehouse):
         if add_columns:
             config.schema_update_options = [bq.SchemaUpdateOption.ALLOW_FIELD_ADDITION]
         try:
-            with open(path, "rb") as handle:
+            with Path(path).open("rb") as handle:
                 job = self._client.load_table_from_file(
                     handle, self._table_id(relation), job_config=config, location=self._location
                 )

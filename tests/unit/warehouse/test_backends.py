@@ -11,7 +11,7 @@ import xxhash
 from sqlglot import exp
 
 from pipelines.errors import TerminalWarehouseError, TransientSourceError
-from pipelines.warehouse.base import Relation, Warehouse
+from pipelines.warehouse.base import Relation, Warehouse, merge_statement
 from pipelines.warehouse.duckdb import (
     INCREMENT_MEMORY_MIN_MB,
     INCREMENT_MEMORY_PER_THREAD_MB,
@@ -308,12 +308,14 @@ def test_increments_get_a_bounded_buffer_pool_that_whole_builds_lift(tmp_path) -
             assert warehouse.scalar(setting) == configured
         assert warehouse.scalar(setting) == configured
     # more threads, a bigger pool; never more than the session's own limit
-    with DuckDBWarehouse(tmp_path / "v.duckdb", memory_limit="4GB", threads=8) as warehouse:
-        with warehouse.memory_for_increments():
-            bounded = warehouse.scalar(setting)
-            assert _megabytes(str(bounded)) == pytest.approx(
-                8 * INCREMENT_MEMORY_PER_THREAD_MB, rel=0.01
-            )
+    with (
+        DuckDBWarehouse(tmp_path / "v.duckdb", memory_limit="4GB", threads=8) as warehouse,
+        warehouse.memory_for_increments(),
+    ):
+        bounded = warehouse.scalar(setting)
+        assert _megabytes(str(bounded)) == pytest.approx(
+            8 * INCREMENT_MEMORY_PER_THREAD_MB, rel=0.01
+        )
     with DuckDBWarehouse(tmp_path / "x.duckdb", memory_limit="300MB") as warehouse:
         configured = warehouse.scalar(setting)
         with warehouse.memory_for_increments():
@@ -1119,3 +1121,46 @@ def test_a_duckdb_target_leaves_text_uncompressed_unless_told(make_project, sett
     with open_warehouse(load_project(root)) as session:
         disabled = session.scalar("select current_setting('disabled_compression_methods')")
     assert (str(disabled).lower() == "fsst,dict_fsst") == (setting is None)
+
+
+def test_a_merge_replaces_deletes_and_inserts_rows_by_key(warehouse: Warehouse) -> None:
+    target = Relation("marts", "accounts")
+    warehouse.ensure_schema("marts")
+    warehouse.execute(
+        "CREATE TABLE marts.accounts AS SELECT * FROM (VALUES (1, 'a', 10), (1, 'b', 20), "
+        "(2, 'a', 30)) AS v(region, code, balance)"
+    )
+    warehouse.execute(
+        "CREATE TABLE marts.staged AS SELECT * FROM (VALUES (1, 'a', 11, false), "
+        "(1, 'b', 0, true), (3, 'c', 0, true), (3, 'a', 40, NULL)) AS v(region, code, balance, gone)"
+    )
+    deleting = exp.Coalesce(
+        this=exp.column("gone", table="s", quoted=True), expressions=[exp.false()]
+    )
+    merge = merge_statement(
+        target,
+        Relation("marts", "staged").to_table(),
+        ["region", "code"],
+        ["region", "code", "balance"],
+        deleting=deleting,
+    )
+    warehouse.execute(merge)
+    rows = warehouse.query("SELECT * FROM marts.accounts ORDER BY region, code").to_pylist()
+    # updated, deleted, a deletion of an absent key ignored, a NULL flag inserted, one untouched
+    assert [(r["region"], r["code"], r["balance"]) for r in rows] == [
+        (1, "a", 11),
+        (2, "a", 30),
+        (3, "a", 40),
+    ]
+    # from a query, with no other column than the key: new keys are inserted, the rest kept
+    keys_only = exp.union(
+        exp.select(exp.alias_(exp.Literal.number(2), "region", quoted=True)),
+        exp.select(exp.alias_(exp.Literal.number(4), "region", quoted=True)),
+        distinct=False,
+    )
+    warehouse.execute("CREATE TABLE marts.regions AS SELECT DISTINCT region FROM marts.accounts")
+    warehouse.execute(
+        merge_statement(Relation("marts", "regions"), keys_only, ["region"], ["region"])
+    )
+    regions = warehouse.query("SELECT region FROM marts.regions ORDER BY region").column(0)
+    assert regions.to_pylist() == [1, 2, 3, 4]
