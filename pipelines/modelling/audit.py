@@ -29,6 +29,7 @@ from pipelines.quality.checks import (
     recorded_query,
     relations_read,
     run_check,
+    written_columns,
 )
 from pipelines.quality.expectations import run_suite
 
@@ -132,14 +133,11 @@ def evaluate_tests(
         model = referenced_model(name)
         return (audited if model == node.name else graph.nodes[model].relation).to_table()
 
-    written_types = dict(warehouse.columns(written)) if written else {}
-    audited_types = dict(warehouse.columns(audited)) if written else {}
+    columns = written_columns(warehouse, audited, written) if written else None
     # the columns a relationships increment shows, of the written rows and the others alike
-    shown = [n for n in audited_types if n in written_types]
-    # those whose written values are the values stored: the increment's rows were cast to the
-    # table's types when inserted, and a value compared before that cast (a DOUBLE key against
-    # a BIGINT one, say) may not be the value the table holds
-    stored_as_written = frozenset(n for n in shown if written_types[n] == audited_types[n])
+    shown = columns.shown if columns else []
+    # those whose written values are the values stored (see WrittenColumns)
+    stored_as_written = columns.stored_as_written if columns else frozenset()
 
     def passed_as_is(name: str, failing: Any) -> bool:
         """Whether the check passed last time, running this same query."""
@@ -199,7 +197,7 @@ def evaluate_tests(
             return True
         # the increment's columns but its deletion flag (never stored) hold every column
         applied = set(shown) - {spec.deleted_flag}
-        return spec.strategy == "merge" and applied >= set(audited_types)
+        return spec.strategy == "merge" and applied >= set(columns.table if columns else [])
 
     where = node.model.properties_path or node.model.path
     outcomes = []
@@ -269,6 +267,12 @@ def evaluate_tests(
         )
     if node.suite is not None:
         outcomes += run_suite(
-            warehouse, node.suite, audited, written=written, passing=passed_before, reuse=reuse
+            warehouse,
+            node.suite,
+            audited,
+            written=written,
+            passing=passed_before,
+            reuse=reuse,
+            written_as=columns,
         )
     return outcomes

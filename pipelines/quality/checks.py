@@ -29,6 +29,33 @@ if TYPE_CHECKING:
     from pipelines.warehouse.base import Warehouse
 
 CHECK_RESULTS = Relation(META_SCHEMA, "check_results")
+
+
+@dataclass(frozen=True)
+class WrittenColumns:
+    """The columns of the rows an incremental build wrote, against its table's."""
+
+    #: the table's columns, in order
+    table: list[str]
+    #: those the written rows hold too
+    shown: list[str]
+    #: those holding the table's own types there. The insert cast the written rows to the
+    #: table's types: a value compared before that cast (a DOUBLE key against a BIGINT one,
+    #: say) may not be the value the table holds, so only these columns are judged on them.
+    stored_as_written: frozenset[str]
+
+
+def written_columns(warehouse: Warehouse, table: Relation, written: Relation) -> WrittenColumns:
+    """What the checks of an increment may read from the rows it wrote (one place for the
+    built-in tests, the data tests and the GX suites)."""
+    written_types = dict(warehouse.columns(written))
+    table_types = dict(warehouse.columns(table))
+    shown = [name for name in table_types if name in written_types]
+    return WrittenColumns(
+        list(table_types), shown, frozenset(n for n in shown if written_types[n] == table_types[n])
+    )
+
+
 SAMPLE_ROWS = 5
 #: what a check run on an increment looked at (its result's `observed.checked`)
 INCREMENT_CHECKED = (

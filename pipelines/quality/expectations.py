@@ -32,7 +32,14 @@ from typing import TYPE_CHECKING, Any
 from sqlglot import exp
 
 from pipelines.errors import ConfigError, ModelError, WarehouseError
-from pipelines.quality.checks import SAMPLE_ROWS, WRITTEN_CHECKED, CheckOutcome, jsonable
+from pipelines.quality.checks import (
+    SAMPLE_ROWS,
+    WRITTEN_CHECKED,
+    CheckOutcome,
+    WrittenColumns,
+    jsonable,
+    written_columns,
+)
 
 if TYPE_CHECKING:
     from pipelines.quality.checks import CheckReuse
@@ -505,6 +512,7 @@ def run_suite(
     written: Relation | None = None,
     passing: Collection[str] = (),
     reuse: CheckReuse | None = None,
+    written_as: WrittenColumns | None = None,
 ) -> list[CheckOutcome]:
     """Evaluate every expectation of ``suite`` on ``relation``, in the warehouse.
 
@@ -514,16 +522,14 @@ def run_suite(
     then evaluated on those rows alone: a row the build did not write is the row that passed.
     Every other expectation (``mostly``, aggregates, uniqueness, distinct values) reads the
     whole table. ``reuse``: the latest results of a table that was not rebuilt, kept for
-    each expectation whose query is the same and the table unchanged since.
+    each expectation whose query is the same and the table unchanged since. ``written_as``:
+    the written rows' columns as the model's audit found them (found here when not given).
     """
     # an increment that does not select a column, or holds it with another type than the
     # table (the insert converted its values), cannot say what it wrote there
-    stored = {name.lower(): kind for name, kind in warehouse.columns(relation)} if written else {}
-    selected = (
-        {n.lower() for n, kind in warehouse.columns(written) if stored.get(n.lower()) == kind}
-        if written
-        else set()
-    )
+    if written is not None and written_as is None:
+        written_as = written_columns(warehouse, relation, written)
+    selected = {n.lower() for n in written_as.stored_as_written} if written_as else set()
     on_increment = {
         e.index
         for e in suite.expectations
