@@ -135,7 +135,7 @@ def evaluate_tests(
 
     columns = written_columns(warehouse, audited, written) if written else None
     # the columns a relationships increment shows, of the written rows and the others alike
-    shown = columns.shown if columns else []
+    shown = columns.shown if columns else ()
     # those whose written values are the values stored (see WrittenColumns)
     stored_as_written = columns.stored_as_written if columns else frozenset()
 

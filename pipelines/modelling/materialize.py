@@ -211,7 +211,7 @@ def _apply_increment(
                 flagged = is_flagged(flag, "s") if flag else None
                 warehouse.execute(
                     merge_statement(
-                        relation, staged.to_table(), spec.unique_key, columns, deleting=flagged
+                        relation, staged.to_table(), spec.unique_key, columns, delete_when=flagged
                     )
                 )
             else:

@@ -36,9 +36,9 @@ class WrittenColumns:
     """The columns of the rows an incremental build wrote, against its table's."""
 
     #: the table's columns, in order
-    table: list[str]
+    table: tuple[str, ...]
     #: those the written rows hold too
-    shown: list[str]
+    shown: tuple[str, ...]
     #: those holding the table's own types there. The insert cast the written rows to the
     #: table's types: a value compared before that cast (a DOUBLE key against a BIGINT one,
     #: say) may not be the value the table holds, so only these columns are judged on them.
@@ -50,9 +50,9 @@ def written_columns(warehouse: Warehouse, table: Relation, written: Relation) ->
     built-in tests, the data tests and the GX suites)."""
     written_types = dict(warehouse.columns(written))
     table_types = dict(warehouse.columns(table))
-    shown = [name for name in table_types if name in written_types]
+    shown = tuple(name for name in table_types if name in written_types)
     return WrittenColumns(
-        list(table_types), shown, frozenset(n for n in shown if written_types[n] == table_types[n])
+        tuple(table_types), shown, frozenset(n for n in shown if written_types[n] == table_types[n])
     )
 
 

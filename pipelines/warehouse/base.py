@@ -92,12 +92,12 @@ def merge_statement(
     keys: Sequence[str],
     columns: Sequence[str],
     *,
-    deleting: exp.Expr | None = None,
+    delete_when: exp.Expr | None = None,
 ) -> exp.Merge:
     """``MERGE`` into ``target`` (aliased ``t``) from ``source`` (a table or a query, aliased
     ``s``) on equal ``keys``: a row of ``s`` whose key ``t`` holds replaces that row's other
-    ``columns`` (or, where ``deleting`` holds, deletes it); any other row is inserted (unless
-    it is deleting). ``deleting`` is a condition on ``s``. One builder for the incremental
+    ``columns`` (or, where ``delete_when`` holds, deletes it); any other row is inserted
+    (unless ``delete_when`` holds for it). ``delete_when`` is a condition on ``s``. One builder for the incremental
     models' merges and the backends' keyed bookkeeping writes; each backend renders it."""
 
     def column(name: str, table: str | None = None) -> exp.Column:
@@ -108,9 +108,11 @@ def merge_statement(
     using = source.copy() if isinstance(source, exp.Table) else exp.Subquery(this=source.copy())
     using.set("alias", exp.TableAlias(this=exp.to_identifier("s")))
     whens: list[exp.When] = []
-    if deleting is not None:
+    if delete_when is not None:
         whens.append(
-            exp.When(matched=True, source=False, condition=deleting.copy(), then=exp.var("DELETE"))
+            exp.When(
+                matched=True, source=False, condition=delete_when.copy(), then=exp.var("DELETE")
+            )
         )
     updates = [c for c in columns if c not in keys]
     if updates:
@@ -125,7 +127,7 @@ def merge_statement(
         exp.When(
             matched=False,
             source=False,
-            condition=exp.not_(deleting.copy()) if deleting is not None else None,
+            condition=exp.not_(delete_when.copy()) if delete_when is not None else None,
             then=exp.Insert(
                 this=exp.Tuple(expressions=[column(c) for c in columns]),
                 expression=exp.Tuple(expressions=[column(c, "s") for c in columns]),

@@ -301,7 +301,7 @@ class BigQueryWarehouse(Warehouse):
         source: exp.Query = selects[0]
         for select in selects[1:]:
             source = exp.union(source, select, distinct=False)
-        self._run(self.render(merge_statement(relation, source, [key], names)))
+        self._run(merge_statement(relation, source, [key], names))
 
     def row_hash(self, columns: Sequence[exp.Expression]) -> exp.Expression:
         # A fingerprint of the row's values as JSON; each value is named so the JSON has keys.

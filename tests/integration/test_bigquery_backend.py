@@ -93,8 +93,8 @@ def test_bookkeeping_rows_are_replaced_in_one_job(bq, monkeypatch) -> None:
     jobs: list[str] = []
     real = bq._run
 
-    def counted(sql: object) -> object:
-        jobs.append(str(sql))
+    def counted(sql: exp.Expression | str) -> object:
+        jobs.append(bq.render(sql))  # the job's text, as BigQuery gets it
         return real(sql)
 
     monkeypatch.setattr(bq, "_run", counted)

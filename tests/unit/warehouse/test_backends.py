@@ -1142,7 +1142,7 @@ def test_a_merge_replaces_deletes_and_inserts_rows_by_key(warehouse: Warehouse) 
         Relation("marts", "staged").to_table(),
         ["region", "code"],
         ["region", "code", "balance"],
-        deleting=deleting,
+        delete_when=deleting,
     )
     warehouse.execute(merge)
     rows = warehouse.query("SELECT * FROM marts.accounts ORDER BY region, code").to_pylist()
