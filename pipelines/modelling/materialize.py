@@ -45,7 +45,7 @@ from sqlglot import exp
 
 from pipelines.errors import ModelError
 from pipelines.project import META_SCHEMA
-from pipelines.warehouse.base import Relation, merge_statement
+from pipelines.warehouse.base import Relation, keys_match, merge_statement
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -258,7 +258,7 @@ def _key_staged(staged: Relation, keys: tuple[str, ...]) -> exp.Expression:
         values = exp.select(exp.column(key, quoted=True)).from_(staged.to_table())
         return exp.In(this=exp.column(key, table="t", quoted=True), query=values.subquery())
     found = (
-        exp.select("1").from_(exp.alias_(staged.to_table(), "s")).where(_matches(keys, "s", "t"))
+        exp.select("1").from_(exp.alias_(staged.to_table(), "s")).where(keys_match(keys, "s", "t"))
     )
     return exp.Exists(this=found)
 
@@ -536,7 +536,7 @@ def _snapshot(
             # 0.14 s against 0.03 s)
             joined = exp.From(this=exp.alias_(staged.to_table(), "s"))
             changed = exp.and_(
-                _matches(keys, "s", "t"), exp.or_(_deleting("s"), exp.not_(same_hash))
+                keys_match(keys, "s", "t"), exp.or_(_deleting("s"), exp.not_(same_hash))
             )
         else:
             # ... when the query no longer holds that version
@@ -544,7 +544,7 @@ def _snapshot(
                 this=exp.Exists(
                     this=exp.select("1")
                     .from_(exp.alias_(staged.to_table(), "s"))
-                    .where(exp.and_(_matches(keys, "s", "t"), same_hash))
+                    .where(exp.and_(keys_match(keys, "s", "t"), same_hash))
                 )
             )
         target = relation.to_table()
@@ -563,7 +563,7 @@ def _snapshot(
         still_current = (
             exp.select("1")
             .from_(exp.alias_(relation.to_table(), "t"))
-            .where(exp.and_(current, _matches(keys, "s", "t")))
+            .where(exp.and_(current, keys_match(keys, "s", "t")))
         )
         opened = warehouse.insert_select(
             relation,
@@ -703,15 +703,6 @@ def _reconcile_columns(
             warehouse.add_column(spec.relation, name, kind)
         return [n for n, _ in incoming]
     return [n for n, _ in incoming if n in existing]
-
-
-def _matches(keys: tuple[str, ...], left: str, right: str) -> exp.Condition:
-    return exp.and_(
-        *[
-            exp.column(k, table=left, quoted=True).eq(exp.column(k, table=right, quoted=True))
-            for k in keys
-        ]
-    )
 
 
 def _delete_matching(relation: Relation, staged: Relation, keys: tuple[str, ...]) -> exp.Expression:

@@ -86,6 +86,16 @@ def _literal(value: Any) -> exp.Expression:
     return exp.Literal.string(str(value))
 
 
+def keys_match(keys: Sequence[str], left: str, right: str) -> exp.Condition:
+    """``left.k = right.k`` for every key column ``k`` (two aliased relations)."""
+    return exp.and_(
+        *[
+            exp.column(k, table=left, quoted=True).eq(exp.column(k, table=right, quoted=True))
+            for k in keys
+        ]
+    )
+
+
 def merge_statement(
     target: Relation,
     source: exp.Table | exp.Query,
@@ -97,8 +107,9 @@ def merge_statement(
     """``MERGE`` into ``target`` (aliased ``t``) from ``source`` (a table or a query, aliased
     ``s``) on equal ``keys``: a row of ``s`` whose key ``t`` holds replaces that row's other
     ``columns`` (or, where ``delete_when`` holds, deletes it); any other row is inserted
-    (unless ``delete_when`` holds for it). ``delete_when`` is a condition on ``s``. One builder for the incremental
-    models' merges and the backends' keyed bookkeeping writes; each backend renders it."""
+    (unless ``delete_when`` holds for it). ``delete_when`` is a condition on ``s``. One
+    builder for the incremental models' merges and the backends' keyed bookkeeping writes;
+    each backend renders it."""
 
     def column(name: str, table: str | None = None) -> exp.Column:
         return exp.column(name, table=table, quoted=True)
@@ -137,7 +148,7 @@ def merge_statement(
     return exp.Merge(
         this=into,
         using=using,
-        on=exp.and_(*[column(k, "t").eq(column(k, "s")) for k in keys]),
+        on=keys_match(keys, "t", "s"),
         whens=exp.Whens(expressions=whens),
     )
 

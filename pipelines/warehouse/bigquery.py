@@ -275,8 +275,7 @@ class BigQueryWarehouse(Warehouse):
         # literal). A table to create, a column it lacks or one it has beyond ``schema`` (the
         # base's delete leaves that one NULL, an update would keep it), or a key given twice:
         # as the base does
-        table = self._get(relation) if rows else None
-        types = {field.name: _column_type(field) for field in table.schema} if table else {}
+        types = dict(self.columns(relation)) if rows else {}
         keys = [str(row[key]) for row in rows]
         names = list(schema.names)
         if not types or key not in names or set(names) != set(types) or len(set(keys)) != len(keys):
