@@ -9,7 +9,7 @@ import pytest
 from pipelines.config import SourceTableSpec
 from pipelines.errors import TerminalSourceError, TransientSourceError
 from pipelines.extract import connector_for
-from pipelines.extract.sql import rows_to_batch
+from pipelines.extract.sql import _KeyPage, rows_to_batch
 
 SPEC = SourceTableSpec.model_validate(
     {"name": "items", "primary_key": ["id"], "columns": [{"name": "id", "type": "integer"}]}
@@ -104,3 +104,64 @@ def test_the_demo_sources_index_their_cursor_as_incremental_pulls_read_it(
     }
     for table, plan in planned.items():
         assert f"USING INDEX ix_{table.split('.')[1]}_updated_at" in plan, f"{table}: {plan}"
+
+
+def _keys_spec(kind: str, name: str = "items") -> SourceTableSpec:
+    return SourceTableSpec.model_validate(
+        {"name": name, "primary_key": ["id"], "columns": [{"name": "id", "type": kind}]}
+    )
+
+
+def _listed(connector, spec: SourceTableSpec) -> list:
+    return [
+        v for u in connector.read_keys(spec, batch_rows=4) for v in u.batch.column(0).to_pylist()
+    ]
+
+
+def test_sqlite_lists_every_key_page_by_page(tmp_path: Path, monkeypatch) -> None:
+    db = tmp_path / "s.sqlite"
+    with sqlite3.connect(db) as con:
+        con.execute("create table items (id integer primary key, name text)")
+        con.executemany("insert into items values (?, ?)", [(i * 3, "n") for i in range(1, 24)])
+        con.execute("create table tags (id text primary key)")
+        tags = ["a", 'say "hi"', "comma,in", "line\nbreak", "", "ünï"]
+        con.executemany("insert into tags values (?)", [(t,) for t in tags])
+        con.execute("create view items_view as select id from items")
+    connector = connector_for(f"sqlite:///{db}", source="s", root=tmp_path)
+    monkeypatch.setattr(type(connector), "KEYS_PER_QUERY", 5)
+    pages: list[str] = []
+    parse = _KeyPage.parse
+
+    def parsed(page: _KeyPage, listed: bytes) -> object:
+        pages.append("parsed")
+        return parse(page, listed)
+
+    monkeypatch.setattr(_KeyPage, "parse", parsed)
+    # 23 keys in pages of 5: every one listed once, each page parsed from its text
+    assert sorted(_listed(connector, _keys_spec("integer"))) == [i * 3 for i in range(1, 24)]
+    assert pages == ["parsed"] * 5
+    assert sorted(_listed(connector, _keys_spec("string", "tags"))) == sorted(tags)
+    # a view has no index to page along: its keys come row by row, all of them
+    pages.clear()
+    view = _keys_spec("integer", "items_view")
+    assert sorted(_listed(connector, view)) == [i * 3 for i in range(1, 24)]
+    assert pages == []
+
+
+def test_sqlite_key_listing_takes_values_of_other_types_as_rows(
+    tmp_path: Path, monkeypatch
+) -> None:
+    db = tmp_path / "s.sqlite"
+    with sqlite3.connect(db) as con:
+        # SQLite keeps text in an integer column as text, and a null in a key that is no rowid
+        con.execute("create table items (id integer not null unique, other int)")
+        con.executemany("insert into items values (?, 0)", [(i,) for i in range(1, 8)])
+        con.execute("insert into items values ('x7', 0)")
+        con.execute("create table loose (id int unique)")
+        con.executemany("insert into loose values (?)", [(None,), (None,), (1,), (2,)])
+    connector = connector_for(f"sqlite:///{db}", source="s", root=tmp_path)
+    monkeypatch.setattr(type(connector), "KEYS_PER_QUERY", 3)
+    listed = _listed(connector, _keys_spec("integer"))
+    assert sorted(map(str, listed)) == sorted([*map(str, range(1, 8)), "x7"])
+    # keys without a value are left out (the key contract rejects them either way)
+    assert sorted(_listed(connector, _keys_spec("integer", "loose"))) == [1, 2]
