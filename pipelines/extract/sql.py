@@ -226,8 +226,9 @@ class SqliteConnector(SqlConnector):
         """Every current key, ``KEYS_PER_QUERY`` keys per query, in one read transaction (one
         snapshot of the file): SQLite joins a query's keys into one CSV text, which Arrow
         parses. Fetched row by row, Python's sqlite3 releases and takes back the interpreter's
-        lock for every row, and waits for it while other threads run: a day's run at scale 100
-        spent 1.8 s listing the shop's 604,122 customer keys that way (docs/performance.md).
+        lock for every row, and waits for it while other threads run: listing the demo shop's
+        604,122 customer keys took 0.3-0.4 s of a scale-100 day's run on one machine, 1.8 s on a
+        slower one (docs/performance.md, the sixteenth session).
         The queries page through a single-column unique index (or the rowid) that the key
         includes; without one, or for key types other than integer and text, the rows are
         fetched one by one as before. A query whose text Arrow cannot parse as the declared

@@ -165,3 +165,26 @@ def test_sqlite_key_listing_takes_values_of_other_types_as_rows(
     assert sorted(map(str, listed)) == sorted([*map(str, range(1, 8)), "x7"])
     # keys without a value are left out (the key contract rejects them either way)
     assert sorted(_listed(connector, _keys_spec("integer", "loose"))) == [1, 2]
+
+
+def test_sqlite_key_listing_reads_one_snapshot(tmp_path: Path, monkeypatch) -> None:
+    """Keys deleted while the pages are read are still listed: every page reads the snapshot
+    the first one saw (a key missing from a later page would be taken for a deleted row)."""
+    db = tmp_path / "s.sqlite"
+    with sqlite3.connect(db) as con:
+        con.execute("pragma journal_mode = wal")
+        con.execute("create table items (id integer primary key)")
+        con.executemany("insert into items values (?)", [(i,) for i in range(1, 13)])
+    connector = connector_for(f"sqlite:///{db}", source="s", root=tmp_path)
+    monkeypatch.setattr(type(connector), "KEYS_PER_QUERY", 5)
+    parse = _KeyPage.parse
+
+    def parsed_then_deleted(page: _KeyPage, listed: bytes) -> object:
+        with sqlite3.connect(db) as writer:  # the source goes on changing meanwhile
+            writer.execute("delete from items where id > 5")
+        return parse(page, listed)
+
+    monkeypatch.setattr(_KeyPage, "parse", parsed_then_deleted)
+    assert sorted(_listed(connector, _keys_spec("integer"))) == list(range(1, 13))
+    with sqlite3.connect(db) as con:
+        assert con.execute("select count(*) from items").fetchone() == (5,)
