@@ -229,10 +229,10 @@ class SqliteConnector(SqlConnector):
         lock for every row, and waits for it while other threads run: listing the demo shop's
         604,122 customer keys took 0.3-0.4 s of a scale-100 day's run on one machine, 1.8 s on a
         slower one (docs/performance.md, the sixteenth session).
-        The queries page through a single-column unique index (or the rowid) that the key
-        includes; without one, or for key types other than integer and text, the rows are
-        fetched one by one as before. A query whose text Arrow cannot parse as the declared
-        types (SQLite stores any value in any column) is fetched row by row too."""
+        The queries page along a key column that is the table's INTEGER PRIMARY KEY or has a
+        single-column unique index; without one (a view, say), or for key types other than
+        integer and text, the rows are fetched one by one as before. A page holding values of
+        other storage classes (SQLite stores any value in any column) is fetched as rows too."""
         import sqlite3
 
         import pyarrow as pa
@@ -249,17 +249,21 @@ class SqliteConnector(SqlConnector):
             connection.execute("BEGIN")  # every page from the same snapshot
             after: Any = None
             while True:
-                listed, rows, last = connection.execute(
-                    page.listing(after is not None, self.KEYS_PER_QUERY),
-                    () if after is None else (after,),
-                ).fetchone()
+                bound = () if after is None else (after,)
+                try:
+                    listed, rows, typed, last = connection.execute(
+                        page.listing(after is not None, self.KEYS_PER_QUERY), bound
+                    ).fetchone()
+                except sqlite3.Error:  # a page longer than SQLite's longest text, say
+                    listed, rows, typed, last = connection.execute(
+                        page.listing(after is not None, self.KEYS_PER_QUERY, text=False), bound
+                    ).fetchone()
                 if not rows:
                     break
-                keys = page.parse(listed)
+                keys = page.parse(listed) if listed is not None and typed == rows else None
                 if keys is None or keys.num_rows != rows:  # values of other types: as rows
                     cursor = connection.execute(
-                        page.rows(after is not None, self.KEYS_PER_QUERY),
-                        () if after is None else (after,),
+                        page.rows(after is not None, self.KEYS_PER_QUERY), bound
                     )
                     keys = pa.Table.from_batches(
                         [rows_to_batch(table.primary_key, cursor.fetchall())]
@@ -301,27 +305,42 @@ def _engine() -> str:
     return value
 
 
-#: declared key types the SQLite key listing sends as text: how SQLite writes a value as a CSV
-#: field, and the Arrow type the field is parsed as
-_LISTED_KEY_TYPES = {"integer": "int64", "bigint": "int64", "string": "string"}
+#: declared key types the SQLite key listing sends as text: the storage class each value must
+#: have to be written as a CSV field, and the Arrow type the field is parsed as
+_LISTED_KEY_TYPES = {
+    "integer": ("integer", "int64"),
+    "bigint": ("integer", "int64"),
+    "string": ("text", "string"),
+}
+#: SQLite's own collations (a source application's own cannot be named by another connection)
+_BUILTIN_COLLATIONS = frozenset({"BINARY", "NOCASE", "RTRIM"})
 
 
 def _quoted(name: str) -> str:
     return exp.to_identifier(name, quoted=True).sql("sqlite")
 
 
+def _unique_indexes(connection: Any, name: str) -> list[tuple[str, str]]:
+    """(name, origin) of each unique index of a SQLite table that covers every row (a partial
+    index does not)."""
+    return [
+        (str(index), str(origin))
+        for index, origin in connection.execute(
+            'SELECT name, origin FROM pragma_index_list(?) WHERE "unique" AND NOT "partial"',
+            (name,),
+        ).fetchall()
+    ]
+
+
 def _unique_column_lists(connection: Any, table: SourceTableSpec) -> list[list[str]]:
     """The columns of a SQLite table's primary key (in key order) and of each unique index
-    (in index order)."""
+    that covers every row (in index order)."""
     name = table.source_identifier
     primary = connection.execute(
         "SELECT name FROM pragma_table_info(?) WHERE pk > 0 ORDER BY pk", (name,)
     ).fetchall()
     lists = [[column for (column,) in primary]] if primary else []
-    indexes = connection.execute(
-        'SELECT name FROM pragma_index_list(?) WHERE "unique"', (name,)
-    ).fetchall()
-    for (index,) in indexes:
+    for index, _ in _unique_indexes(connection, name):
         columns = connection.execute(
             "SELECT name FROM pragma_index_info(?) ORDER BY seqno", (index,)
         ).fetchall()
@@ -329,43 +348,76 @@ def _unique_column_lists(connection: Any, table: SourceTableSpec) -> list[list[s
     return lists
 
 
+def _page_columns(connection: Any, name: str) -> list[tuple[str, str]]:
+    """(column, collation) of each single column a SQLite table's rows can be paged along, in
+    an index's order: its rowid when it is named (an INTEGER PRIMARY KEY, which holds integers
+    only), and the column of each single-column unique index that covers every row, with the
+    index's collation (the one its values are unique under, in the order it keeps)."""
+    indexes = _unique_indexes(connection, name)
+    columns: list[tuple[str, str]] = []
+    if not any(origin == "pk" for _, origin in indexes):  # a primary key without an index
+        primary = connection.execute(
+            "SELECT name FROM pragma_table_info(?) WHERE pk > 0", (name,)
+        ).fetchall()
+        if len(primary) == 1:
+            columns.append((str(primary[0][0]), "BINARY"))
+    for index, _ in indexes:
+        parts = connection.execute(
+            "SELECT name, coll FROM pragma_index_xinfo(?) WHERE key", (index,)
+        ).fetchall()
+        if len(parts) == 1 and parts[0][0] is not None:  # not an expression
+            columns.append((str(parts[0][0]), str(parts[0][1]).upper()))
+    return columns
+
+
 @dataclass(frozen=True)
 class _KeyPage:
-    """The queries listing a SQLite table's keys a page at a time, in the order of ``along``:
-    a key column that is unique and indexed (or the rowid), so each page is an index range."""
+    """The queries listing a SQLite table's keys a page at a time, in the order of ``along``
+    under ``collation``: a key column that is unique under it, in an index that keeps that
+    order, so each page is a range of the index and no value repeats across a page's end."""
 
     table: str
     keys: tuple[str, ...]
+    storage: tuple[str, ...]  # the storage class each key column's values must have
     types: tuple[str, ...]  # the Arrow type of each key column's field
     along: str
+    collation: str
 
     def rows(self, after: bool, limit: int) -> str:
         """The page's keys as rows: after the previous page's last value (a parameter)."""
+        along = f"{_quoted(self.along)} COLLATE {self.collation}"
         where = " AND ".join(f"{_quoted(k)} IS NOT NULL" for k in self.keys)
         if after:
-            where += f" AND {_quoted(self.along)} > ?"
+            where += f" AND {along} > ?"
         columns = ", ".join(_quoted(k) for k in self.keys)
         return (
             f"SELECT {columns} FROM {_quoted(self.table)} WHERE {where} "
-            f"ORDER BY {_quoted(self.along)} LIMIT {limit}"
+            f"ORDER BY {along} LIMIT {limit}"
         )
 
-    def listing(self, after: bool, limit: int) -> str:
-        """The page as one row: its keys as CSV text (a line each), how many, the last value
+    def listing(self, after: bool, limit: int, *, text: bool = True) -> str:
+        """The page as one row: its keys as CSV text (a line each; NULL when not ``text``);
+        how many; how many hold values of the storage classes the text is for; the last value
         of ``along``. (A key missing a value is left out, as the key contract rejects it.)"""
         fields = [
             _quoted(k) if kind == "int64" else f"""'"' || replace({_quoted(k)}, '"', '""') || '"'"""
             for k, kind in zip(self.keys, self.types, strict=True)
         ]
         line = " || ',' || ".join(fields)
+        typed = " AND ".join(
+            f"typeof({_quoted(k)}) = '{storage}'"
+            for k, storage in zip(self.keys, self.storage, strict=True)
+        )
         return (
-            f"SELECT CAST(group_concat({line}, char(10)) AS BLOB), count(*), "
-            f"max({_quoted(self.along)}) FROM ({self.rows(after, limit)})"
+            f"SELECT {f'CAST(group_concat({line}, char(10)) AS BLOB)' if text else 'NULL'}, "
+            "count(*), "
+            f"coalesce(sum({typed}), 0), "
+            f"max({_quoted(self.along)} COLLATE {self.collation}) FROM ({self.rows(after, limit)})"
         )
 
     def parse(self, listed: bytes) -> pa.Table | None:
-        """The keys of ``listed`` as Arrow columns; None when a value is not of its column's
-        type (an integer column holding text, say)."""
+        """The keys of ``listed`` as Arrow columns; None when a field does not parse as its
+        column's type."""
         import pyarrow as pa
         import pyarrow.csv as csv
 
@@ -390,17 +442,20 @@ class _KeyPage:
 
 def _key_page(connection: Any, table: SourceTableSpec) -> _KeyPage | None:
     """How to list ``table``'s keys a page at a time; None when its keys are of other types or
-    it has no single-column unique index (or rowid) among them (a view, say)."""
-    kinds = [_LISTED_KEY_TYPES.get(table.column(k).type) for k in table.primary_key]
-    if any(kind is None for kind in kinds):
+    none of its key columns is unique on its own in an index (a view, say) under one of
+    SQLite's own collations."""
+    listed = [_LISTED_KEY_TYPES.get(table.column(k).type) for k in table.primary_key]
+    if any(kind is None for kind in listed):
         return None
-    for columns in _unique_column_lists(connection, table):
-        if len(columns) == 1 and columns[0] in table.primary_key:
+    for column, collation in _page_columns(connection, table.source_identifier):
+        if column in table.primary_key and collation in _BUILTIN_COLLATIONS:
             return _KeyPage(
                 table.source_identifier,
                 tuple(table.primary_key),
-                tuple(str(kind) for kind in kinds),
-                columns[0],
+                tuple(kind[0] for kind in listed if kind is not None),
+                tuple(kind[1] for kind in listed if kind is not None),
+                column,
+                collation,
             )
     return None
 

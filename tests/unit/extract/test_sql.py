@@ -118,29 +118,38 @@ def _listed(connector, spec: SourceTableSpec) -> list:
     ]
 
 
+def _parsed_pages(monkeypatch) -> list[int | None]:
+    """The rows of each page parsed from its text (None: not parseable), as they come."""
+    pages: list[int | None] = []
+    parse = _KeyPage.parse
+
+    def parsed(page: _KeyPage, listed: bytes) -> object:
+        keys = parse(page, listed)
+        pages.append(None if keys is None else keys.num_rows)
+        return keys
+
+    monkeypatch.setattr(_KeyPage, "parse", parsed)
+    return pages
+
+
 def test_sqlite_lists_every_key_page_by_page(tmp_path: Path, monkeypatch) -> None:
     db = tmp_path / "s.sqlite"
+    tags = ["a", 'say "hi"', "comma,in", "line\nbreak", "carriage\rreturn", "", "ünï"]
     with sqlite3.connect(db) as con:
         con.execute("create table items (id integer primary key, name text)")
         con.executemany("insert into items values (?, ?)", [(i * 3, "n") for i in range(1, 24)])
         con.execute("create table tags (id text primary key)")
-        tags = ["a", 'say "hi"', "comma,in", "line\nbreak", "", "ünï"]
         con.executemany("insert into tags values (?)", [(t,) for t in tags])
         con.execute("create view items_view as select id from items")
     connector = connector_for(f"sqlite:///{db}", source="s", root=tmp_path)
     monkeypatch.setattr(type(connector), "KEYS_PER_QUERY", 5)
-    pages: list[str] = []
-    parse = _KeyPage.parse
-
-    def parsed(page: _KeyPage, listed: bytes) -> object:
-        pages.append("parsed")
-        return parse(page, listed)
-
-    monkeypatch.setattr(_KeyPage, "parse", parsed)
+    pages = _parsed_pages(monkeypatch)
     # 23 keys in pages of 5: every one listed once, each page parsed from its text
     assert sorted(_listed(connector, _keys_spec("integer"))) == [i * 3 for i in range(1, 24)]
-    assert pages == ["parsed"] * 5
+    assert pages == [5, 5, 5, 5, 3]
+    pages.clear()
     assert sorted(_listed(connector, _keys_spec("string", "tags"))) == sorted(tags)
+    assert pages == [5, 2]
     # a view has no index to page along: its keys come row by row, all of them
     pages.clear()
     view = _keys_spec("integer", "items_view")
@@ -152,19 +161,58 @@ def test_sqlite_key_listing_takes_values_of_other_types_as_rows(
     tmp_path: Path, monkeypatch
 ) -> None:
     db = tmp_path / "s.sqlite"
+    odd = ["x7", "", "7\n8", '"5"']
     with sqlite3.connect(db) as con:
-        # SQLite keeps text in an integer column as text, and a null in a key that is no rowid
+        # SQLite keeps text in an integer column as it is, and a null in a key that is no
+        # rowid
         con.execute("create table items (id integer not null unique, other int)")
         con.executemany("insert into items values (?, 0)", [(i,) for i in range(1, 8)])
-        con.execute("insert into items values ('x7', 0)")
+        con.executemany("insert into items values (?, 0)", [(v,) for v in odd])
         con.execute("create table loose (id int unique)")
         con.executemany("insert into loose values (?)", [(None,), (None,), (1,), (2,)])
     connector = connector_for(f"sqlite:///{db}", source="s", root=tmp_path)
     monkeypatch.setattr(type(connector), "KEYS_PER_QUERY", 3)
+    pages = _parsed_pages(monkeypatch)
     listed = _listed(connector, _keys_spec("integer"))
-    assert sorted(map(str, listed)) == sorted([*map(str, range(1, 8)), "x7"])
+    assert sorted(map(str, listed)) == sorted([*map(str, range(1, 8)), *map(str, odd)])
+    # the pages of integers alone are read as text, the others as rows (the values as SQLite
+    # holds them: an empty text, a line break, quotes are never taken for keys they are not)
+    assert pages == [3, 3]
     # keys without a value are left out (the key contract rejects them either way)
     assert sorted(_listed(connector, _keys_spec("integer", "loose"))) == [1, 2]
+
+
+def test_sqlite_key_listing_pages_only_along_a_column_unique_on_every_row(
+    tmp_path: Path, monkeypatch
+) -> None:
+    db = tmp_path / "s.sqlite"
+    with sqlite3.connect(db) as con:
+        # `a` is unique among the rows with b = 0 only: no page may end inside a run of a's
+        con.execute("create table pairs (a int, b int)")
+        con.execute("create unique index pairs_a on pairs (a) where b = 0")
+        pairs = [(a, b) for a in range(1, 5) for b in range(3)]
+        con.executemany("insert into pairs values (?, ?)", pairs)
+        # unique as written (binary), not case-blind as the column compares: 'A' and 'a' both
+        con.execute("create table codes (id text collate nocase)")
+        con.execute("create unique index codes_id on codes (id collate binary)")
+        codes = ["a", "A", "b", "B", "c"]
+        con.executemany("insert into codes values (?)", [(c,) for c in codes])
+    connector = connector_for(f"sqlite:///{db}", source="s", root=tmp_path)
+    monkeypatch.setattr(type(connector), "KEYS_PER_QUERY", 1)
+    spec = SourceTableSpec.model_validate(
+        {
+            "name": "pairs",
+            "primary_key": ["a", "b"],
+            "columns": [{"name": "a", "type": "integer"}, {"name": "b", "type": "integer"}],
+        }
+    )
+    listed = [
+        row
+        for unit in connector.read_keys(spec)
+        for row in zip(*unit.batch.to_pydict().values(), strict=True)
+    ]
+    assert sorted(listed) == pairs
+    assert sorted(_listed(connector, _keys_spec("string", "codes"))) == sorted(codes)
 
 
 def test_sqlite_key_listing_reads_one_snapshot(tmp_path: Path, monkeypatch) -> None:
@@ -188,3 +236,29 @@ def test_sqlite_key_listing_reads_one_snapshot(tmp_path: Path, monkeypatch) -> N
     assert sorted(_listed(connector, _keys_spec("integer"))) == list(range(1, 13))
     with sqlite3.connect(db) as con:
         assert con.execute("select count(*) from items").fetchone() == (5,)
+
+
+def test_sqlite_key_listing_reads_a_page_too_long_for_one_text_as_rows(
+    tmp_path: Path, monkeypatch
+) -> None:
+    db = tmp_path / "s.sqlite"
+    with sqlite3.connect(db) as con:
+        con.execute("create table items (id integer primary key)")
+        con.executemany("insert into items values (?)", [(i,) for i in range(1000, 1100)])
+    connector = connector_for(f"sqlite:///{db}", source="s", root=tmp_path)
+    connect = type(connector)._connect
+
+    def limited(self: object) -> sqlite3.Connection:
+        connection = connect(self)  # type: ignore[arg-type]
+        connection.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, 200)  # a text of 40 keys at most
+        return connection
+
+    monkeypatch.setattr(type(connector), "_connect", limited)
+    monkeypatch.setattr(type(connector), "KEYS_PER_QUERY", 30)
+    pages = _parsed_pages(monkeypatch)
+    assert sorted(_listed(connector, _keys_spec("integer"))) == list(range(1000, 1100))
+    assert pages == [30, 30, 30, 10]
+    monkeypatch.setattr(type(connector), "KEYS_PER_QUERY", 50)
+    pages.clear()
+    assert sorted(_listed(connector, _keys_spec("integer"))) == list(range(1000, 1100))
+    assert pages == []  # each page too long as one text: read as rows
