@@ -239,32 +239,35 @@ class SqliteConnector(SqlConnector):
 
         connection = self._open()
         try:
-            try:
-                page = _key_page(connection, table)
-            except sqlite3.Error:
-                page = None
-            if page is None:
-                yield from super().read_keys(table, batch_rows=batch_rows)
-                return
+            page = _key_page(connection, table)
+        except sqlite3.Error:
+            page = None
+        except BaseException:
+            connection.close()
+            raise
+        if page is None:
+            connection.close()
+            yield from super().read_keys(table, batch_rows=batch_rows)
+            return
+        try:
             connection.execute("BEGIN")  # every page from the same snapshot
             after: Any = None
             while True:
-                bound = () if after is None else (after,)
+                paged, bound = after is not None, () if after is None else (after,)
+                limit = self.KEYS_PER_QUERY
                 try:
                     listed, rows, typed, last = connection.execute(
-                        page.listing(after is not None, self.KEYS_PER_QUERY), bound
+                        page.listing(paged, limit), bound
                     ).fetchone()
                 except sqlite3.Error:  # a page longer than SQLite's longest text, say
                     listed, rows, typed, last = connection.execute(
-                        page.listing(after is not None, self.KEYS_PER_QUERY, text=False), bound
+                        page.listing(paged, limit, text=False), bound
                     ).fetchone()
                 if not rows:
                     break
                 keys = page.parse(listed) if listed is not None and typed == rows else None
                 if keys is None or keys.num_rows != rows:  # values of other types: as rows
-                    cursor = connection.execute(
-                        page.rows(after is not None, self.KEYS_PER_QUERY), bound
-                    )
+                    cursor = connection.execute(page.rows(paged, limit), bound)
                     keys = pa.Table.from_batches(
                         [rows_to_batch(table.primary_key, cursor.fetchall())]
                     )
@@ -320,32 +323,46 @@ def _quoted(name: str) -> str:
     return exp.to_identifier(name, quoted=True).sql("sqlite")
 
 
-def _unique_indexes(connection: Any, name: str) -> list[tuple[str, str]]:
-    """(name, origin) of each unique index of a SQLite table that covers every row (a partial
-    index does not)."""
+def _primary_key(connection: Any, name: str) -> list[str]:
+    """The columns of a SQLite table's primary key, in key order."""
+    rows = connection.execute(
+        "SELECT name FROM pragma_table_info(?) WHERE pk > 0 ORDER BY pk", (name,)
+    ).fetchall()
+    return [str(column) for (column,) in rows]
+
+
+def _unique_indexes(connection: Any, name: str) -> list[tuple[str, list[tuple[str | None, str]]]]:
+    """(origin, its (column, collation) pairs in index order) of each unique index of a SQLite
+    table that covers every row (a partial index does not); the column of an expression is
+    None."""
+    indexes = connection.execute(
+        'SELECT name, origin FROM pragma_index_list(?) WHERE "unique" AND NOT "partial"', (name,)
+    ).fetchall()
     return [
-        (str(index), str(origin))
-        for index, origin in connection.execute(
-            'SELECT name, origin FROM pragma_index_list(?) WHERE "unique" AND NOT "partial"',
-            (name,),
-        ).fetchall()
+        (
+            str(origin),
+            [
+                (column, str(collation).upper())
+                for column, collation in connection.execute(
+                    "SELECT name, coll FROM pragma_index_xinfo(?) WHERE key ORDER BY seqno",
+                    (index,),
+                ).fetchall()
+            ],
+        )
+        for index, origin in indexes
     ]
 
 
 def _unique_column_lists(connection: Any, table: SourceTableSpec) -> list[list[str]]:
     """The columns of a SQLite table's primary key (in key order) and of each unique index
-    that covers every row (in index order)."""
+    that covers every row (in index order; an index on an expression is no set of columns)."""
     name = table.source_identifier
-    primary = connection.execute(
-        "SELECT name FROM pragma_table_info(?) WHERE pk > 0 ORDER BY pk", (name,)
-    ).fetchall()
-    lists = [[column for (column,) in primary]] if primary else []
-    for index, _ in _unique_indexes(connection, name):
-        columns = connection.execute(
-            "SELECT name FROM pragma_index_info(?) ORDER BY seqno", (index,)
-        ).fetchall()
-        lists.append([column for (column,) in columns])
-    return lists
+    primary = _primary_key(connection, name)
+    return ([primary] if primary else []) + [
+        [str(column) for column, _ in columns]
+        for _, columns in _unique_indexes(connection, name)
+        if all(column is not None for column, _ in columns)
+    ]
 
 
 def _page_columns(connection: Any, name: str) -> list[tuple[str, str]]:
@@ -354,20 +371,15 @@ def _page_columns(connection: Any, name: str) -> list[tuple[str, str]]:
     only), and the column of each single-column unique index that covers every row, with the
     index's collation (the one its values are unique under, in the order it keeps)."""
     indexes = _unique_indexes(connection, name)
-    columns: list[tuple[str, str]] = []
-    if not any(origin == "pk" for _, origin in indexes):  # a primary key without an index
-        primary = connection.execute(
-            "SELECT name FROM pragma_table_info(?) WHERE pk > 0", (name,)
-        ).fetchall()
+    pages: list[tuple[str, str]] = []
+    if not any(origin == "pk" for origin, _ in indexes):  # a primary key without an index
+        primary = _primary_key(connection, name)
         if len(primary) == 1:
-            columns.append((str(primary[0][0]), "BINARY"))
-    for index, _ in indexes:
-        parts = connection.execute(
-            "SELECT name, coll FROM pragma_index_xinfo(?) WHERE key", (index,)
-        ).fetchall()
-        if len(parts) == 1 and parts[0][0] is not None:  # not an expression
-            columns.append((str(parts[0][0]), str(parts[0][1]).upper()))
-    return columns
+            pages.append((primary[0], "BINARY"))
+    for _, columns in indexes:
+        if len(columns) == 1 and columns[0][0] is not None:  # not an expression
+            pages.append((str(columns[0][0]), columns[0][1]))
+    return pages
 
 
 @dataclass(frozen=True)
